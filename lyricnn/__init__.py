@@ -1,0 +1,23 @@
+"""lyricnn: fine-tune DistilBERT/BERT text classifiers and regressors on a C engine."""
+from ._version import __version__
+from ._loader import _C
+from ._C import CheckpointError, LyricnnError
+
+__all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads",
+           "LyricnnError", "CheckpointError"]
+
+
+def build_info():
+    """How the engine was built: version, compiler, OpenMP and threads, BLAS, CUDA."""
+    info = dict(_C.build_info())
+    return info
+
+
+def set_num_threads(n):
+    """Set the threads the engine uses (its OpenMP loops and the BLAS)."""
+    _C.set_num_threads(n)
+
+
+def get_num_threads():
+    """The threads the engine uses."""
+    return _C.get_num_threads()

@@ -1,0 +1,1 @@
+"""HF checkpoint reading and writing (placeholder until the checkpoint work lands)."""

@@ -1,0 +1,1 @@
+"""Transformer encoder (placeholder until the encoder lands)."""

@@ -1,0 +1,1 @@
+"""WordPiece tokenizer (placeholder until the tokenizer lands)."""

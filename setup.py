@@ -1,0 +1,172 @@
+"""Build of lyricnn._C, the C engine.
+
+Environment switches (all optional):
+  LYRICNN_OPENMP=0        build without OpenMP (default: on when the compiler passes a probe)
+  LYRICNN_BLAS=scipy-openblas32|system
+                          scipy-openblas32 (default): the OpenBLAS wheel NumPy/SciPy use, `pip install
+                          scipy-openblas32`; system: the system OpenBLAS (apt-get install libopenblas-dev)
+  LYRICNN_CUDA=auto|0|1   look for nvcc (auto), never (0), or require it (1)
+  LYRICNN_PORTABLE=1      no -march=native (for wheels that move between machines)
+  LYRICNN_DEBUG=1         -O0 -g
+  LYRICNN_CFLAGS="..."    extra compiler flags
+"""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class BuildError(SystemExit):
+    pass
+
+
+def _version():
+    ns = {}
+    with open(os.path.join(HERE, "lyricnn", "_version.py")) as f:
+        exec(f.read(), ns)
+    return ns["__version__"]
+
+
+def _env(name, default=""):
+    return os.environ.get(name, default).strip()
+
+
+def _cc():
+    return sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC") else "cc"
+
+
+def _compiler_version():
+    try:
+        out = subprocess.run([_cc(), "--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.splitlines()[0].strip()
+    except Exception:
+        return _cc()
+
+
+def _try_compile(code, cflags, ldflags):
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "probe.c")
+        with open(src, "w") as f:
+            f.write(code)
+        cmd = [_cc(), src, "-o", os.path.join(d, "probe")] + cflags + ldflags
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except Exception:
+            return False
+        return r.returncode == 0
+
+
+def _openmp():
+    if _env("LYRICNN_OPENMP", "1") in ("0", "off", "no", "false"):
+        return [], [], "disabled by LYRICNN_OPENMP=0"
+    code = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel\n{n=omp_get_num_threads();}\nreturn n>0?0:1;}\n"
+    if _try_compile(code, ["-fopenmp"], ["-fopenmp"]):
+        return ["-fopenmp"], ["-fopenmp"], "on"
+    print("lyricnn: the compiler has no OpenMP (probe failed); building single-threaded. "
+          "Install libgomp (gcc) or libomp (clang) for multi-threading.", file=sys.stderr)
+    return [], [], "off (probe failed)"
+
+
+def _blas():
+    choice = _env("LYRICNN_BLAS", "scipy-openblas32")
+    if choice == "scipy-openblas32":
+        try:
+            import scipy_openblas32 as sob
+        except ImportError:
+            raise BuildError(
+                "lyricnn needs a CPU BLAS for its GEMMs and could not import scipy_openblas32.\n"
+                "Fix: `pip install scipy-openblas32` (the OpenBLAS wheel NumPy/SciPy use), then build again,\n"
+                "or use the system OpenBLAS: `apt-get install libopenblas-dev` and LYRICNN_BLAS=system.")
+        inc, lib, name = sob.get_include_dir(), sob.get_lib_dir(), sob.get_library()
+        return dict(include_dirs=[inc], library_dirs=[lib], libraries=[name],
+                    define_macros=[("LNN_BLAS_SCIPY_OPENBLAS", "1")],
+                    # relative rpath for installed wheels; lyricnn/__init__ also preloads the library
+                    extra_link_args=["-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"],
+                    name="scipy-openblas32 %s" % getattr(sob, "__version__", "?"))
+    if choice == "system":
+        code = "#include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1);return c==1.f?0:1;}\n"
+        for libs in (["-lopenblas"], ["-lcblas", "-lblas"], ["-lblas"]):
+            for inc in ([], ["-I/usr/include/openblas"], ["-I/usr/include/x86_64-linux-gnu/openblas-pthread"]):
+                if _try_compile(code, inc, libs):
+                    return dict(include_dirs=[i[2:] for i in inc], library_dirs=[],
+                                libraries=[l[2:] for l in libs], define_macros=[],
+                                extra_link_args=[], name="system " + " ".join(libs))
+        raise BuildError("LYRICNN_BLAS=system but no CBLAS was found. Fix: `apt-get install libopenblas-dev` "
+                         "or unset LYRICNN_BLAS to use the scipy-openblas32 wheel.")
+    raise BuildError("LYRICNN_BLAS must be 'scipy-openblas32' or 'system', got %r" % choice)
+
+
+def _cuda():
+    mode = _env("LYRICNN_CUDA", "auto")
+    if mode in ("0", "off", "no", "false"):
+        return None, "disabled by LYRICNN_CUDA=0"
+    home = _env("CUDA_HOME") or _env("CUDA_PATH")
+    nvcc = os.path.join(home, "bin", "nvcc") if home else shutil.which("nvcc")
+    if not nvcc or not os.path.exists(nvcc):
+        if mode in ("1", "on", "yes", "true"):
+            raise BuildError("LYRICNN_CUDA=1 but nvcc was not found. Fix: install the CUDA toolkit and "
+                             "put nvcc on PATH, or set CUDA_HOME.")
+        return None, "not built (nvcc not found)"
+    try:
+        ver = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
+        ver = [l for l in ver.splitlines() if "release" in l][-1].strip()
+    except Exception:
+        ver = "nvcc"
+    cu = sorted(glob.glob(os.path.join(HERE, "csrc", "cuda", "*.cu")))
+    if not cu:
+        return None, "not built (%s found; the CUDA backend is not part of this version)" % ver
+    return dict(nvcc=nvcc, sources=cu, version=ver), "nvcc: " + ver
+
+
+class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
+    def build_extensions(self):
+        import numpy
+
+        omp_c, omp_l, omp_info = _openmp()
+        blas = _blas()
+        _, cuda_info = _cuda()
+        debug = _env("LYRICNN_DEBUG") == "1"
+        cflags = ["-std=gnu11", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                  "-Wno-missing-field-initializers", "-fvisibility=hidden"]
+        cflags += ["-O0", "-g"] if debug else ["-O3"]
+        if _env("LYRICNN_PORTABLE") != "1":
+            cflags.append("-march=native")
+        cflags += omp_c + _env("LYRICNN_CFLAGS").split()
+
+        def q(s):
+            return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+
+        for ext in self.extensions:
+            ext.include_dirs += [numpy.get_include(), os.path.join(HERE, "csrc")] + blas["include_dirs"]
+            ext.library_dirs += blas["library_dirs"]
+            ext.libraries += blas["libraries"] + ["m"]
+            ext.define_macros += blas["define_macros"] + [
+                ("LNN_VERSION", q(_version())), ("LNN_COMPILER", q(_compiler_version())),
+                ("LNN_BLAS_NAME", q(blas["name"])), ("LNN_CUDA_INFO", q(cuda_info)),
+                ("LNN_CFLAGS", q(" ".join(cflags))), ("LNN_OPENMP_INFO", q(omp_info)),
+            ]
+            ext.extra_compile_args += cflags
+            ext.extra_link_args += omp_l + blas["extra_link_args"]
+        super().build_extensions()
+
+
+sources = sorted(glob.glob(os.path.join("csrc", "*.c")))
+
+setup(
+    version=_version(),
+    ext_modules=[Extension("lyricnn._C", sources=sources, depends=glob.glob("csrc/*.h"))],
+    cmdclass={"build_ext": BuildExt},
+)
