@@ -47,5 +47,6 @@ const char *lnn_shape_str(int ndim, const npy_intp *shape, char *buf, size_t n);
 int lnn_register_tokenizer(PyObject *m);
 int lnn_register_engine(PyObject *m);
 int lnn_register_checkpoint(PyObject *m);
+int lnn_register_train(PyObject *m);
 
 #endif /* LNN_EXT_H */
