@@ -13,6 +13,9 @@
 #define LNN_UC_PUNCT      4u  /* BertPreTokenizer punctuation: isolated as its own word */
 #define LNN_UC_CJK        8u  /* handle_chinese_chars: padded with spaces */
 #define LNN_UC_MN        16u  /* nonspacing mark (Mn) dropped by strip_accents after NFD */
+/* Hint bits (test with &, never compare flags with ==): */
+#define LNN_UC_HAS_NFD   32u  /* lnn_uc_nfd(cp) is not cp itself (Hangul syllables included) */
+#define LNN_UC_HAS_LOWER 64u  /* lnn_uc_lower(cp) is not cp itself */
 
 #define LNN_UC_NFD_MAX   4    /* longest full canonical decomposition */
 #define LNN_UC_LOWER_MAX 3    /* longest lowercase mapping */
@@ -27,7 +30,7 @@ int lnn_uc_lower(uint32_t cp, uint32_t out[3]); /* Rust char::to_lowercase as to
 /* Raw tables, for the inline fast paths below. */
 extern const uint8_t lnn_uc_ascii_flags[128];
 extern const uint8_t lnn_uc_flags_s1[8704];
-extern const uint8_t lnn_uc_flags_s2[15488];
+extern const uint8_t lnn_uc_flags_s2[19712];
 #define LNN_UC_FLAGS_SHIFT 7
 
 /* Same as lnn_uc_flags(), inlined; ASCII is one load. */

@@ -18,7 +18,7 @@ int main(void) {
         rec *r = &buf[n++];
         memset(r, 0, sizeof *r);
         uint32_t f = lnn_uc_flags(cp);
-        if (f != lnn_uc_flags_inline(cp) || f > 31u) { fprintf(stderr, "flags inline U+%04X\n", cp); return 2; }
+        if (f != lnn_uc_flags_inline(cp) || f > 127u) { fprintf(stderr, "flags inline U+%04X\n", cp); return 2; }
         r->flags = (uint8_t)f;
         r->ccc = lnn_uc_ccc(cp);
         int k = lnn_uc_nfd(cp, r->nfd);
@@ -29,6 +29,11 @@ int main(void) {
         r->n_lower = (uint8_t)k;
         if (cp < 128 && !(k == 1 && r->lower[0] == lnn_uc_ascii_lower(cp))) {
             fprintf(stderr, "ascii lower U+%04X\n", cp); return 2;
+        }
+        /* the hint bits agree with the mappings */
+        if (!(f & LNN_UC_HAS_NFD) != (r->n_nfd == 1 && r->nfd[0] == cp)
+            || !(f & LNN_UC_HAS_LOWER) != (r->n_lower == 1 && r->lower[0] == cp)) {
+            fprintf(stderr, "hint bits U+%04X\n", cp); return 2;
         }
         if (n == sizeof buf / sizeof buf[0]) { fwrite(buf, sizeof(rec), n, stdout); n = 0; }
     }

@@ -29,6 +29,7 @@ ROOT = os.path.dirname(HERE)
 MAXCP = 0x110000
 
 CONTROL, WHITESPACE, PUNCT, CJK, MN = 1, 2, 4, 8, 16
+HAS_NFD, HAS_LOWER = 32, 64   # derived hint bits: NFD / lowercase is not the identity
 FLAG_NAMES = {CONTROL: "CONTROL", WHITESPACE: "WHITESPACE", PUNCT: "PUNCT", CJK: "CJK", MN: "MN"}
 
 # Rust char::is_whitespace = the Unicode White_Space property (not exposed by unicodedata).
@@ -381,6 +382,12 @@ def generate(log=print):
                                         " ".join("%04X" % x for x in n))
                  for kind, c, o, n in overrides if kind == "LOWER"]
 
+    # hint bits, so that one flags load tells the hot path whether the other lookups are needed
+    for c in range(MAXCP):
+        if full_nfd(c, nfd) != (c,):
+            flags[c] |= HAS_NFD
+        if lower[c] is not None:
+            flags[c] |= HAS_LOWER
     # Hangul syllables are algorithmic in the C code: keep them out of the NFD table
     for c in range(HANGUL_S, HANGUL_S + HANGUL_N):
         nfd[c] = None
@@ -412,6 +419,9 @@ def generate(log=print):
         "#define LNN_UC_PUNCT      4u  /* BertPreTokenizer punctuation: isolated as its own word */",
         "#define LNN_UC_CJK        8u  /* handle_chinese_chars: padded with spaces */",
         "#define LNN_UC_MN        16u  /* nonspacing mark (Mn) dropped by strip_accents after NFD */",
+        "/* Hint bits (test with &, never compare flags with ==): */",
+        "#define LNN_UC_HAS_NFD   32u  /* lnn_uc_nfd(cp) is not cp itself (Hangul syllables included) */",
+        "#define LNN_UC_HAS_LOWER 64u  /* lnn_uc_lower(cp) is not cp itself */",
         "",
         "#define LNN_UC_NFD_MAX   4    /* longest full canonical decomposition */",
         "#define LNN_UC_LOWER_MAX 3    /* longest lowercase mapping */",
