@@ -372,14 +372,14 @@ void lnn_head_concat_backward(float *dh, float *df, const float *dout, int64_t B
 
 /* ---------------------------------------------------------------- optimizer */
 
-lnn_status lnn_segments_check(const lnn_segment *segs, int64_t nseg, int64_t n) {
-    int64_t end = 0;
+lnn_status lnn_segments_check(const lnn_segment *segs, int64_t nseg, int64_t n, int64_t nstate) {
+    int64_t end = 0, state_end = 0;
     for (int64_t s = 0; s < nseg; s++) {
         const lnn_segment *g = &segs[s];
         if (g->offset < 0 || g->size < 0 || g->offset > n || g->size > n - g->offset) {
-            lnn_set_error("segments[%lld] = (offset %lld, size %lld) does not fit in a buffer of %lld "
-                          "elements", (long long)s, (long long)g->offset, (long long)g->size,
-                          (long long)n);
+            lnn_set_error("segments[%lld] = (offset %lld, size %lld) does not fit in a parameter "
+                          "buffer of %lld elements", (long long)s, (long long)g->offset,
+                          (long long)g->size, (long long)n);
             return LNN_ERR_VALUE;
         }
         if (g->offset < end) {
@@ -394,6 +394,21 @@ lnn_status lnn_segments_check(const lnn_segment *segs, int64_t nseg, int64_t n) 
             return LNN_ERR_VALUE;
         }
         end = g->offset + g->size;
+        if (nstate < 0 || (g->flags & LNN_SEG_FROZEN)) continue;
+        if (g->state_offset < 0 || g->state_offset > nstate || g->size > nstate - g->state_offset) {
+            lnn_set_error("segments[%lld] state range (state_offset %lld, size %lld) does not fit in "
+                          "optimizer state buffers (m, v) of %lld elements", (long long)s,
+                          (long long)g->state_offset, (long long)g->size, (long long)nstate);
+            return LNN_ERR_VALUE;
+        }
+        if (g->state_offset < state_end) {
+            lnn_set_error("segments[%lld] state range (state_offset %lld) overlaps or precedes the "
+                          "previous trainable segment's (which ends at %lld); state ranges must be "
+                          "sorted and disjoint", (long long)s, (long long)g->state_offset,
+                          (long long)state_end);
+            return LNN_ERR_VALUE;
+        }
+        state_end = g->state_offset + g->size;
     }
     return LNN_OK;
 }
@@ -403,6 +418,7 @@ lnn_status lnn_segments_check(const lnn_segment *segs, int64_t nseg, int64_t n) 
 
 typedef struct {
     int64_t begin, end;
+    int64_t delta;   /* state index = param index + delta */
     float wd_mul;    /* AdamW: 1 - lr*wd; 1 if no decay */
     float wd_l2;     /* Adam: wd added to the gradient; 0 if no decay */
     float neg_step;  /* -lr / (1 - beta1^t) */
@@ -410,10 +426,10 @@ typedef struct {
 } adam_chunk;
 
 lnn_status lnn_adam_step(float *params, const float *grads, float *m, float *v, int64_t n,
-                         const lnn_segment *segs, int64_t nseg, int64_t *steps,
+                         int64_t nstate, const lnn_segment *segs, int64_t nseg, int64_t *steps,
                          const float *lr_scale, double lr, double beta1, double beta2, double eps,
                          double weight_decay, int decoupled) {
-    lnn_status st = lnn_segments_check(segs, nseg, n);
+    lnn_status st = lnn_segments_check(segs, nseg, n, nstate);
     if (st) return st;
     int64_t nchunks = 0;
     for (int64_t s = 0; s < nseg; s++)
@@ -438,6 +454,7 @@ lnn_status lnn_adam_step(float *params, const float *grads, float *m, float *v, 
         proto.wd_l2 = (!decoupled && wd != 0.0) ? (float)wd : 0.0f;
         proto.neg_step = (float)(-(seg_lr / bc1));
         proto.bc2_sqrt = (float)pow(bc2, 0.5);
+        proto.delta = g->state_offset - g->offset;
         for (int64_t b = g->offset; b < g->offset + g->size; b += LNN_ADAM_CHUNK) {
             chunks[k] = proto;
             chunks[k].begin = b;
@@ -455,14 +472,15 @@ lnn_status lnn_adam_step(float *params, const float *grads, float *m, float *v, 
             float p = params[i], gr = grads[i];
             if (ch.wd_l2 != 0.0f) gr = gr + ch.wd_l2 * p;
             if (ch.wd_mul != 1.0f) p = p * ch.wd_mul;
-            float mi = m[i];
+            const int64_t j = i + ch.delta;
+            float mi = m[j];
             /* torch lerp: weight < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w) */
             mi = fabsf(w1) < 0.5f ? mi + w1 * (gr - mi) : gr - (gr - mi) * (1.0f - w1);
-            float vi = v[i] * b2 + w2 * gr * gr;
+            float vi = v[j] * b2 + w2 * gr * gr;
             float denom = sqrtf(vi) / ch.bc2_sqrt + epsf;
             params[i] = p + ch.neg_step * mi / denom;
-            m[i] = mi;
-            v[i] = vi;
+            m[j] = mi;
+            v[j] = vi;
         }
     }
     lnn_free(chunks);

@@ -104,23 +104,27 @@ void lnn_head_concat_backward(float *dh, float *df, const float *dout, int64_t B
 /* ---------------------------------------------------------------- optimizer */
 
 /* One tensor of the flat parameter buffer. Segments must be sorted by offset and disjoint.
- * Parameters outside every segment, and FROZEN segments, are never touched (nor their state). */
+ * Parameters outside every segment, and FROZEN segments, are never touched (nor their state).
+ * The optimizer state (m, v) is compact: a trainable segment's state lives at
+ * [state_offset, state_offset + size) of m and v, so frozen tensors need no state memory. */
 enum { LNN_SEG_DECAY = 1, LNN_SEG_FROZEN = 2 };
 typedef struct {
-    int64_t offset, size; /* elements, into params / grads / m / v */
-    int64_t flags;        /* LNN_SEG_DECAY: apply weight decay; LNN_SEG_FROZEN: skip entirely */
+    int64_t offset, size;  /* elements, into params / grads */
+    int64_t flags;         /* LNN_SEG_DECAY: apply weight decay; LNN_SEG_FROZEN: skip entirely */
+    int64_t state_offset;  /* elements, into m / v (ignored for frozen segments) */
 } lnn_segment;
 
-/* Check segments against a buffer of n elements (sorted, disjoint, in range, known flags). */
-lnn_status lnn_segments_check(const lnn_segment *segs, int64_t nseg, int64_t n);
+/* Check segments against a parameter buffer of n elements and state buffers of nstate elements
+ * (nstate < 0: do not check the state ranges): in range, sorted, disjoint, known flags. */
+lnn_status lnn_segments_check(const lnn_segment *segs, int64_t nseg, int64_t n, int64_t nstate);
 
 /* One Adam / AdamW step, torch.optim.Adam / AdamW semantics (amsgrad=False, maximize=False).
- * params, grads, m, v: the flat buffers (n). steps (nseg) int64: per-segment step counters
+ * params, grads: the flat buffers (n); m, v: the state buffers (nstate). steps (nseg) int64: per-segment step counters
  * (optimizer state, incremented here for every trainable segment). lr_scale (nseg) or NULL:
  * per-segment lr multiplier (torch param groups with their own lr). decoupled = 1: AdamW
  * (p *= 1 - lr*wd), 0: Adam (g += wd * p, grads buffer untouched). */
 lnn_status lnn_adam_step(float *params, const float *grads, float *m, float *v, int64_t n,
-                         const lnn_segment *segs, int64_t nseg, int64_t *steps,
+                         int64_t nstate, const lnn_segment *segs, int64_t nseg, int64_t *steps,
                          const float *lr_scale, double lr, double beta1, double beta2, double eps,
                          double weight_decay, int decoupled);
 

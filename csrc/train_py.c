@@ -11,7 +11,7 @@
 
 #include "train_ops.h"
 
-_Static_assert(sizeof(lnn_segment) == 3 * sizeof(int64_t), "lnn_segment must be 3 int64s");
+_Static_assert(sizeof(lnn_segment) == 4 * sizeof(int64_t), "lnn_segment must be 4 int64s");
 
 /* Optional array: Py_None -> *out = NULL. Returns 0 or -1 with an exception set. */
 static int opt_array(PyObject *obj, const char *name, int typenum, int ndim, const npy_intp *shape,
@@ -405,11 +405,11 @@ static PyObject *py_concat_backward(PyObject *self, PyObject *args, PyObject *kw
 
 /* ---------------------------------------------------------------- optimizer */
 
-static int get_segments(PyObject *obj, npy_intp n, PyArrayObject **out) {
-    npy_intp ss[2] = {-1, 3};
+static int get_segments(PyObject *obj, npy_intp n, npy_intp nstate, PyArrayObject **out) {
+    npy_intp ss[2] = {-1, 4};
     if (opt_array(obj, "segments", NPY_INT64, 2, ss, 0, out) < 0) return -1;
     if (!*out) return 0;
-    if (lnn_segments_check((const lnn_segment *)PyArray_DATA(*out), PyArray_DIM(*out, 0), n)) {
+    if (lnn_segments_check((const lnn_segment *)PyArray_DATA(*out), PyArray_DIM(*out, 0), n, nstate)) {
         PyErr_Format(PyExc_ValueError, "%s", lnn_get_error());
         return -1;
     }
@@ -429,15 +429,16 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args, PyObject *kw) {
     if (!p) return NULL;
     npy_intp n = PyArray_DIM(p, 0);
     if (!(g = lnn_check_array(o_g, "grads", NPY_FLOAT32, 1, PyArray_DIMS(p), 0)) ||
-        !(m = lnn_check_array(o_m, "m", NPY_FLOAT32, 1, PyArray_DIMS(p), 1)) ||
-        !(v = lnn_check_array(o_v, "v", NPY_FLOAT32, 1, PyArray_DIMS(p), 1)))
+        !(m = lnn_check_array(o_m, "m", NPY_FLOAT32, 1, NULL, 1)) ||
+        !(v = lnn_check_array(o_v, "v", NPY_FLOAT32, 1, PyArray_DIMS(m), 1)))
         return NULL;
+    npy_intp nstate = PyArray_DIM(m, 0);
     if (o_s == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "segments must be an int64 array of shape (S, 3) "
-                        "(offset, size, flags), not None");
+        PyErr_SetString(PyExc_TypeError, "segments must be an int64 array of shape (S, 4) "
+                        "(offset, size, flags, state_offset), not None");
         return NULL;
     }
-    if (get_segments(o_s, n, &s) < 0) return NULL;
+    if (get_segments(o_s, n, nstate, &s) < 0) return NULL;
     npy_intp S = PyArray_DIM(s, 0), ts[1] = {S};
     if (!(t = lnn_check_array(o_t, "steps", NPY_INT64, 1, ts, 1))) return NULL;
     if (opt_array(o_ls, "lr_scale", NPY_FLOAT32, 1, ts, 0, &ls) < 0) return NULL;
@@ -449,7 +450,7 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args, PyObject *kw) {
     }
     lnn_status st;
     LNN_RELEASE_GIL
-    st = lnn_adam_step(F32(p), F32(g), F32(m), F32(v), n, (const lnn_segment *)PyArray_DATA(s), S,
+    st = lnn_adam_step(F32(p), F32(g), F32(m), F32(v), n, nstate, (const lnn_segment *)PyArray_DATA(s), S,
                        (int64_t *)PyArray_DATA(t), OPTF32(ls), lr, beta1, beta2, eps, wd, decoupled);
     LNN_ACQUIRE_GIL
     if (st) return lnn_raise_status(st);
@@ -461,7 +462,7 @@ static PyObject *py_grad_norm(PyObject *self, PyObject *args, PyObject *kw) {
     PyObject *o_g, *o_s = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:grad_norm", kwlist, &o_g, &o_s)) return NULL;
     PyArrayObject *g = lnn_check_array(o_g, "grads", NPY_FLOAT32, 1, NULL, 0), *s;
-    if (!g || get_segments(o_s, PyArray_DIM(g, 0), &s) < 0) return NULL;
+    if (!g || get_segments(o_s, PyArray_DIM(g, 0), -1, &s) < 0) return NULL;
     double r;
     LNN_RELEASE_GIL
     r = lnn_grad_norm(F32(g), PyArray_DIM(g, 0), s ? (const lnn_segment *)PyArray_DATA(s) : NULL,
@@ -481,7 +482,7 @@ static PyObject *py_clip_grad_norm(PyObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     PyArrayObject *g = lnn_check_array(o_g, "grads", NPY_FLOAT32, 1, NULL, 1), *s;
-    if (!g || get_segments(o_s, PyArray_DIM(g, 0), &s) < 0) return NULL;
+    if (!g || get_segments(o_s, PyArray_DIM(g, 0), -1, &s) < 0) return NULL;
     double r;
     LNN_RELEASE_GIL
     r = lnn_clip_grad_norm(F32(g), PyArray_DIM(g, 0), s ? (const lnn_segment *)PyArray_DATA(s) : NULL,
@@ -524,7 +525,7 @@ static PyMethodDef train_methods[] = {
     {"head_concat_forward", FN(py_concat_forward), KW, "head_concat_forward(h (B,H), f (B,F), out (B,H+F))"},
     {"head_concat_backward", FN(py_concat_backward), KW, "head_concat_backward(dout (B,H+F), dh, df)"},
     {"adam_step", FN(py_adam_step), KW,
-     "adam_step(params, grads, m, v, segments (S,3) int64 [offset,size,flags], steps (S,) int64, lr, "
+     "adam_step(params, grads, m, v, segments (S,4) int64 [offset,size,flags,state_offset], steps (S,) int64, lr, "
      "beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=True, lr_scale=None): one "
      "AdamW (decoupled) or Adam (L2) step in place; flags: 1 = decay, 2 = frozen."},
     {"grad_norm", FN(py_grad_norm), KW, "grad_norm(grads, segments=None) -> global L2 norm"},
