@@ -25,6 +25,10 @@ def _f32(a, name):
 def cross_entropy(logits, labels, weight=None, ignore_index=-100, grad=True, grad_scale=1.0):
     """Mean softmax cross-entropy like torch's F.cross_entropy -> (loss, dlogits or None)."""
     logits = _f32(logits, "logits")
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError("labels must be integer class indices, got dtype %s; map them to 0..C-1 first"
+                        % labels.dtype)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     w = None if weight is None else _f32(np.asarray(weight), "weight")
     d = np.empty_like(logits) if grad else None

@@ -586,3 +586,18 @@ def test_clip_grad_norm_whole_buffer_and_errors():
         _C.clip_grad_norm(g, -1.0)
     with pytest.raises(ValueError, match="grads must have 1 dimension"):
         _C.clip_grad_norm(g.reshape(10, -1), 1.0)
+
+
+def test_make_segments_default_no_decay_and_frozen():
+    names = ["distilbert.embeddings.word_embeddings.weight", "distilbert.embeddings.LayerNorm.weight",
+             "distilbert.transformer.layer.0.sa_layer_norm.weight", "distilbert.transformer.layer.0.ffn.lin1.bias",
+             "bert.encoder.layer.0.output.LayerNorm.bias", "pre_classifier.weight", "classifier.bias"]
+    segs, nstate = ops.make_segments([4, 2, 2, 3, 2, 6, 2], names, frozen=lambda n: n.startswith("distilbert"))
+    assert segs[:, 2].tolist() == [3, 2, 2, 2, 0, 1, 0]
+    assert segs[:, 0].tolist() == [0, 4, 6, 8, 11, 13, 19]
+    assert segs[4:, 3].tolist() == [0, 2, 8] and nstate == 10
+
+
+def test_cross_entropy_wrapper_rejects_float_labels():
+    with pytest.raises(TypeError, match="labels must be integer class indices"):
+        ops.cross_entropy(np.zeros((2, 3), np.float32), np.array([0.0, 1.5]))
