@@ -487,50 +487,79 @@ lnn_status lnn_adam_step(float *params, const float *grads, float *m, float *v, 
     return LNN_OK;
 }
 
-double lnn_grad_norm(const float *grads, int64_t n, const lnn_segment *segs, int64_t nseg) {
-    double total = 0.0;
+/* The trainable ranges of the buffer cut into chunks of at most LNN_ADAM_CHUNK elements, as
+ * (begin, end) pairs; NULL segs = the whole buffer. Returns NULL on allocation failure. */
+static int64_t *chunk_ranges(int64_t n, const lnn_segment *segs, int64_t nseg, int64_t *nchunks) {
+    lnn_segment whole = {0, n, 0, 0};
     if (!segs) {
-        double s = 0.0;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(lnn_num_threads) schedule(static) reduction(+ : s)
-#endif
-        for (int64_t i = 0; i < n; i++) s += (double)grads[i] * (double)grads[i];
-        return sqrt(s);
+        segs = &whole;
+        nseg = 1;
     }
-    for (int64_t k = 0; k < nseg; k++) {
-        if (segs[k].flags & LNN_SEG_FROZEN) continue;
-        const float *g = grads + segs[k].offset;
-        int64_t sz = segs[k].size;
-        double s = 0.0;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(lnn_num_threads) schedule(static) reduction(+ : s) if (sz > 65536)
-#endif
-        for (int64_t i = 0; i < sz; i++) s += (double)g[i] * (double)g[i];
-        total += s;
+    int64_t k = 0;
+    for (int64_t s = 0; s < nseg; s++)
+        if (!(segs[s].flags & LNN_SEG_FROZEN)) k += (segs[s].size + LNN_ADAM_CHUNK - 1) / LNN_ADAM_CHUNK;
+    int64_t *r = lnn_malloc((size_t)(k > 0 ? k : 1) * 2 * sizeof(int64_t));
+    if (!r) return NULL;
+    k = 0;
+    for (int64_t s = 0; s < nseg; s++) {
+        if (segs[s].flags & LNN_SEG_FROZEN) continue;
+        int64_t end = segs[s].offset + segs[s].size;
+        for (int64_t b = segs[s].offset; b < end; b += LNN_ADAM_CHUNK) {
+            r[2 * k] = b;
+            r[2 * k + 1] = b + LNN_ADAM_CHUNK < end ? b + LNN_ADAM_CHUNK : end;
+            k++;
+        }
     }
+    *nchunks = k;
+    return r;
+}
+
+/* Sum of squares per chunk in f64, then added in chunk order: the result does not depend on
+ * the thread count. part: nchunks doubles of scratch. */
+static double norm_chunks(const float *grads, const int64_t *r, int64_t nchunks, double *part) {
+    LNN_OMP_FOR
+    for (int64_t c = 0; c < nchunks; c++) {
+        double s = 0.0;
+        for (int64_t i = r[2 * c]; i < r[2 * c + 1]; i++) s += (double)grads[i] * (double)grads[i];
+        part[c] = s;
+    }
+    double total = 0.0;
+    for (int64_t c = 0; c < nchunks; c++) total += part[c];
     return sqrt(total);
+}
+
+/* The norm and, if clip, the torch clipping over the same chunks; returns the norm (NaN if out of memory,
+ * with grads untouched). */
+static double norm_and_clip(float *grads, int64_t n, const lnn_segment *segs, int64_t nseg,
+                            double max_norm, int clip) {
+    int64_t nchunks = 0;
+    int64_t *r = chunk_ranges(n, segs, nseg, &nchunks);
+    double *part = lnn_malloc((size_t)(nchunks > 0 ? nchunks : 1) * sizeof(double));
+    if (!r || !part) {
+        lnn_free(r);
+        lnn_free(part);
+        lnn_set_error("grad_norm: out of memory for %lld work chunks", (long long)nchunks);
+        return NAN;
+    }
+    double total = norm_chunks(grads, r, nchunks, part);
+    if (clip) {
+        /* torch: clip_coef = max_norm / (total + 1e-6) in fp32, clamped to 1.0, always applied */
+        float coef = (float)max_norm / ((float)total + 1e-6f);
+        if (coef > 1.0f) coef = 1.0f; /* NaN stays NaN, like torch.clamp */
+        LNN_OMP_FOR
+        for (int64_t c = 0; c < nchunks; c++)
+            for (int64_t i = r[2 * c]; i < r[2 * c + 1]; i++) grads[i] *= coef;
+    }
+    lnn_free(r);
+    lnn_free(part);
+    return total;
+}
+
+double lnn_grad_norm(const float *grads, int64_t n, const lnn_segment *segs, int64_t nseg) {
+    return norm_and_clip((float *)grads, n, segs, nseg, 0.0, 0);
 }
 
 double lnn_clip_grad_norm(float *grads, int64_t n, const lnn_segment *segs, int64_t nseg,
                           double max_norm) {
-    double total = lnn_grad_norm(grads, n, segs, nseg);
-    /* torch: clip_coef = max_norm / (total + 1e-6) in fp32, clamped to 1.0, always applied */
-    float totf = (float)total;
-    float coef = (float)max_norm / (totf + 1e-6f);
-    if (coef > 1.0f) coef = 1.0f; /* NaN stays NaN, like torch.clamp */
-    if (!segs) {
-        LNN_OMP_FOR
-        for (int64_t i = 0; i < n; i++) grads[i] *= coef;
-        return total;
-    }
-    for (int64_t k = 0; k < nseg; k++) {
-        if (segs[k].flags & LNN_SEG_FROZEN) continue;
-        float *g = grads + segs[k].offset;
-        int64_t sz = segs[k].size;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(lnn_num_threads) schedule(static) if (sz > 65536)
-#endif
-        for (int64_t i = 0; i < sz; i++) g[i] *= coef;
-    }
-    return total;
+    return norm_and_clip(grads, n, segs, nseg, max_norm, 1);
 }

@@ -128,13 +128,14 @@ lnn_status lnn_adam_step(float *params, const float *grads, float *m, float *v, 
                          const float *lr_scale, double lr, double beta1, double beta2, double eps,
                          double weight_decay, int decoupled);
 
-/* Global L2 norm of grads (f64 accumulation) over the trainable segments (all n if segs NULL). */
+/* Global L2 norm of grads (f64 accumulation, independent of the thread count) over the
+ * trainable segments (all n if segs is NULL). NaN if out of memory. */
 double lnn_grad_norm(const float *grads, int64_t n, const lnn_segment *segs, int64_t nseg);
 
 /* torch.nn.utils.clip_grad_norm_(norm_type=2): total = global norm,
  * coef = min(max_norm / (total + 1e-6), 1); grads *= coef (over the trainable segments).
  * Returns the pre-clip total norm. Like torch, a NaN/inf total propagates into the grads:
- * check the returned norm. */
+ * check the returned norm. (Out of memory: returns NaN and leaves the grads untouched.) */
 double lnn_clip_grad_norm(float *grads, int64_t n, const lnn_segment *segs, int64_t nseg,
                           double max_norm);
 

@@ -508,7 +508,7 @@ def test_adam_state_resume_bit_identical():
         resumed.load_state_dict(bad)
 
 
-def test_adam_thread_count_independent():
+def test_adam_and_clip_thread_count_independent():
     _, _, segs, nstate, params, _ = _setup(2)
     grads = rng(3).standard_normal(params.shape).astype(np.float32)
     outs = []
@@ -521,7 +521,9 @@ def test_adam_thread_count_independent():
             steps = np.zeros(len(segs), np.int64)
             for _ in range(3):
                 _C.adam_step(p, grads, m, v, segs, steps, 1e-3, weight_decay=0.01)
-            outs.append((p, m, v))
+            g = grads.copy()
+            norm = np.array([_C.clip_grad_norm(g, 0.5, segs), _C.grad_norm(grads)])
+            outs.append((p, m, v, g, norm))
     finally:
         lyricnn.set_num_threads(old)
     for a, b in zip(*outs):
