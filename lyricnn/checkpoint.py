@@ -105,7 +105,7 @@ def save_safetensors(path, tensors, metadata=None, *, _fail_after=-1):
         if not a.dtype.isnative:
             a = a.astype(a.dtype.newbyteorder("="))
         names.append(name)
-        arrays.append(np.ascontiguousarray(a))
+        arrays.append(a if a.flags.c_contiguous else a.copy(order="C"))  # keeps 0-d shapes
     d = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(d, ".%s.%s.tmp" % (os.path.basename(path), secrets.token_hex(6)))
     try:
@@ -331,7 +331,7 @@ def _load_torch_zip(path, skip_non_float=True):
                 arr = view.astype(np.float32)
             else:
                 arr = np.array(view)
-            out[name] = np.ascontiguousarray(arr)
+            out[name] = arr if arr.flags.c_contiguous and arr.flags.writeable else arr.copy(order="C")
         return out
 
 
@@ -410,7 +410,7 @@ def _shape_str(shape):
     return "(%d,)" % shape[0] if len(shape) == 1 else "(%s)" % ", ".join(map(str, shape))
 
 
-def match_state_dict(expected, state, model_type, ignored=None):
+def match_state_dict(expected, state, model_type, ignored=None, allow_missing=()):
     """Match a loaded state dict to the encoder's tensors.
 
     expected: {encoder name: shape tuple}, names without the model prefix
@@ -419,6 +419,9 @@ def match_state_dict(expected, state, model_type, ignored=None):
     model_type: "distilbert" or "bert" (the prefix "<model_type>." is stripped when present).
     ignored:  optional list; the raw names of tensors HF also drops (pretraining heads such as
               cls.* / vocab_projector.*, position_ids buffers) are appended to it.
+    allow_missing: name prefixes that may be absent (e.g. ("pooler.",): a BertLMHeadModel
+              checkpoint has no pooler, and HF initialises it randomly); absent ones are simply
+              not in matched.
 
     Returns (matched, heads): matched maps every expected name to its array; heads holds the
     task-head tensors (pre_classifier.*, classifier.*, and pooler.* when the encoder does not
@@ -460,7 +463,9 @@ def match_state_dict(expected, state, model_type, ignored=None):
                 ignored.append(raw)
         else:
             unknown.append((raw, shape))
-    missing = [(n, tuple(int(s) for s in expected[n])) for n in expected if n not in source]
+    allow_missing = tuple(allow_missing)
+    missing = [(n, tuple(int(s) for s in expected[n])) for n in expected
+               if n not in source and not (allow_missing and n.startswith(allow_missing))]
     if unknown or missing or misshapen or duplicates:
         lines = []
         for n, want in missing:
