@@ -31,7 +31,7 @@ static int st_is_float(int dtype) {
 /* Raise the error of a failed C call on path: CheckpointError for bad or unreadable files. */
 static PyObject *raise_st(lnn_status st, PyObject *path) {
     if (st == LNN_ERR_MEMORY) return PyErr_NoMemory();
-    PyErr_Format(lnn_CheckpointError, "%S: %s", path, lnn_get_error());
+    PyErr_Format(lnn_CheckpointError, "%s: %s", PyBytes_AS_STRING(path), lnn_get_error());
     return NULL;
 }
 
@@ -134,8 +134,8 @@ static PyObject *py_st_read(PyObject *self, PyObject *args, PyObject *kw) {
             typenum = st_npy_type(t->dtype);
         }
         if (typenum < 0) {
-            PyErr_Format(lnn_CheckpointError, "%S: tensor '%s' has dtype %s, which lyricnn cannot "
-                         "read (supported: F32, F16, BF16, F64 and integer/bool types)", pathb,
+            PyErr_Format(lnn_CheckpointError, "%s: tensor '%s' has dtype %s, which lyricnn cannot "
+                         "read (supported: F32, F16, BF16, F64 and integer/bool types)", PyBytes_AS_STRING(pathb),
                          t->name, lnn_st_dtype_name(t->dtype));
             goto out;
         }

@@ -10,6 +10,7 @@ pytorch_model.bin (zip + a restricted unpickler), plus name/shape matching for t
 Every problem with a file (missing, truncated, corrupt, hostile, not matching) raises
 lyricnn.CheckpointError with a message that names the file and what is wrong.
 """
+import io
 import json
 import os
 import pickle
@@ -272,67 +273,77 @@ def _load_torch_zip(path, skip_non_float=True):
         raise CheckpointError("%s: not a torch checkpoint (not a zip archive)" % path) from None
     except OSError as e:
         raise CheckpointError("%s: cannot be read: %s" % (path, e)) from None
-    with zf:
-        names = zf.namelist()
-        pkls = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
-        if len(pkls) != 1:
-            raise CheckpointError("%s: expected one data.pkl in the archive, found %d" % (path, len(pkls)))
-        prefix = pkls[0][:-len("data.pkl")]
-        bo = prefix + "byteorder"
-        if bo in names and zf.read(bo).strip() not in (b"little", b""):
-            raise CheckpointError("%s: big-endian torch checkpoints are not supported" % path)
-        info = zf.getinfo(pkls[0])
-        if info.file_size > 256 << 20:
-            raise CheckpointError("%s: data.pkl is implausibly large (%d bytes)" % (path, info.file_size))
-        import io
-        up = _RestrictedUnpickler(io.BytesIO(zf.read(pkls[0])), path)
-        try:
-            obj = up.load()
-        except CheckpointError:
+    try:
+        with zf:
+            return _read_torch_zip(zf, path, skip_non_float)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, MemoryError) as e:
+        if isinstance(e, CheckpointError):
             raise
-        except Exception as e:  # any malformed pickle
-            raise CheckpointError("%s: corrupt data.pkl (%s: %s)" % (path, type(e).__name__, e)) from None
-        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-            obj = obj["state_dict"]
-        if not isinstance(obj, dict):
-            raise CheckpointError("%s: expected a state dict (a dict of tensors), got %s"
-                                  % (path, type(obj).__name__))
-        cache, out = {}, {}
-        for name, ref in obj.items():
-            if not isinstance(name, str) or not isinstance(ref, _TensorRef):
-                raise CheckpointError("%s: entry %r is not a named tensor" % (path, name))
-            st = ref.storage
-            if st.stype.name not in _FLOAT_STORAGES:
-                if skip_non_float:
-                    continue
-            if st.key not in cache:
-                member = prefix + "data/" + st.key
-                try:
-                    minfo = zf.getinfo(member)
-                except KeyError:
-                    raise CheckpointError("%s: storage %s is missing from the archive" % (path, member)) from None
-                want = st.numel * st.stype.dtype.itemsize
-                if minfo.file_size != want:
-                    raise CheckpointError("%s: storage %s holds %d bytes, expected %d (%d x %s)"
-                                          % (path, member, minfo.file_size, want, st.numel, st.stype.name))
-                try:
-                    raw = zf.read(member)
-                except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-                    raise CheckpointError("%s: storage %s is corrupt: %s" % (path, member, e)) from None
-                cache[st.key] = np.frombuffer(raw, dtype=st.stype.dtype, count=st.numel)
-            base = cache[st.key]
-            itemsize = base.itemsize
-            view = np.lib.stride_tricks.as_strided(
-                base[ref.offset:] if min(ref.size, default=1) > 0 else base[:0],
-                shape=ref.size, strides=tuple(s * itemsize for s in ref.stride), writeable=False)
-            if st.stype.name == "BFloat16Storage":
-                arr = (view.astype(np.uint32) << 16).view(np.float32)
-            elif st.stype.name in _FLOAT_STORAGES:
-                arr = view.astype(np.float32)
-            else:
-                arr = np.array(view)
-            out[name] = arr if arr.flags.c_contiguous and arr.flags.writeable else arr.copy(order="C")
-        return out
+        raise CheckpointError("%s: corrupt archive (%s: %s)" % (path, type(e).__name__, e)) from None
+
+
+def _read_torch_zip(zf, path, skip_non_float):
+    names = zf.namelist()
+    pkls = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
+    if len(pkls) != 1:
+        raise CheckpointError("%s: expected one data.pkl in the archive, found %d" % (path, len(pkls)))
+    prefix = pkls[0][:-len("data.pkl")]
+    bo = prefix + "byteorder"
+    if bo in names and zf.read(bo).strip() not in (b"little", b""):
+        raise CheckpointError("%s: big-endian torch checkpoints are not supported" % path)
+    info = zf.getinfo(pkls[0])
+    if info.file_size > 256 << 20:
+        raise CheckpointError("%s: data.pkl is implausibly large (%d bytes)" % (path, info.file_size))
+    up = _RestrictedUnpickler(io.BytesIO(zf.read(pkls[0])), path)
+    try:
+        obj = up.load()
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise CheckpointError("%s: corrupt data.pkl (asks for too much memory)" % path) from None
+    except Exception as e:  # any malformed pickle (also MemoryError from huge opcodes)
+        raise CheckpointError("%s: corrupt data.pkl (%s: %s)" % (path, type(e).__name__, e)) from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise CheckpointError("%s: expected a state dict (a dict of tensors), got %s"
+                              % (path, type(obj).__name__))
+    cache, out = {}, {}
+    for name, ref in obj.items():
+        if not isinstance(name, str) or not isinstance(ref, _TensorRef):
+            raise CheckpointError("%s: entry %r is not a named tensor" % (path, name))
+        st = ref.storage
+        if st.stype.name not in _FLOAT_STORAGES:
+            if skip_non_float:
+                continue
+        if st.key not in cache:
+            member = prefix + "data/" + st.key
+            try:
+                minfo = zf.getinfo(member)
+            except KeyError:
+                raise CheckpointError("%s: storage %s is missing from the archive" % (path, member)) from None
+            want = st.numel * st.stype.dtype.itemsize
+            if minfo.file_size != want:
+                raise CheckpointError("%s: storage %s holds %d bytes, expected %d (%d x %s)"
+                                      % (path, member, minfo.file_size, want, st.numel, st.stype.name))
+            try:
+                raw = zf.read(member)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+                raise CheckpointError("%s: storage %s is corrupt: %s" % (path, member, e)) from None
+            cache[st.key] = np.frombuffer(raw, dtype=st.stype.dtype, count=st.numel)
+        base = cache[st.key]
+        itemsize = base.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            base[ref.offset:] if min(ref.size, default=1) > 0 else base[:0],
+            shape=ref.size, strides=tuple(s * itemsize for s in ref.stride), writeable=False)
+        if st.stype.name == "BFloat16Storage":
+            arr = (view.astype(np.uint32) << 16).view(np.float32)
+        elif st.stype.name in _FLOAT_STORAGES:
+            arr = view.astype(np.float32)
+        else:
+            arr = np.array(view)
+        out[name] = arr if arr.flags.c_contiguous and arr.flags.writeable else arr.copy(order="C")
+    return out
 
 
 # ---------------------------------------------------------------------------------- state dicts
