@@ -228,13 +228,33 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Accepts only what a torch state_dict pickle needs: OrderedDict, tensor rebuilds, storages."""
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Accepts only what a torch state_dict pickle needs: OrderedDict, tensor rebuilds, storages.
+
+    The pure-Python unpickler is used on purpose: its memo is a dict (the C one sizes an array by
+    the largest memo index, so LONG_BINPUT 2**31 asks for gigabytes) and it reads what is there
+    rather than preallocating a length taken from the file. data.pkl is small, so speed is moot.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, f, where):
         super().__init__(f)
         self.where = where
         self.storages = {}
+
+    def load_build(self):
+        # torch state dicts carry an OrderedDict attribute (_metadata); nothing else may be BUILT
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        from collections import OrderedDict
+        if type(inst) is not OrderedDict or not isinstance(state, dict) or \
+                not all(isinstance(k, str) and not k.startswith("__") for k in state):
+            raise CheckpointError("%s: the pickle modifies a %s object, which is not allowed"
+                                  % (self.where, type(inst).__name__))
+        inst.__dict__.update(state)
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module, name):
         fn = _ALLOWED_GLOBALS.get((module, name))

@@ -216,6 +216,10 @@ def test_forbidden_reduce_on_allowed_names(tmp_path):
         "newobj": global_op("torch._utils", "_rebuild_tensor_v2") + b")\x81",
         # BUILD that tries to modify an allowed function
         "build": global_op("torch._utils", "_rebuild_parameter") + b"}X\x0c\x00\x00\x00__defaults__)sb",
+        # BUILD on an OrderedDict with a dunder attribute
+        "build dunder": global_op("collections", "OrderedDict") + b")R}X\x09\x00\x00\x00__class__K\x01sb",
+        # memo bomb: the C unpickler would allocate a 2**31-entry memo
+        "memo bomb": b"K\x01r\xff\xff\xff\x7f",
         # rebuild with a non-storage argument
         "bad storage": global_op("torch._utils", "_rebuild_tensor_v2") + b"(K\x00K\x00)))\x89tR",
         # persistent id of the wrong shape
