@@ -298,3 +298,38 @@ def test_unsupported_dtype_is_a_clear_error(tmp_path):
     assert ck.safetensors_header(p)[0]["dtype"] == "F8_E4M3"   # a valid file ...
     with pytest.raises(lyricnn.CheckpointError, match="dtype F8_E4M3, which lyricnn cannot read"):
         ck.read_safetensors(p)                                 # ... that we cannot convert
+
+
+def test_differential_against_reference_reader():
+    """Random header mutations: we accept exactly what the safetensors package accepts, except
+    for the few rules where we are stricter on purpose."""
+    st_torch = pytest.importorskip("safetensors.torch")
+    import pathlib
+    corpus = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "fuzz" / "corpus_safetensors"
+    seeds = [p.read_bytes() for p in sorted(corpus.iterdir()) if p.suffix == ".safetensors"]
+    assert seeds
+    rng = np.random.default_rng(11)
+    stricter = ("unknown field", "too many array elements", "duplicate __metadata__ key")
+    agreed = 0
+    for _ in range(3000):
+        b = bytearray(seeds[rng.integers(0, len(seeds))])
+        n = int.from_bytes(b[:8], "little")
+        for _ in range(rng.integers(1, 3)):
+            i = int(rng.integers(8, 8 + n)) if n else 0
+            b[i] = int(rng.choice(list(b'{}[],:"0123456789 \\uFIBU_')))
+        b = bytes(b)
+        try:
+            _C.st_validate_bytes(b)
+            ours, why = True, ""
+        except lyricnn.CheckpointError as e:
+            ours, why = False, str(e)
+        try:
+            st_torch.load(b)
+            ref = True
+        except Exception:
+            ref = False
+        if ours != ref:
+            assert ref and any(s in why for s in stricter), (b, why)
+        else:
+            agreed += 1
+    assert agreed > 2500
