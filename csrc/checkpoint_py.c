@@ -125,7 +125,7 @@ static PyObject *py_st_read(PyObject *self, PyObject *args, PyObject *kw) {
     for (size_t i = 0; i < h.n_tensors; i++) {
         const lnn_st_tensor *t = &h.tensors[i];
         int isf = st_is_float(t->dtype);
-        if (skip && !isf) continue;
+        if (skip && !isf && t->dtype != LNN_ST_F8_E5M2 && t->dtype != LNN_ST_F8_E4M3) continue;
         int typenum;
         if (isf && (to_f32 || t->dtype == LNN_ST_BF16)) {
             typenum = NPY_FLOAT32;

@@ -731,6 +731,11 @@ static void sb_json_str(sbuf *s, const char *x) {
     for (const unsigned char *c = (const unsigned char *)x; *c; c++) {
         if (*c == '"') sb_put(s, "\\\"", 2);
         else if (*c == '\\') sb_put(s, "\\\\", 2);
+        else if (*c == '\n') sb_put(s, "\\n", 2); /* serde_json's escapes, so headers match */
+        else if (*c == '\t') sb_put(s, "\\t", 2);
+        else if (*c == '\r') sb_put(s, "\\r", 2);
+        else if (*c == '\b') sb_put(s, "\\b", 2);
+        else if (*c == '\f') sb_put(s, "\\f", 2);
         else if (*c < 0x20) {
             char t[8];
             snprintf(t, sizeof t, "\\u%04x", *c);
@@ -819,8 +824,9 @@ lnn_status lnn_st_build_header(const lnn_st_wtensor *tensors, const size_t *orde
 
 static int cmp_write_order(const void *a, const void *b) {
     const lnn_st_wtensor *x = *(const lnn_st_wtensor *const *)a, *y = *(const lnn_st_wtensor *const *)b;
-    size_t sx = lnn_st_dtype_size(x->dtype), sy = lnn_st_dtype_size(y->dtype);
-    if (sx != sy) return sx > sy ? -1 : 1;
+    /* dtype codes follow the reference implementation's enum order, which is also by element
+     * size, so sorting by decreasing code keeps every tensor aligned and gives its byte layout */
+    if (x->dtype != y->dtype) return x->dtype > y->dtype ? -1 : 1;
     return strcmp(x->name, y->name);
 }
 
@@ -887,7 +893,7 @@ lnn_status lnn_st_write_file(const char *path, const lnn_st_wtensor *tensors, si
             goto out;
         }
     }
-    { /* decreasing element size, then name: every tensor stays aligned to its element size */
+    { /* decreasing dtype (hence element size), then name, as the reference writer does */
         const lnn_st_wtensor **ptrs = malloc((n ? n : 1) * sizeof *ptrs);
         if (!ptrs) {
             lnn_set_error("out of memory");

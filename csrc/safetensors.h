@@ -21,6 +21,7 @@
 #define LNN_ST_MAX_HEADER 100000000ull /* bytes of JSON, as in the reference implementation */
 #define LNN_ST_MAX_DIMS 16
 
+/* In the reference implementation's order (by element size); the writer relies on it. */
 typedef enum {
     LNN_ST_BOOL = 0, LNN_ST_U8, LNN_ST_I8, LNN_ST_F8_E5M2, LNN_ST_F8_E4M3, LNN_ST_I16, LNN_ST_U16,
     LNN_ST_F16, LNN_ST_BF16, LNN_ST_I32, LNN_ST_U32, LNN_ST_F32, LNN_ST_F64, LNN_ST_I64, LNN_ST_U64,
@@ -87,7 +88,8 @@ typedef struct {
 } lnn_st_wtensor;
 
 /* Write a safetensors file to path (created or truncated). Tensors are laid out by
- * decreasing dtype size then name, so every tensor is aligned to its element size; the
+ * decreasing dtype then name, as the reference writer does (so every tensor is aligned to
+ * its element size and the bytes match the reference's); the
  * header is padded with spaces to a multiple of 8 bytes. The file is fsync'ed.
  * fail_after >= 0 is a test hook: fail with an I/O error after that many bytes. */
 lnn_status lnn_st_write_file(const char *path, const lnn_st_wtensor *tensors, size_t n,

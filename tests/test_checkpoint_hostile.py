@@ -298,6 +298,8 @@ def test_unsupported_dtype_is_a_clear_error(tmp_path):
     assert ck.safetensors_header(p)[0]["dtype"] == "F8_E4M3"   # a valid file ...
     with pytest.raises(lyricnn.CheckpointError, match="dtype F8_E4M3, which lyricnn cannot read"):
         ck.read_safetensors(p)                                 # ... that we cannot convert
+    with pytest.raises(lyricnn.CheckpointError, match="F8_E4M3"):
+        ck.load_state_dict(p)                                  # not silently skipped
 
 
 def test_differential_against_reference_reader():
