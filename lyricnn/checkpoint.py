@@ -302,6 +302,13 @@ def _load_torch_zip(path, skip_non_float=True):
         raise CheckpointError("%s: corrupt archive (%s: %s)" % (path, type(e).__name__, e)) from None
 
 
+def _check_ratio(info, path):
+    # torch stores members uncompressed; a compressed member that inflates enormously is a zip bomb
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > 100 * info.compress_size + (1 << 20):
+        raise CheckpointError("%s: member %s inflates %d -> %d bytes, which is not a torch checkpoint "
+                              "(zip bomb?)" % (path, info.filename, info.compress_size, info.file_size))
+
+
 def _read_torch_zip(zf, path, skip_non_float):
     names = zf.namelist()
     pkls = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
@@ -312,6 +319,7 @@ def _read_torch_zip(zf, path, skip_non_float):
     if bo in names and zf.read(bo).strip() not in (b"little", b""):
         raise CheckpointError("%s: big-endian torch checkpoints are not supported" % path)
     info = zf.getinfo(pkls[0])
+    _check_ratio(info, path)
     if info.file_size > 256 << 20:
         raise CheckpointError("%s: data.pkl is implausibly large (%d bytes)" % (path, info.file_size))
     up = _RestrictedUnpickler(io.BytesIO(zf.read(pkls[0])), path)
@@ -343,6 +351,7 @@ def _read_torch_zip(zf, path, skip_non_float):
             except KeyError:
                 raise CheckpointError("%s: storage %s is missing from the archive" % (path, member)) from None
             want = st.numel * st.stype.dtype.itemsize
+            _check_ratio(minfo, path)
             if minfo.file_size != want:
                 raise CheckpointError("%s: storage %s holds %d bytes, expected %d (%d x %s)"
                                       % (path, member, minfo.file_size, want, st.numel, st.stype.name))

@@ -335,3 +335,15 @@ def test_differential_against_reference_reader():
         else:
             agreed += 1
     assert agreed > 2500
+
+
+def test_zip_bomb_storage_rejected(tmp_path):
+    p = tmp_path / "w.bin"
+    n = 12 << 20  # 48 MB of zeros deflate to ~50 kB
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", _state_pickle(0, (3,), (1,), n))
+        z.writestr("archive/data/0", bytes(4 * n))
+    p.write_bytes(buf.getvalue())
+    with pytest.raises(lyricnn.CheckpointError, match="zip bomb"):
+        ck.load_state_dict(p)
