@@ -31,8 +31,10 @@ for h in "${harnesses[@]}"; do
   work="fuzz-build/corpus_${name#fuzz_}"
   mkdir -p "$work"
   [ -d "$corpus" ] && cp -n "$corpus"/* "$work"/ 2>/dev/null || true
+  dict=()
+  [ -f "csrc/fuzz/${name#fuzz_}.dict" ] && dict=(-dict="csrc/fuzz/${name#fuzz_}.dict")
   echo "fuzz: running $name for ${secs}s"
-  if ! "./fuzz-build/$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  if ! "./fuzz-build/$name" "${dict[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         "$work" > "fuzz-build/$name.log" 2>&1; then
     echo "fuzz: $name FAILED"; tail -n 60 "fuzz-build/$name.log"; status=1
   else
