@@ -39,8 +39,6 @@ struct lnn_tokenizer {
     int32_t *added_id;
     uint8_t added_first_ascii[128];
     uint32_t added_min_nonascii; /* smallest non-ASCII first char, to skip quickly */
-    /* ASCII / Latin-1 fast tables */
-    uint8_t flags256[256];
 };
 
 /* ---------- UTF-8 ---------- */
@@ -252,7 +250,6 @@ lnn_status lnn_tok_create(const lnn_tok_config *cfg, const char *vocab, size_t n
             else if (f < t->added_min_nonascii) t->added_min_nonascii = f;
         }
     }
-    for (int c = 0; c < 256; c++) t->flags256[c] = (uint8_t)lnn_uc_flags((uint32_t)c);
     *out = t;
     return LNN_OK;
 fail:
@@ -389,7 +386,7 @@ static inline void word_append(enc_state *S, uint32_t c, int32_t orig, uint8_t c
 
 /* Route one fully normalized char through the pre-tokenizer. */
 static inline void pretok_char(enc_state *S, uint32_t c, int32_t orig, uint8_t ccc) {
-    uint32_t f = c < 256 ? S->t->flags256[c] : lnn_uc_flags(c);
+    uint32_t f = lnn_uc_flags_inline(c);
     if (f & LNN_UC_WHITESPACE) {
         flush_word(S);
     } else if (f & LNN_UC_PUNCT) {
@@ -406,7 +403,7 @@ static inline void lower_char(enc_state *S, uint32_t c, int32_t orig, uint8_t cc
     if (S->t->cfg.lowercase) {
         if (c < 128) {
             if (c - 'A' < 26u) c += 32;
-        } else {
+        } else if (lnn_uc_flags_inline(c) & LNN_UC_HAS_LOWER) {
             uint32_t l[3];
             int k = lnn_uc_lower(c, l);
             for (int j = 0; j < k; j++) pretok_char(S, l[j], orig, ccc);
@@ -420,10 +417,12 @@ static inline void lower_char(enc_state *S, uint32_t c, int32_t orig, uint8_t cc
 static inline void strip_char(enc_state *S, uint32_t c, int32_t orig) {
     if (!S->t->strip || c < 128) { lower_char(S, c, orig, 0); return; }
     uint32_t d[4];
-    int k = lnn_uc_nfd(c, d);
+    int k = 1;
+    d[0] = c;
+    if (lnn_uc_flags_inline(c) & LNN_UC_HAS_NFD) k = lnn_uc_nfd(c, d);
     for (int j = 0; j < k; j++) {
         uint8_t ccc = lnn_uc_ccc(d[j]);
-        if (lnn_uc_flags(d[j]) & LNN_UC_MN) {
+        if (lnn_uc_flags_inline(d[j]) & LNN_UC_MN) {
             if (!ccc) S->run = S->wlen; /* a dropped starter still blocks reordering */
             continue;
         }
@@ -434,7 +433,7 @@ static inline void strip_char(enc_state *S, uint32_t c, int32_t orig) {
 /* clean_text and handle_chinese_chars for one raw char. */
 static inline void raw_char(enc_state *S, uint32_t c, int32_t orig) {
     const lnn_tokenizer *t = S->t;
-    uint32_t f = c < 256 ? t->flags256[c] : lnn_uc_flags(c);
+    uint32_t f = lnn_uc_flags_inline(c);
     if (t->cfg.clean_text) {
         if (f & LNN_UC_CONTROL) return;
         if (f & LNN_UC_WHITESPACE) { flush_word(S); return; }
@@ -483,7 +482,7 @@ static __attribute__((always_inline)) inline lnn_status encode_kind(const lnn_to
         }
         if (c < 128) {
             /* ASCII fast path: flags are in a table, strip/NFD is the identity. */
-            uint32_t f = t->flags256[c];
+            uint32_t f = lnn_uc_ascii_flags[c];
             if (f & (LNN_UC_CONTROL | LNN_UC_WHITESPACE | LNN_UC_PUNCT)) {
                 raw_char(S, c, (int32_t)i);
             } else {
