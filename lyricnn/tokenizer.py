@@ -484,6 +484,8 @@ class Tokenizer:
         int32); unpadded batches are lists of 1-D arrays; a single str gives 1-D arrays."""
         texts, single = self._as_texts(text, "text")
         pairs = None
+        if single and isinstance(text_pair, str) and text_pair == "":
+            text_pair = None  # as transformers: an empty pair for a single text means no pair
         if text_pair is not None:
             pairs, single_p = self._as_texts(text_pair, "text_pair")
             if single_p != single:
@@ -533,8 +535,9 @@ class Tokenizer:
                 a = a[0]
             out[k] = a
         if return_length:
-            if splits is None and pad:  # HF reports the padded length
-                length = np.full_like(length, out["input_ids"].shape[-1])
+            if pad:  # HF reports the length after padding
+                length = np.diff(splits).astype(dt) if splits is not None else \
+                    np.full_like(length, r["input_ids"].shape[-1])
             out["length"] = length[0] if single else length
         if return_tensors == "pt":
             import torch
