@@ -578,34 +578,94 @@ lnn_status lnn_tok_truncate(int strategy, int64_t max_len, int64_t na, int64_t n
     return LNN_OK;
 }
 
-void lnn_tok_row_free(lnn_tok_row *r) {
-    lnn_tok_seq_free(&r->a);
-    lnn_tok_seq_free(&r->b);
+/* A thread's arena: a list of large blocks; rows copy their kept tokens here. */
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    int32_t data[];
+} arena_block;
+
+struct lnn_tok_batch_mem {
+    int nth;
+    arena_block **heads; /* one list per thread */
+};
+
+static int32_t *arena_alloc(arena_block **head, size_t n) {
+    arena_block *b = *head;
+    if (!b || b->cap - b->used < n) {
+        /* blocks grow from 16 KiB to 4 MiB, so a one-text batch stays cheap */
+        size_t cap = b ? (b->cap < ((size_t)1 << 20) ? 2 * b->cap : b->cap) : ((size_t)1 << 12);
+        if (cap < n) cap = n;
+        arena_block *nb = malloc(sizeof *nb + cap * sizeof(int32_t));
+        if (!nb) return NULL;
+        nb->next = b;
+        nb->used = 0;
+        nb->cap = cap;
+        *head = b = nb;
+    }
+    int32_t *p = b->data + b->used;
+    b->used += n;
+    return p;
 }
 
+void lnn_tok_batch_mem_free(lnn_tok_batch_mem *m) {
+    if (!m) return;
+    for (int k = 0; k < m->nth; k++) {
+        arena_block *b = m->heads[k];
+        while (b) {
+            arena_block *nx = b->next;
+            free(b);
+            b = nx;
+        }
+    }
+    free(m->heads);
+    free(m);
+}
+
+/* Per-thread state of a batch. */
+typedef struct {
+    lnn_tok_work w;
+    lnn_tok_seq sa, sb;
+} thread_scratch;
+
 static lnn_status encode_row(const lnn_tokenizer *t, const lnn_tok_text *a, const lnn_tok_text *b, const lnn_tok_opts *o,
-                             lnn_tok_work *w, lnn_tok_row *r) {
+                             thread_scratch *ts, arena_block **arena, lnn_tok_row *r) {
     int nspec = o->add_special ? (b ? 3 : 2) : 0;
     int64_t budget = o->max_length - nspec;
     /* A single sequence can stop early: truncation keeps its first `budget` tokens. */
     int64_t limit = (!b && (o->trunc == LNN_TRUNC_LONGEST_FIRST || o->trunc == LNN_TRUNC_ONLY_FIRST))
                         ? (budget > 0 ? budget : 0) : -1;
-    lnn_status st = lnn_tok_encode(t, a->data, a->kind, a->len, limit, w, &r->a);
+    lnn_status st = lnn_tok_encode(t, a->data, a->kind, a->len, limit, &ts->w, &ts->sa);
     if (st) return st;
-    r->nb = -1;
+    int64_t nb = -1;
     if (b) {
-        st = lnn_tok_encode(t, b->data, b->kind, b->len, -1, w, &r->b);
+        st = lnn_tok_encode(t, b->data, b->kind, b->len, -1, &ts->w, &ts->sb);
         if (st) {
             char m[900];
             snprintf(m, sizeof m, "%s", lnn_get_error());
             lnn_set_error("text_pair: %s", m);
             return st;
         }
-        r->nb = r->b.n;
+        nb = ts->sb.n;
     }
     int64_t ka, kb;
-    st = lnn_tok_truncate(o->trunc, budget, r->a.n, r->nb, &ka, &kb);
+    st = lnn_tok_truncate(o->trunc, budget, ts->sa.n, nb, &ka, &kb);
     if (st) return st;
+    size_t need = 3 * (size_t)ka + (kb > 0 ? 3 * (size_t)kb : 0);
+    int32_t *p = arena_alloc(arena, need ? need : 1);
+    if (!p) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
+    memcpy(p, ts->sa.ids, (size_t)ka * sizeof *p);
+    memcpy(p + ka, ts->sa.offs, 2 * (size_t)ka * sizeof *p);
+    r->a_ids = p;
+    r->a_offs = p + ka;
+    r->b_ids = r->b_offs = NULL;
+    if (kb > 0) {
+        int32_t *q = p + 3 * ka;
+        memcpy(q, ts->sb.ids, (size_t)kb * sizeof *q);
+        memcpy(q + kb, ts->sb.offs, 2 * (size_t)kb * sizeof *q);
+        r->b_ids = q;
+        r->b_offs = q + kb;
+    }
     r->na = ka;
     r->nb = kb;
     r->len = ka + (kb > 0 ? kb : 0) + nspec;
@@ -613,26 +673,31 @@ static lnn_status encode_row(const lnn_tokenizer *t, const lnn_tok_text *a, cons
 }
 
 lnn_status lnn_tok_encode_batch(const lnn_tokenizer *t, const lnn_tok_text *a, const lnn_tok_text *b, int64_t n,
-                                const lnn_tok_opts *o, lnn_tok_row *rows, int64_t *err_row) {
+                                const lnn_tok_opts *o, lnn_tok_row *rows, int64_t *err_row, lnn_tok_batch_mem **mem) {
     int64_t first_err = -1;
     lnn_status first_st = LNN_OK;
     char msg[1024] = {0};
     int nth = 1;
+    *err_row = -1;
 #ifdef _OPENMP
     nth = lnn_num_threads > 0 ? lnn_num_threads : 1;
-    if (n < 2 * nth) nth = n > 1 ? (int)(n < nth ? n : nth) : 1;
+    if (n < 2 * (int64_t)nth) nth = n > 1 ? (int)(n < nth ? n : nth) : 1;
 #endif
-    lnn_tok_work *works = calloc((size_t)nth, sizeof *works);
-    if (!works) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
+    lnn_tok_batch_mem *m = calloc(1, sizeof *m);
+    thread_scratch *ts = calloc((size_t)nth, sizeof *ts);
+    if (m) m->heads = calloc((size_t)nth, sizeof *m->heads);
+    *mem = m;
+    if (!m || !ts || !m->heads) { free(ts); lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
+    m->nth = nth;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nth) schedule(dynamic, 8)
+#pragma omp parallel for num_threads(nth) schedule(dynamic, 4) if (nth > 1)
 #endif
     for (int64_t i = 0; i < n; i++) {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        lnn_status st = encode_row(t, &a[i], b ? &b[i] : NULL, o, &works[tid], &rows[i]);
+        lnn_status st = encode_row(t, &a[i], b ? &b[i] : NULL, o, &ts[tid], &m->heads[tid], &rows[i]);
         if (st) {
 #ifdef _OPENMP
 #pragma omp critical(lnn_tok_err)
@@ -646,8 +711,12 @@ lnn_status lnn_tok_encode_batch(const lnn_tokenizer *t, const lnn_tok_text *a, c
             }
         }
     }
-    for (int k = 0; k < nth; k++) lnn_tok_work_free(&works[k]);
-    free(works);
+    for (int k = 0; k < nth; k++) {
+        lnn_tok_work_free(&ts[k].w);
+        lnn_tok_seq_free(&ts[k].sa);
+        lnn_tok_seq_free(&ts[k].sb);
+    }
+    free(ts);
     *err_row = first_err;
     if (first_err >= 0) lnn_set_error("%s", msg);
     return first_st;
@@ -683,14 +752,14 @@ void lnn_tok_row_write(const lnn_tok_row *r, const lnn_tok_opts *o, int64_t widt
     if (o->add_special) EMIT(o->cls_id, 0, 0, 0, 1);
     if (elem == 8 && ids && !type_ids && !mask && !offs && !special) {
         int64_t *dst = (int64_t *)ids;
-        for (int64_t k = 0; k < r->na; k++) dst[j + k] = r->a.ids[k];
+        for (int64_t k = 0; k < r->na; k++) dst[j + k] = r->a_ids[k];
         j += r->na;
     } else {
-        for (int64_t k = 0; k < r->na; k++) EMIT(r->a.ids[k], 0, r->a.offs[2 * k], r->a.offs[2 * k + 1], 0);
+        for (int64_t k = 0; k < r->na; k++) EMIT(r->a_ids[k], 0, r->a_offs[2 * k], r->a_offs[2 * k + 1], 0);
     }
     if (o->add_special) EMIT(o->sep_id, 0, 0, 0, 1);
     if (r->nb >= 0) {
-        for (int64_t k = 0; k < r->nb; k++) EMIT(r->b.ids[k], 1, r->b.offs[2 * k], r->b.offs[2 * k + 1], 0);
+        for (int64_t k = 0; k < r->nb; k++) EMIT(r->b_ids[k], 1, r->b_offs[2 * k], r->b_offs[2 * k + 1], 0);
         if (o->add_special) EMIT(o->sep_id, 1, 0, 0, 1);
     }
 #undef EMIT

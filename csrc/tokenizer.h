@@ -83,19 +83,24 @@ typedef struct {
     int32_t cls_id, sep_id;
 } lnn_tok_opts;
 
-/* One post-processed row: [CLS] A [SEP] B [SEP]; na/nb count the kept sequence tokens. */
+/* One post-processed row: [CLS] A [SEP] B [SEP]. ids/offs point into the batch's memory;
+ * na/nb count the kept sequence tokens (nb = -1: no pair); len includes the special tokens. */
 typedef struct {
-    lnn_tok_seq a, b;
-    int64_t na, nb; /* nb = -1: no pair */
-    int64_t len;    /* total with special tokens */
+    const int32_t *a_ids, *a_offs, *b_ids, *b_offs;
+    int64_t na, nb;
+    int64_t len;
 } lnn_tok_row;
 
-/* Encode n texts (and pairs if b != NULL) in parallel into rows[n] (zero-initialised; free each
- * with lnn_tok_row_free). On failure returns the status of the first failing row and writes its
- * index to *err_row (message via lnn_get_error on the calling thread). */
+/* Memory of an encoded batch (per-thread arenas of large blocks: a few mallocs per batch). */
+typedef struct lnn_tok_batch_mem lnn_tok_batch_mem;
+void lnn_tok_batch_mem_free(lnn_tok_batch_mem *m);
+
+/* Encode n texts (and pairs if b != NULL) in parallel into rows[n]. The rows stay valid until
+ * lnn_tok_batch_mem_free(*mem) (also set, to be freed, on failure). On failure returns the status of
+ * the first failing row and writes its index to *err_row (message via lnn_get_error). */
 lnn_status lnn_tok_encode_batch(const lnn_tokenizer *t, const lnn_tok_text *a, const lnn_tok_text *b,
-                                int64_t n, const lnn_tok_opts *o, lnn_tok_row *rows, int64_t *err_row);
-void lnn_tok_row_free(lnn_tok_row *r);
+                                int64_t n, const lnn_tok_opts *o, lnn_tok_row *rows, int64_t *err_row,
+                                lnn_tok_batch_mem **mem);
 
 /* Write row r into position `pos` of padded/flat outputs of width `width` (>= r->len).
  * Arrays may be NULL. ids/type/mask/special: width entries; offs: 2*width. left: pad on the left.

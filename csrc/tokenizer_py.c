@@ -146,6 +146,7 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
     lnn_tok_text *tb = has_pair ? calloc((size_t)n + 1, sizeof *tb) : NULL;
     PyObject **refs = calloc(2 * (size_t)n + 1, sizeof *refs);
     lnn_tok_row *rows = calloc((size_t)n + 1, sizeof *rows);
+    lnn_tok_batch_mem *mem = NULL;
     PyObject *ids = NULL, *type_ids = NULL, *mask = NULL, *offs = NULL, *special = NULL, *length = NULL, *splits = NULL;
     if (!ta || (has_pair && !tb) || !refs || !rows) { PyErr_NoMemory(); goto done; }
     if (collect_texts(texts_o, "text", ta, refs, n) < 0) goto done;
@@ -155,7 +156,7 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
     int64_t err_row = -1;
     lnn_status st;
     LNN_RELEASE_GIL
-    st = lnn_tok_encode_batch(t, ta, tb, n, &o, rows, &err_row);
+    st = lnn_tok_encode_batch(t, ta, tb, n, &o, rows, &err_row, &mem);
     LNN_ACQUIRE_GIL
     if (st) {
         if (st == LNN_ERR_VALUE) {
@@ -226,7 +227,10 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
             }
         }
         LNN_RELEASE_GIL
-        LNN_OMP_FOR_DYNAMIC
+#ifdef _OPENMP
+        /* parallel only when the batch is big enough to pay for waking the team */
+#pragma omp parallel for num_threads(lnn_num_threads) schedule(dynamic, 16) if (n >= 64 && lnn_num_threads > 1)
+#endif
         for (Py_ssize_t i = 0; i < n; i++) {
             int64_t start = sp ? sp[i] : (int64_t)i * width;
             int64_t w = sp ? sp[i + 1] - sp[i] : width;
@@ -252,7 +256,7 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
 done:
     Py_XDECREF(ids); Py_XDECREF(type_ids); Py_XDECREF(mask); Py_XDECREF(offs); Py_XDECREF(special);
     Py_XDECREF(length); Py_XDECREF(splits);
-    if (rows) for (Py_ssize_t i = 0; i < n; i++) lnn_tok_row_free(&rows[i]);
+    lnn_tok_batch_mem_free(mem);
     if (refs) for (Py_ssize_t i = 0; i < 2 * n; i++) Py_XDECREF(refs[i]);
     free(rows); free(refs); free(ta); free(tb);
     return result;

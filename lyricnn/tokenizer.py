@@ -520,17 +520,21 @@ class Tokenizer:
         splits = r.pop("row_splits", None)
         length = r.pop("length")
         out = BatchEncoding()
+        if splits is not None and not single:
+            sl = splits.tolist()
+            bounds = list(zip(sl[:-1], sl[1:]))
         for k in ("input_ids", "token_type_ids", "attention_mask", "offset_mapping", "special_tokens_mask"):
             if k not in r:
                 continue
             a = r[k]
             if splits is not None:
-                a = np.split(a, splits[1:-1]) if len(texts) else []
                 if single:
-                    a = a[0]
+                    pass  # the flat array is the one row
                 elif return_tensors is not None:
                     raise ValueError("Unable to create a %s tensor from rows of different lengths; use padding=True "
                                      "or padding='max_length' with truncation=True" % return_tensors)
+                else:
+                    a = [a[i:j] for i, j in bounds]
             elif single:
                 a = a[0]
             out[k] = a

@@ -35,7 +35,8 @@ static void run(const lnn_tokenizer *t, const uint8_t *text, size_t n, uint8_t f
     lnn_tok_row rows[2];
     memset(rows, 0, sizeof rows);
     int64_t err = -1;
-    if (!lnn_tok_encode_batch(t, a, (tr & 0x40) ? b : NULL, 2, &o, rows, &err)) {
+    lnn_tok_batch_mem *mem = NULL;
+    if (!lnn_tok_encode_batch(t, a, (tr & 0x40) ? b : NULL, 2, &o, rows, &err, &mem)) {
         for (int i = 0; i < 2; i++) {
             int64_t width = rows[i].len + (tr & 3);
             int64_t *ids = calloc((size_t)width + 1, 8), *tt = calloc((size_t)width + 1, 8);
@@ -46,7 +47,7 @@ static void run(const lnn_tokenizer *t, const uint8_t *text, size_t n, uint8_t f
             free(ids); free(tt); free(offs);
         }
     }
-    for (int i = 0; i < 2; i++) lnn_tok_row_free(&rows[i]);
+    lnn_tok_batch_mem_free(mem);
     lnn_tok_seq_free(&s);
     lnn_tok_work_free(&w);
     free(buf);
