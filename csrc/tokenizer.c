@@ -13,17 +13,22 @@
 #include "unicode_tables.h"
 
 typedef struct {
-    uint32_t cp[4];
-    int n;
-} added_tok;
+    int32_t base;  /* ASCII children at base + c; -1: none */
+    int32_t check; /* parent slot; -1 root, -2 reached by a non-ASCII edge, -3 free */
+    int32_t term;  /* token id ending here, or -1 */
+} da_node;
 
 struct lnn_tokenizer {
     lnn_tok_config cfg;
     int strip;             /* resolved strip_accents */
     int64_t n_vocab;
     int32_t unk_id;
-    /* trie */
-    int32_t *term;         /* node -> token id or -1 */
+    /* trie: a double array for ASCII edges (node = slot; child = base[node] + c if check[child] == node)
+     * plus a hash of (node, cp) -> child for the other edges. While building: all edges in the hash,
+     * term[] per node. */
+    da_node *da;
+    int64_t da_size;
+    int32_t *term;         /* build time only: node -> token id or -1 */
     int64_t n_nodes;
     uint64_t *keys;        /* (node << 21 | cp) + 1, 0 = empty */
     int32_t *vals;
@@ -75,7 +80,7 @@ static inline uint64_t hslot(const lnn_tokenizer *t, uint64_t key) {
     return (key * 0x9E3779B97F4A7C15ull) >> (64 - t->hbits);
 }
 
-static inline int32_t trie_child(const lnn_tokenizer *t, int32_t node, uint32_t cp) {
+static inline int32_t hash_child(const lnn_tokenizer *t, int32_t node, uint32_t cp) {
     uint64_t key = hkey(node, cp);
     uint64_t s = hslot(t, key);
     for (;;) {
@@ -102,6 +107,131 @@ static int32_t trie_add_child(lnn_tokenizer *t, int32_t node, uint32_t cp) {
     return child;
 }
 
+/* Child of node by cp in the final trie, -1 if none. */
+static inline int32_t trie_child(const lnn_tokenizer *t, int32_t node, uint32_t cp) {
+    if (cp < 128) {
+        int32_t b = t->da[node].base;
+        if (b < 0) return -1;
+        int32_t s = b + (int32_t)cp;
+        return t->da[s].check == node ? s : -1;
+    }
+    return hash_child(t, node, cp);
+}
+
+static int da_reserve(lnn_tokenizer *t, int64_t need) {
+    if (need <= t->da_size) return 0;
+    int64_t cap = t->da_size ? t->da_size : 1024;
+    while (cap < need) cap *= 2;
+    if (cap > INT32_MAX) return -1;
+    da_node *d = realloc(t->da, (size_t)cap * sizeof *d);
+    if (!d) return -1;
+    for (int64_t i = t->da_size; i < cap; i++) { d[i].base = -1; d[i].check = -3; d[i].term = -1; }
+    t->da = d;
+    t->da_size = cap;
+    return 0;
+}
+
+/* Turn the build-time hash trie into the double array + a hash of the non-ASCII edges. */
+static lnn_status build_da(lnn_tokenizer *t) {
+    lnn_status st = LNN_ERR_MEMORY;
+    int64_t N = t->n_nodes;
+    uint64_t hsize = t->mask + 1;
+    int64_t *start = calloc((size_t)N + 2, sizeof *start);
+    uint32_t *ecp = NULL;
+    int32_t *ech = NULL, *slot_of = NULL, *queue = NULL;
+    uint64_t *nkeys = NULL;
+    int32_t *nvals = NULL;
+    int64_t E = 0, E_na = 0;
+    if (!start) goto done;
+    for (uint64_t s = 0; s < hsize; s++)
+        if (t->keys[s]) {
+            start[((t->keys[s] - 1) >> 21) + 1]++;
+            E++;
+            if (((t->keys[s] - 1) & 0x1FFFFF) >= 128) E_na++;
+        }
+    for (int64_t i = 0; i < N; i++) start[i + 1] += start[i];
+    ecp = malloc(((size_t)E + 1) * sizeof *ecp);
+    ech = malloc(((size_t)E + 1) * sizeof *ech);
+    slot_of = malloc(((size_t)N + 1) * sizeof *slot_of);
+    queue = malloc(((size_t)N + 1) * sizeof *queue);
+    if (!ecp || !ech || !slot_of || !queue) goto done;
+    {
+        int64_t *fill = calloc((size_t)N + 1, sizeof *fill);
+        if (!fill) goto done;
+        for (uint64_t s = 0; s < hsize; s++)
+            if (t->keys[s]) {
+                int64_t p = (int64_t)((t->keys[s] - 1) >> 21);
+                int64_t k = start[p] + fill[p]++;
+                ecp[k] = (uint32_t)((t->keys[s] - 1) & 0x1FFFFF);
+                ech[k] = t->vals[s];
+            }
+        free(fill);
+    }
+    int hb = 4;
+    while (((uint64_t)1 << hb) < 2 * (uint64_t)E_na + 16) hb++;
+    nkeys = calloc((size_t)1 << hb, sizeof *nkeys);
+    nvals = malloc(((size_t)1 << hb) * sizeof *nvals);
+    if (!nkeys || !nvals) goto done;
+    if (da_reserve(t, 2 * N + 256)) goto done;
+    t->da[0].check = -1;
+    slot_of[0] = 0;
+    int64_t qh = 0, qt = 0, first_free = 1;
+    queue[qt++] = 0;
+    while (qh < qt) {
+        int32_t p = queue[qh++];
+        int32_t ps = slot_of[p];
+        t->da[ps].term = t->term[p];
+        int minc = 128, nasc = 0;
+        for (int64_t k = start[p]; k < start[p + 1]; k++)
+            if (ecp[k] < 128) { nasc++; if ((int)ecp[k] < minc) minc = (int)ecp[k]; }
+        if (nasc) {
+            int64_t b = first_free - minc;
+            if (b < 1) b = 1;
+            for (;; b++) {
+                if (da_reserve(t, b + 129)) goto done;
+                int ok = 1;
+                for (int64_t k = start[p]; k < start[p + 1] && ok; k++)
+                    if (ecp[k] < 128 && t->da[b + ecp[k]].check != -3) ok = 0;
+                if (ok) break;
+            }
+            if (b + 128 >= INT32_MAX) goto done;
+            t->da[ps].base = (int32_t)b;
+            for (int64_t k = start[p]; k < start[p + 1]; k++)
+                if (ecp[k] < 128) {
+                    int32_t s = (int32_t)(b + ecp[k]);
+                    t->da[s].check = ps;
+                    slot_of[ech[k]] = s;
+                    queue[qt++] = ech[k];
+                }
+        }
+        for (int64_t k = start[p]; k < start[p + 1]; k++) {
+            if (ecp[k] < 128) continue;
+            while (first_free < t->da_size && t->da[first_free].check != -3) first_free++;
+            if (da_reserve(t, first_free + 129)) goto done;
+            int32_t s = (int32_t)first_free;
+            t->da[s].check = -2;
+            slot_of[ech[k]] = s;
+            queue[qt++] = ech[k];
+            uint64_t key = hkey(ps, ecp[k]);
+            uint64_t h = (key * 0x9E3779B97F4A7C15ull) >> (64 - hb);
+            while (nkeys[h]) h = (h + 1) & (((uint64_t)1 << hb) - 1);
+            nkeys[h] = key;
+            nvals[h] = s;
+        }
+        while (first_free < t->da_size && t->da[first_free].check != -3) first_free++;
+    }
+    free(t->keys); free(t->vals); free(t->term);
+    t->term = NULL;
+    t->keys = nkeys; t->vals = nvals; nkeys = NULL; nvals = NULL;
+    t->hbits = hb;
+    t->mask = ((uint64_t)1 << hb) - 1;
+    st = LNN_OK;
+done:
+    if (st) lnn_set_error("out of memory building the vocab trie");
+    free(start); free(ecp); free(ech); free(slot_of); free(queue); free(nkeys); free(nvals);
+    return st;
+}
+
 /* Walk cps[0..n) from the root; -1 if absent. */
 static int32_t trie_find(const lnn_tokenizer *t, const uint32_t *cps, int64_t n) {
     int32_t node = 0;
@@ -112,6 +242,7 @@ static int32_t trie_find(const lnn_tokenizer *t, const uint32_t *cps, int64_t n)
 void lnn_tok_free(lnn_tokenizer *t) {
     if (!t) return;
     free(t->term);
+    free(t->da);
     free(t->keys);
     free(t->vals);
     if (t->added_cp)
@@ -206,6 +337,7 @@ lnn_status lnn_tok_create(const lnn_tok_config *cfg, const char *vocab, size_t n
         pos = end + 1;
     }
     t->n_vocab = line;
+    if ((st = build_da(t))) goto fail;
 
     /* unk */
     {
@@ -213,13 +345,13 @@ lnn_status lnn_tok_create(const lnn_tok_config *cfg, const char *vocab, size_t n
         if ((st = decode_cstr(cfg->unk_token, "unk_token", &cps, &n))) goto fail;
         int32_t node = n > 0 ? trie_find(t, cps, n) : -1;
         free(cps);
-        if (node < 0 || t->term[node] < 0) {
+        if (node < 0 || t->da[node].term < 0) {
             st = LNN_ERR_VALUE;
             lnn_set_error("the unknown token '%.60s' is not in the vocab; add it (BERT vocabs have [UNK]) "
                           "or set unk_token", cfg->unk_token);
             goto fail;
         }
-        t->unk_id = t->term[node];
+        t->unk_id = t->da[node].term;
     }
     /* continuing prefix */
     {
@@ -330,7 +462,8 @@ static void flush_word(enc_state *S) {
         int32_t best_id = -1;
         int64_t i = start + 1;
         while (node >= 0) {
-            if (t->term[node] >= 0) { best_end = i; best_id = t->term[node]; }
+            int32_t tid = t->da[node].term;
+            if (tid >= 0) { best_end = i; best_id = tid; }
             if (i >= n) break;
             node = trie_child(t, node, cp[i]);
             i++;
@@ -654,8 +787,10 @@ static lnn_status encode_row(const lnn_tokenizer *t, const lnn_tok_text *a, cons
     size_t need = 3 * (size_t)ka + (kb > 0 ? 3 * (size_t)kb : 0);
     int32_t *p = arena_alloc(arena, need ? need : 1);
     if (!p) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
-    memcpy(p, ts->sa.ids, (size_t)ka * sizeof *p);
-    memcpy(p + ka, ts->sa.offs, 2 * (size_t)ka * sizeof *p);
+    if (ka > 0) {
+        memcpy(p, ts->sa.ids, (size_t)ka * sizeof *p);
+        memcpy(p + ka, ts->sa.offs, 2 * (size_t)ka * sizeof *p);
+    }
     r->a_ids = p;
     r->a_offs = p + ka;
     r->b_ids = r->b_offs = NULL;

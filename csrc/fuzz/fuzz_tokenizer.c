@@ -4,7 +4,7 @@
  * pairs, truncation and row layout.
  *
  * Input layout: [flags][max_chars][trunc/maxlen][vocab_len_lo][vocab_len_hi] vocab... text...
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc csrc/fuzz/fuzz_tokenizer.c \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Icsrc csrc/fuzz/fuzz_tokenizer.c \
  *         csrc/tokenizer.c csrc/unicode_tables.c csrc/common.c -o fuzz_tokenizer
  *   ./fuzz_tokenizer -max_total_time=60 csrc/fuzz/corpus_tokenizer */
 #include <stdint.h>
