@@ -18,8 +18,27 @@ typedef struct {
     int32_t term;  /* token id ending here, or -1 */
 } da_node;
 
+/* Per-thread cache of recent words -> their WordPiece tokens (words repeat a lot in real text). It
+ * lives in thread-local storage, is tagged with the tokenizer's unique id, and is reset when another
+ * tokenizer uses the thread. */
+#define WC_SIZE 2048
+#define WC_MAXLEN 16
+#define WC_MAXTOK 8
+typedef struct {
+    uint32_t hash;
+    uint8_t len, ntok;
+    uint8_t ends[WC_MAXTOK];
+    int32_t ids[WC_MAXTOK];
+    uint32_t cp[WC_MAXLEN];
+} wc_entry;
+
+static _Thread_local wc_entry *tl_wc;
+static _Thread_local uint64_t tl_wc_owner;
+static uint64_t next_uid = 1;
+
 struct lnn_tokenizer {
     lnn_tok_config cfg;
+    uint64_t uid;          /* unique per tokenizer ever created (word-cache tag) */
     int strip;             /* resolved strip_accents */
     int64_t n_vocab;
     int32_t unk_id;
@@ -284,6 +303,10 @@ lnn_status lnn_tok_create(const lnn_tok_config *cfg, const char *vocab, size_t n
     lnn_tokenizer *t = calloc(1, sizeof *t);
     if (!t) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
     t->cfg = *cfg;
+#ifdef _OPENMP
+#pragma omp atomic capture
+#endif
+    t->uid = next_uid++;
     t->cfg.added_tokens = NULL; t->cfg.added_ids = NULL; t->cfg.unk_token = NULL; t->cfg.continuing_prefix = NULL;
     t->strip = cfg->strip_accents < 0 ? (cfg->lowercase != 0) : (cfg->strip_accents != 0);
     if (t->cfg.max_input_chars_per_word < 0) t->cfg.max_input_chars_per_word = 0;
@@ -436,6 +459,7 @@ typedef struct {
     int32_t first_orig, last_orig;
     int64_t limit;
     int oom;
+    wc_entry *wc;      /* word cache or NULL */
 } enc_state;
 
 /* WordPiece over the stored word; appends tokens. */
@@ -452,7 +476,24 @@ static void flush_word(enc_state *S) {
     }
     const uint32_t *cp = w->cp;
     int64_t n0 = S->out->n;
+    wc_entry *e = NULL;
+    uint32_t h = 0;
+    if (S->wc && n <= WC_MAXLEN) {
+        h = 2166136261u;
+        for (int64_t k = 0; k < n; k++) h = (h ^ cp[k]) * 16777619u;
+        e = &S->wc[(h ^ (h >> 15)) & (WC_SIZE - 1)];
+        if (e->len == n && e->hash == h && !memcmp(e->cp, cp, (size_t)n * sizeof *cp)) {
+            int64_t st = 0;
+            for (int k = 0; k < e->ntok; k++) {
+                if (seq_push(S->out, e->ids[k], w->orig[st], w->orig[e->ends[k] - 1] + 1)) { S->oom = 1; return; }
+                st = e->ends[k];
+            }
+            return;
+        }
+    }
     int64_t start = 0;
+    uint8_t ends[WC_MAXTOK];
+    int nends = 0;
     while (start < n) {
         int32_t node;
         uint32_t c = cp[start];
@@ -470,11 +511,25 @@ static void flush_word(enc_state *S) {
         }
         if (best_end < 0) {
             S->out->n = n0; /* the whole word becomes unk */
-            if (seq_push(S->out, t->unk_id, w->orig[0], w->orig[n - 1] + 1)) S->oom = 1;
-            return;
+            if (seq_push(S->out, t->unk_id, w->orig[0], w->orig[n - 1] + 1)) { S->oom = 1; return; }
+            ends[0] = (uint8_t)n;
+            nends = 1;
+            break;
         }
         if (seq_push(S->out, best_id, w->orig[start], w->orig[best_end - 1] + 1)) { S->oom = 1; return; }
+        if (nends < WC_MAXTOK) ends[nends] = (uint8_t)best_end;
+        nends++;
         start = best_end;
+    }
+    if (e && nends <= WC_MAXTOK) { /* remember this word */
+        e->hash = h;
+        e->len = (uint8_t)n;
+        e->ntok = (uint8_t)nends;
+        memcpy(e->cp, cp, (size_t)n * sizeof *cp);
+        for (int k = 0; k < nends; k++) {
+            e->ids[k] = S->out->ids[n0 + k];
+            e->ends[k] = ends[k];
+        }
     }
 }
 
@@ -653,7 +708,13 @@ lnn_status lnn_tok_encode(const lnn_tokenizer *t, const void *text, int kind, in
             if (c > 0x10FFFF) { lnn_set_error("invalid code point at index %lld", (long long)i); return LNN_ERR_VALUE; }
         }
     }
-    enc_state S = {t, w, out, 0, 0, 0, 0, limit, 0};
+    enc_state S = {t, w, out, 0, 0, 0, 0, limit, 0, NULL};
+    if (len >= 64) { /* the word cache pays off on texts with repeated words */
+        if (!tl_wc) tl_wc = calloc(WC_SIZE, sizeof *tl_wc);
+        else if (tl_wc_owner != t->uid) memset(tl_wc, 0, WC_SIZE * sizeof *tl_wc);
+        if (tl_wc) tl_wc_owner = t->uid;
+        S.wc = tl_wc;
+    }
     if (word_reserve(&S)) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
     if (limit == 0) return LNN_OK;
     if (kind == 1) encode_kind(t, text, 1, len, &S);
