@@ -2,6 +2,12 @@
  * OpenMP loops (LNN_OMP_FOR), with fused elementwise passes. Reductions over rows (bias and
  * LayerNorm weight gradients, embedding gradients) are split by column blocks, so every result
  * is independent of the thread count and of scheduling. */
+/* Let gcc if-convert the clamps and selects of the math helpers so the elementwise loops vectorize
+ * (no code here relies on floating-point exception flags). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -9,17 +15,6 @@
 #include "backend.h"
 #include "lnn_blas.h"
 
-#ifndef lnn_cblas_sgemm_batch_strided
-/* a BLAS without the batched call: one sgemm per matrix */
-static void lnn_cblas_sgemm_batch_strided(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
-                                          int M, int N, int K, float alpha, const float *A, int lda, int sa,
-                                          const float *B, int ldb, int sb, float beta, float *C, int ldc, int sc,
-                                          int count) {
-    for (int i = 0; i < count; i++)
-        lnn_cblas_sgemm(o, ta, tb, M, N, K, alpha, A + (size_t)i * sa, lda, B + (size_t)i * sb, ldb, beta,
-                        C + (size_t)i * sc, ldc);
-}
-#endif
 
 /* ------------------------------------------------------------------ math helpers */
 
@@ -36,10 +31,9 @@ static inline float lnn_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float s;
-    memcpy(&s, &e, sizeof s);
-    float y = p * s;
+    union { int32_t i; float f; } u;
+    u.i = ((int32_t)n + 127) << 23;
+    float y = p * u.f;
     return x < -87.3f ? 0.f : y;
 }
 
@@ -82,6 +76,16 @@ static inline float act_df(float x, int act) {
     return 0.5f * (1.f + lnn_erff(x * LNN_SQRT1_2)) + x * LNN_INV_SQRT_2PI * lnn_expf(-0.5f * x * x);
 }
 
+#ifdef _OPENMP
+#define SIMD_SUM(v) LNN_PRAGMA(omp simd reduction(+ : v))
+#define SIMD_MAX(v) LNN_PRAGMA(omp simd reduction(max : v))
+#define SIMD_SUM2(a, b) LNN_PRAGMA(omp simd reduction(+ : a) reduction(+ : b))
+#else
+#define SIMD_SUM(v)
+#define SIMD_MAX(v)
+#define SIMD_SUM2(a, b)
+#endif
+
 #define COLBLOCK 64
 
 /* db(OC) += colsum(x(N,OC)), by column blocks (deterministic) */
@@ -96,6 +100,34 @@ static void colsum_acc(float *db, const float *x, int N, int OC) {
             for (int j = 0; j < nc; j++) acc[j] += row[j];
         }
         for (int j = 0; j < nc; j++) db[c0 + j] += acc[j];
+    }
+}
+
+
+/* ------------------------------------------------------------------ GEMM */
+
+/* One thread pool: the engine's OpenMP threads split the rows of C and each calls the BLAS
+ * single-threaded (a second, spinning BLAS pool beside OpenMP's costs up to 2x on small
+ * machines). C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C, row-major. */
+static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc) {
+    if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
+    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    int nt = lnn_num_threads > 0 ? lnn_num_threads : 1;
+    if (nt > M / 32) nt = M / 32;
+    if ((double)M * N * K < 4.0e6) nt = 1;
+    if (nt <= 1) {
+        lnn_cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+    for (int t = 0; t < nt; t++) {
+        int m0 = (int)(((long long)M * t / nt) & ~7LL), m1 = t == nt - 1 ? M : (int)(((long long)M * (t + 1) / nt) & ~7LL);
+        if (m1 <= m0) continue;
+        const float *Ap = ta ? A + m0 : A + (size_t)m0 * lda;
+        lnn_cblas_sgemm(CblasRowMajor, TA, TB, m1 - m0, N, K, alpha, Ap, lda, B, ldb, beta, C + (size_t)m0 * ldc, ldc);
     }
 }
 
@@ -160,16 +192,16 @@ static void matmul_forward(float *out, const float *inp, const float *w, const f
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, sizeof(float) * OC);
         beta = 1.f;
     }
-    lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.f, inp, C, w, C, beta, out, OC);
+    gemm(0, 1, N, OC, C, 1.f, inp, C, w, C, beta, out, OC);
 }
 
 /* dinp(N,C) += dout @ w; dw(OC,C) += dout^T @ inp; db += colsum(dout) */
 static void matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, int N, int C, int OC) {
     if (dinp)
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.f, dout, OC, w, C, 1.f, dinp, C);
+        gemm(0, 0, N, C, OC, 1.f, dout, OC, w, C, 1.f, dinp, C);
     if (dw)
-        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.f, dout, OC, inp, C, 1.f, dw, C);
+        gemm(1, 0, OC, C, N, 1.f, dout, OC, inp, C, 1.f, dw, C);
     if (db) colsum_acc(db, dout, N, OC);
 }
 
@@ -189,8 +221,10 @@ static void layernorm_forward(float *out, float *mean, float *rstd, float *res, 
             memcpy(x, an, sizeof(float) * C);
         }
         float s = 0.f;
+        SIMD_SUM(s)
         for (int c = 0; c < C; c++) s += x[c];
         float m = s / C, v = 0.f;
+        SIMD_SUM(v)
         for (int c = 0; c < C; c++) { float d = x[c] - m; v += d * d; }
         float rs = 1.0f / sqrtf(v / C + eps);
         float *o = out + (size_t)n * C;
@@ -208,6 +242,7 @@ static void layernorm_backward(float *dres, float *dw, float *db, const float *d
         for (int n = 0; n < N; n++) {
             const float *x = res + (size_t)n * C, *g = dout + (size_t)n * C;
             float m = mean[n], rs = rstd[n], sg = 0.f, sgx = 0.f;
+            SIMD_SUM2(sg, sgx)
             for (int c = 0; c < C; c++) {
                 float gw = g[c] * w[c];
                 sg += gw;
@@ -284,8 +319,8 @@ static void bias_act_backward(float *dx, float *db, const float *dout, const flo
 
 /* ------------------------------------------------------------------ dropout */
 
-/* out[i] = inp[i] * keep(offset + i) / (1 - p), i < n */
-static void dropout_apply(float *out, const float *inp, size_t n, size_t offset, lnn_dropout_t d) {
+/* out[i] = inp[i] * keep(offset + i) / (1 - p), i < n; serial (called inside parallel loops) */
+static void dropout_serial(float *out, const float *inp, size_t n, size_t offset, lnn_dropout_t d) {
     if (d.p <= 0.f) {
         cpu_copy(out, inp, n * sizeof(float));
         return;
@@ -296,16 +331,25 @@ static void dropout_apply(float *out, const float *inp, size_t n, size_t offset,
     }
     uint32_t thr = lnn_dropout_threshold(d.p);
     float scale = 1.0f / (1.0f - d.p);
-    long long b0 = (long long)(offset >> 2), b1 = (long long)((offset + n + 3) >> 2);
-    LNN_OMP_FOR
-    for (long long blk = b0; blk < b1; blk++) {
+    size_t i = 0;
+    while (i < n) {
+        size_t gi = offset + i, blk = gi >> 2;
         lnn_philox_out r = lnn_dropout_bits(d, (uint64_t)blk);
-        for (int l = 0; l < 4; l++) {
-            size_t gi = (size_t)blk * 4 + l;
-            if (gi < offset || gi >= offset + n) continue;
-            size_t i = gi - offset;
-            out[i] = r.v[l] >= thr ? inp[i] * scale : 0.f;
-        }
+        for (int l = (int)(gi & 3); l < 4 && i < n; l++, i++) out[i] = r.v[l] >= thr ? inp[i] * scale : 0.f;
+    }
+}
+
+/* the same over all threads, in chunks of 4096 elements */
+static void dropout_apply(float *out, const float *inp, size_t n, size_t offset, lnn_dropout_t d) {
+    if (d.p <= 0.f || d.p >= 1.f) {
+        dropout_serial(out, inp, n, offset, d);
+        return;
+    }
+    long long nchunk = (long long)((n + 4095) / 4096);
+    LNN_OMP_FOR
+    for (long long ch = 0; ch < nchunk; ch++) {
+        size_t i0 = (size_t)ch * 4096, m = n - i0 < 4096 ? n - i0 : 4096;
+        dropout_serial(out + i0, inp + i0, m, offset + i0, d);
     }
 }
 
@@ -319,39 +363,44 @@ static void dropout_backward(float *dinp, const float *dout, size_t n, lnn_dropo
 
 /* ------------------------------------------------------------------ attention */
 
+/* One (batch, head) pair per task: scores, mask, softmax, dropout and P V, all single-threaded
+ * BLAS calls inside the OpenMP loop (results do not depend on the thread count). */
 static void attention_forward(float *out, float *probs, float *pdrop, const float *qkv, const int32_t *mask,
                               int B, int T, int C, int NH, lnn_dropout_t drop) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     size_t TT = (size_t)T * T;
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (size_t)b * T * C3, *k = q + C, *v = q + 2 * C;
-        float *S = probs + (size_t)b * NH * TT;
+    if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
+    LNN_OMP_FOR
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        const float *q = qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+        float *S = probs + (size_t)bh * TT;
         const int32_t *mb = mask ? mask + (size_t)b * T : NULL;
-        /* S_h (T,T) = scale * Q_h K_h^T */
-        lnn_cblas_sgemm_batch_strided(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, hs, k, C3,
-                                      hs, 0.f, S, T, (int)TT, NH);
-        LNN_OMP_FOR
-        for (int row = 0; row < NH * T; row++) {
-            float *s = S + (size_t)row * T;
+        /* S (T,T) = scale * Q K^T */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.f, S, T);
+        for (int i = 0; i < T; i++) {
+            float *s = S + (size_t)i * T;
             if (mb)
                 for (int j = 0; j < T; j++) s[j] = s[j] + (mb[j] ? 0.f : -FLT_MAX);
             float mx = -INFINITY;
+            SIMD_MAX(mx)
             for (int j = 0; j < T; j++) mx = s[j] > mx ? s[j] : mx;
             float sum = 0.f;
+            SIMD_SUM(sum)
             for (int j = 0; j < T; j++) { s[j] = lnn_expf(s[j] - mx); sum += s[j]; }
             float inv = 1.0f / sum;
             for (int j = 0; j < T; j++) s[j] *= inv;
         }
         const float *P = S;
         if (drop.p > 0.f) {
-            float *Pd = pdrop + (size_t)b * NH * TT;
-            dropout_apply(Pd, S, NH * TT, (size_t)b * NH * TT, drop);
+            float *Pd = pdrop + (size_t)bh * TT;
+            dropout_serial(Pd, S, TT, (size_t)bh * TT, drop);
             P = Pd;
         }
-        /* out_h (T,hs) = P_h V_h, written into the head's columns of out (B,T,C) */
-        lnn_cblas_sgemm_batch_strided(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.f, P, T, (int)TT, v,
-                                      C3, hs, 0.f, out + (size_t)b * T * C, C, hs, NH);
+        /* out_h (T,hs) = P V_h, into the head's columns of out (B,T,C) */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.f, P, T, v, C3, 0.f,
+                        out + (size_t)b * T * C + h * hs, C);
     }
 }
 
@@ -360,38 +409,37 @@ static void attention_backward(float *dqkv, float *dprobs, float *pdrop, const f
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     size_t TT = (size_t)T * T;
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (size_t)b * T * C3, *k = q + C, *v = q + 2 * C;
-        float *dq = dqkv + (size_t)b * T * C3, *dk = dq + C, *dv = dq + 2 * C;
-        const float *P = probs + (size_t)b * NH * TT, *Pd = P;
-        const float *dO = dout + (size_t)b * T * C;
-        float *dP = dprobs + (size_t)b * NH * TT;
+    if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
+    LNN_OMP_FOR
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        size_t o3 = (size_t)b * T * C3 + h * hs;
+        const float *q = qkv + o3, *k = q + C, *v = q + 2 * C;
+        float *dq = dqkv + o3, *dk = dq + C, *dv = dq + 2 * C;
+        const float *P = probs + (size_t)bh * TT, *Pd = P;
+        const float *dO = dout + (size_t)b * T * C + h * hs;
+        float *dP = dprobs + (size_t)bh * TT;
         if (drop.p > 0.f) {
-            float *tmp = pdrop + (size_t)b * NH * TT;
-            dropout_apply(tmp, P, NH * TT, (size_t)b * NH * TT, drop);
+            float *tmp = pdrop + (size_t)bh * TT;
+            dropout_serial(tmp, P, TT, (size_t)bh * TT, drop);
             Pd = tmp;
         }
-        /* dPd_h (T,T) = dO_h V_h^T */
-        lnn_cblas_sgemm_batch_strided(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.f, dO, C, hs, v, C3, hs,
-                                      0.f, dP, T, (int)TT, NH);
-        /* dV_h (T,hs) += Pd_h^T dO_h */
-        lnn_cblas_sgemm_batch_strided(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.f, Pd, T, (int)TT, dO, C,
-                                      hs, 1.f, dv, C3, hs, NH);
-        if (drop.p > 0.f) dropout_apply(dP, dP, NH * TT, (size_t)b * NH * TT, drop);
+        /* dPd (T,T) = dO V^T; dV (T,hs) += Pd^T dO */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.f, dO, C, v, C3, 0.f, dP, T);
+        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.f, Pd, T, dO, C, 1.f, dv, C3);
+        if (drop.p > 0.f) dropout_serial(dP, dP, TT, (size_t)bh * TT, drop);
         /* softmax backward, with the score scale folded in: dS = scale * P * (dP - <dP, P>) */
-        LNN_OMP_FOR
-        for (int row = 0; row < NH * T; row++) {
-            const float *p = P + (size_t)row * T;
-            float *g = dP + (size_t)row * T;
+        for (int i = 0; i < T; i++) {
+            const float *p = P + (size_t)i * T;
+            float *g = dP + (size_t)i * T;
             float dot = 0.f;
+            SIMD_SUM(dot)
             for (int j = 0; j < T; j++) dot += g[j] * p[j];
             for (int j = 0; j < T; j++) g[j] = scale * p[j] * (g[j] - dot);
         }
-        /* dQ_h += dS_h K_h; dK_h += dS_h^T Q_h */
-        lnn_cblas_sgemm_batch_strided(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.f, dP, T, (int)TT, k, C3,
-                                      hs, 1.f, dq, C3, hs, NH);
-        lnn_cblas_sgemm_batch_strided(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.f, dP, T, (int)TT, q, C3,
-                                      hs, 1.f, dk, C3, hs, NH);
+        /* dQ += dS K; dK += dS^T Q */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.f, dP, T, k, C3, 1.f, dq, C3);
+        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.f, dP, T, q, C3, 1.f, dk, C3);
     }
 }
 
