@@ -28,13 +28,13 @@ static int engine_busy(EngineObject *self) {
 static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
     static char *kws[] = {"model_type", "vocab_size", "max_position_embeddings", "type_vocab_size", "hidden_size",
                           "num_layers", "num_heads", "intermediate_size", "activation", "pad_token_id",
-                          "layer_norm_eps", "hidden_dropout", "attention_dropout", "extra_tensors", NULL};
+                          "layer_norm_eps", "hidden_dropout", "attention_dropout", "pooler", "extra_tensors", NULL};
     lnn_config c;
     memset(&c, 0, sizeof c);
     PyObject *extra = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiiiiiifff|O", kws, &c.model_type, &c.vocab_size, &c.max_pos,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiiiiiifff|pO", kws, &c.model_type, &c.vocab_size, &c.max_pos,
                                      &c.type_vocab_size, &c.C, &c.n_layers, &c.NH, &c.F, &c.act, &c.pad_id,
-                                     &c.ln_eps, &c.hidden_dropout, &c.attn_dropout, &extra))
+                                     &c.ln_eps, &c.hidden_dropout, &c.attn_dropout, &c.pooler, &extra))
         return -1;
     if (self->m) {
         lnn_model_free(self->m);
@@ -211,7 +211,7 @@ static PyObject *Engine_forward(EngineObject *self, PyObject *args, PyObject *kw
     PyObject *last = PyArray_SimpleNew(3, oshape, NPY_FLOAT32);
     PyObject *pooled = NULL, *hidden = NULL;
     if (!last) return NULL;
-    if (m->cfg.model_type == LNN_BERT) {
+    if (m->cfg.model_type == LNN_BERT && m->cfg.pooler) {
         npy_intp ps[2] = {B, C};
         pooled = PyArray_SimpleNew(2, ps, NPY_FLOAT32);
         if (!pooled) goto fail;
@@ -259,8 +259,9 @@ static PyObject *Engine_backward(EngineObject *self, PyObject *args) {
     PyArrayObject *dl = NULL, *dp = NULL;
     if (dl_o != Py_None && !(dl = lnn_check_array(dl_o, "d_last_hidden_state", NPY_FLOAT32, 3, ls, 0))) return NULL;
     if (dp_o != Py_None) {
-        if (m->cfg.model_type != LNN_BERT) {
-            PyErr_SetString(PyExc_ValueError, "d_pooler_output is only for BERT; DistilBERT has no pooler");
+        if (m->cfg.model_type != LNN_BERT || !m->cfg.pooler) {
+            PyErr_SetString(PyExc_ValueError, "d_pooler_output was given but this encoder has no pooler "
+                                              "(DistilBERT, or BERT without pooler weights)");
             return NULL;
         }
         if (!(dp = lnn_check_array(dp_o, "d_pooler_output", NPY_FLOAT32, 2, ps, 0))) return NULL;

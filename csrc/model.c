@@ -159,7 +159,7 @@ static lnn_status register_encoder(lnn_model *m) {
             li[k] = id;
         }
     }
-    if (bert) {
+    if (bert && c->pooler) {
         ti[5] = add2(tab, "pooler.dense.weight", c->C, c->C, 0);
         ti[6] = add1(tab, "pooler.dense.bias", c->C, ND);
         if (ti[5] < 0 || ti[6] < 0) return LNN_ERR_MEMORY;
@@ -423,7 +423,7 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
         x = s->out;
     }
     if (last) be->to_host(last, x, N * C * sizeof(float));
-    if (bert) {
+    if (bert && c->pooler) {
         be->token0_forward(a->cls, x, B, T, C);
         be->matmul_forward(a->pooled, a->cls, m->p.top.pool_w, m->p.top.pool_b, B, C, C);
         be->tanh_forward(a->pooled, a->pooled, (size_t)B * C);
@@ -465,13 +465,13 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
     float hp = c->hidden_dropout, ap = c->attn_dropout;
     const int32_t *dtypes = m->fwd_has_types ? a->types : NULL;
     int lowest = lowest_trainable_level(m);
-    if (lowest > L + 1 || (lowest == L + 1 && !(bert && dpooled))) return LNN_OK; /* nothing to do */
+    if (lowest > L + 1 || (lowest == L + 1 && !(bert && c->pooler && dpooled))) return LNN_OK; /* nothing to do */
 
     /* dX: gradient w.r.t. the last hidden state */
     if (dlast) be->to_device(a->dX, dlast, NC);
     else be->zero(a->dX, NC);
 
-    if (bert && dpooled) { /* pooled = tanh(cls @ Wp^T + bp), cls = x[:, 0] */
+    if (bert && c->pooler && dpooled) { /* pooled = tanh(cls @ Wp^T + bp), cls = x[:, 0] */
         size_t BC = (size_t)B * C;
         be->to_device(a->dpool, dpooled, BC * sizeof(float));
         be->tanh_backward(a->dpool, a->dpool, a->pooled, BC);

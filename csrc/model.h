@@ -26,6 +26,7 @@ typedef struct {
     float ln_eps;        /* 1e-12 for DistilBERT */
     float hidden_dropout;/* embeddings, (BERT: attention output), FFN output */
     float attn_dropout;  /* attention probabilities */
+    int pooler;          /* BERT: has the pooler (dense + tanh on token 0) */
 } lnn_config;
 
 /* ---- the parameter registry: every tensor has its HF name (without the model prefix) ---- */

@@ -22,7 +22,7 @@ FROZEN = _C.TENSOR_FROZEN
 
 class EncoderOutput:
     """Result of an encoder call: last_hidden_state (B, T, H) float32, pooler_output (B, H) for
-    BERT (else None), hidden_states (tuple of L+1 arrays (B, T, H)) when requested (else None)."""
+    BERT with a pooler (else None), hidden_states (tuple of L+1 arrays (B, T, H)) when requested (else None)."""
 
     __slots__ = ("last_hidden_state", "pooler_output", "hidden_states")
 
@@ -105,9 +105,10 @@ class Encoder:
     Parameters and gradients live in one contiguous buffer each; `params` / `grads` map HF names
     (without the `distilbert.` / `bert.` prefix) to zero-copy numpy views."""
 
-    def __init__(self, config, extra_tensors=()):
+    def __init__(self, config, add_pooling_layer=True, extra_tensors=()):
         self.config = dict(config)
         self._settings = parse_config(self.config)
+        self._settings["pooler"] = bool(add_pooling_layer) and self._settings["model_type"] == 1
         self._engine = _C.Engine(extra_tensors=list(extra_tensors), **self._settings)
         self._info = self._engine.tensors()
         pbuf, gbuf = self._engine.params_buffer(), self._engine.grads_buffer()
@@ -135,10 +136,10 @@ class Encoder:
         return int(sum(int(np.prod(s)) for _, s, _, _ in self._info))
 
     @classmethod
-    def from_config(cls, config, seed=0):
+    def from_config(cls, config, seed=0, add_pooling_layer=True):
         """A randomly initialised encoder, as HF initialises one: normal(0, initializer_range) weights
         and embeddings (the padding row zero), zero biases, LayerNorm weight 1 / bias 0."""
-        enc = cls(config)
+        enc = cls(config, add_pooling_layer=add_pooling_layer)
         rng = np.random.default_rng(seed)
         std = float(config.get("initializer_range", 0.02))
         pad = enc._settings["pad_token_id"]
@@ -181,15 +182,17 @@ class Encoder:
     @classmethod
     def from_state_dict(cls, config, state):
         """An encoder from a state dict {name: array} (names with or without the model prefix; HF buffers
-        and head tensors are ignored here and kept in `enc.heads`)."""
-        enc = cls(config)
+        and head tensors are ignored here and kept in `enc.heads`). A BERT state without pooler
+        weights gives an encoder without the pooler (as BertModel(add_pooling_layer=False))."""
         prefix = _PREFIXES.get(config.get("model_type"), "")
+        has_pooler = any(k in state for k in ("pooler.dense.weight", prefix + "pooler.dense.weight"))
+        enc = cls(config, add_pooling_layer=has_pooler)
         tensors, heads = {}, {}
         for k, v in state.items():
             name = k[len(prefix):] if k.startswith(prefix) else k
             if name in _BUFFERS:
                 continue
-            if name.startswith(("pre_classifier.", "classifier.")):
+            if name.startswith(("pre_classifier.", "classifier.", "cls.", "vocab_")):
                 heads[name] = np.asarray(v, dtype=np.float32)
                 continue
             tensors[name] = v
@@ -204,8 +207,9 @@ class Encoder:
             raise ValueError("device=%r is not available in this build; use device='cpu'" % (device,))
         from . import checkpoint
         config = checkpoint.read_config(path)
-        enc = cls(config)
         state = checkpoint.load_state_dict(path)
+        has_pooler = any(k.endswith("pooler.dense.weight") for k in state)
+        enc = cls(config, add_pooling_layer=has_pooler)
         matched, heads = checkpoint.match_state_dict(enc.expected_tensors(), state, config.get("model_type"))
         enc.load_tensors(matched)
         enc.heads = dict(heads)
