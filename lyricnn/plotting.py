@@ -1,0 +1,69 @@
+"""Training curves: loss and a validation metric against the global step (matplotlib, imported lazily)."""
+import numpy as np
+
+__all__ = ["plot_history"]
+
+
+def _pick_metric(df, metric):
+    if metric is not None:
+        col = metric if metric.startswith("val_") else "val_" + metric
+        if col not in df.columns:
+            raise ValueError("history has no column %r; it has %s" % (col, list(df.columns)))
+        return col
+    for c in ("val_accuracy", "val_f1_macro", "val_pearson_r", "val_rmse", "val_mae"):
+        if c in df.columns and df[c].notna().any():
+            return c
+    return None
+
+
+def plot_history(history, path=None, metric=None, smooth=0.9, title=None, figsize=(10, 4)):
+    """Two panels against the global step: training loss (raw and exponentially smoothed) with the
+    validation loss, and a validation metric (default: accuracy, else F1 / Pearson r / RMSE).
+
+    history: an estimator's history_ DataFrame (or records). path: save a PNG there (the folder must
+    exist). Returns the matplotlib Figure.
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plot_history needs matplotlib: pip install matplotlib") from None
+    import pandas as pd
+
+    df = history if isinstance(history, pd.DataFrame) else pd.DataFrame.from_records(history)
+    if len(df) == 0:
+        raise ValueError("the history is empty; fit the estimator first")
+    steps = df[df["loss"].notna()]
+    evals = df[df["loss"].isna()] if "loss" in df else df.iloc[:0]
+    mcol = _pick_metric(df, metric)
+    fig, axes = plt.subplots(1, 2 if mcol else 1, figsize=figsize, squeeze=False)
+    ax = axes[0, 0]
+    if len(steps):
+        ax.plot(steps["step"], steps["loss"], color="tab:blue", alpha=0.3, lw=0.8, label="train loss")
+        if smooth and len(steps) > 2:
+            sm, acc = [], None
+            for v in steps["loss"].to_numpy(dtype=np.float64):
+                acc = v if acc is None else smooth * acc + (1 - smooth) * v
+                sm.append(acc)
+            ax.plot(steps["step"], sm, color="tab:blue", lw=1.6, label="train loss (smoothed)")
+    if "val_loss" in df.columns and evals["val_loss"].notna().any():
+        ev = evals[evals["val_loss"].notna()]
+        ax.plot(ev["step"], ev["val_loss"], "o-", color="tab:orange", label="validation loss")
+    ax.set_xlabel("global step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if mcol:
+        ax2 = axes[0, 1]
+        ev = df[df[mcol].notna()]
+        ax2.plot(ev["step"], ev[mcol], "o-", color="tab:green", label=mcol.replace("_", " "))
+        ax2.set_xlabel("global step")
+        ax2.set_ylabel(mcol[4:])
+        ax2.grid(alpha=0.3)
+        ax2.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig

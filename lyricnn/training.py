@@ -1,0 +1,432 @@
+"""The training loop behind TextClassifier / TextRegressor: batches, schedule, history, evaluation,
+early stopping, Ctrl-C, checkpoints and bit-identical resume.
+
+Determinism: the batch order of epoch e is a pure function of (seed, e) (lyricnn.data.batch_order with
+numpy's default_rng([seed, e])), and the engine keys dropout masks by (seed, global step). A checkpoint
+holds the weights, optimizer state (with the step counter), schedule state, the position in the epoch and
+the history, so `fit(..., resume=True)` continues bit-identically on the CPU for a fixed thread count.
+
+Checkpoint files (in checkpoint_dir), each one safetensors file written atomically (temporary file,
+fsync, rename; an interrupted write leaves the previous file intact):
+  last.safetensors  every epoch, every `checkpoint_steps` steps, and when training is interrupted;
+                    tensors "model.<name>" and "optim.<key>", JSON metadata under "lyricnn".
+  best.safetensors  the weights at the best validation score so far (when there is a validation set).
+"""
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from . import checkpoint as _ckpt
+from .data import batch_order, pad_batch
+from .schedules import ReduceLROnPlateau, get_schedule
+
+__all__ = ["Dataset", "TrainLoop", "read_checkpoint", "LAST", "BEST", "LOWER_IS_BETTER"]
+
+LAST = "last.safetensors"
+BEST = "best.safetensors"
+FORMAT = "lyricnn-training-checkpoint-v1"
+LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae")
+
+
+class Dataset:
+    """Tokenized rows: ids (list of 1-D int arrays, unpadded), targets (encoded), features or None."""
+
+    def __init__(self, ids, targets=None, features=None):
+        self.ids = ids
+        self.targets = targets
+        self.features = features
+        self.lengths = np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
+
+    def __len__(self):
+        return len(self.ids)
+
+    def fingerprint(self):
+        h = hashlib.sha256()
+        h.update(self.lengths.tobytes())
+        for r in self.ids:
+            h.update(np.asarray(r, dtype=np.int64).tobytes())
+        if self.targets is not None:
+            h.update(np.ascontiguousarray(self.targets).tobytes())
+        if self.features is not None:
+            h.update(np.ascontiguousarray(self.features).tobytes())
+        return h.hexdigest()[:32]
+
+
+def pad_rows(ids, idx, pad_id, pad_to=None):
+    """(input_ids, attention_mask) for rows idx, padded to the longest member (or to pad_to)."""
+    seqs = [ids[i] for i in idx]
+    a, m = pad_batch(seqs, pad_id=pad_id)
+    if pad_to is not None and a.shape[1] < pad_to:
+        a2 = np.full((a.shape[0], pad_to), pad_id, dtype=a.dtype)
+        m2 = np.zeros((a.shape[0], pad_to), dtype=m.dtype)
+        a2[:, :a.shape[1]] = a
+        m2[:, :m.shape[1]] = m
+        a, m = a2, m2
+    return a, m
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    return repr(o)
+
+
+def read_checkpoint(path):
+    """(tensors, meta): tensors {"model": {...}, "optim": {...}}, meta the JSON metadata dict."""
+    raw = _ckpt.read_safetensors(path)
+    md = _ckpt.safetensors_metadata(path) or {}
+    if "lyricnn" not in md:
+        raise _ckpt.CheckpointError("%s is not a lyricnn training checkpoint (no 'lyricnn' metadata)" % path)
+    meta = json.loads(md["lyricnn"])
+    if meta.get("format") != FORMAT:
+        raise _ckpt.CheckpointError("%s has format %r, expected %r" % (path, meta.get("format"), FORMAT))
+    out = {"model": {}, "optim": {}}
+    for k, v in raw.items():
+        group, _, name = k.partition(".")
+        if group in out:
+            out[group][name] = v
+    return out, meta
+
+
+class _SigintGuard:
+    """While active, the first Ctrl-C only sets a flag (the loop stops after the current step); a second
+    Ctrl-C raises KeyboardInterrupt at once. Only in the main thread."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._old = signal.signal(signal.SIGINT, self._handler)
+            except (ValueError, OSError):
+                self._old = None
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *a, **k):
+        pass
+
+    def close(self):
+        pass
+
+    def write(self, s):
+        print(s)
+
+
+def _make_bar(total, initial, enabled, desc):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=True)
+    bar.write = tqdm.write
+    return bar
+
+
+class TrainLoop:
+    """One fit: owns the schedule, history, early stopping and checkpoints for an estimator.
+
+    est: the estimator (its hyper-parameters are read from it); model: a SequenceClassifier with a
+    configured optimizer; train / val: Dataset; hooks: an object with
+      train_labels(idx) -> labels for train_step,  evaluate(Dataset) -> dict of metrics (with "loss").
+    """
+
+    def __init__(self, est, model, train, val, hooks, pad_id, pad_to=None, class_weight=None, pos_weight=None,
+                 params_json=None):
+        self.est, self.model, self.train, self.val, self.hooks = est, model, train, val, hooks
+        self.pad_id, self.pad_to = pad_id, pad_to
+        self.class_weight, self.pos_weight = class_weight, pos_weight
+        self.params_json = params_json
+        bs = int(est.batch_size)
+        if bs < 1:
+            raise ValueError("batch_size must be >= 1, got %r" % est.batch_size)
+        if int(est.epochs) < 1:
+            raise ValueError("epochs must be >= 1, got %r" % est.epochs)
+        self.batch_size = bs
+        self.epochs = int(est.epochs)
+        self.steps_per_epoch = -(-len(train) // bs)
+        self.total_steps = self.epochs * self.steps_per_epoch
+        self.monitor = est.monitor
+        self.mode = "min" if self.monitor in LOWER_IS_BETTER else "max"
+        self.schedule, self.plateau = self._make_schedule()
+        # loop state (all of it goes into a checkpoint)
+        self.step = 0
+        self.epoch = 0            # current (0-based) epoch
+        self.batch_in_epoch = 0   # batches of the current epoch already done
+        self.records = []         # history rows (dicts)
+        self.best_score = None
+        self.best_step = None
+        self.bad_evals = 0
+        self.best_state = None
+        self.stopped_early = False
+        self.interrupted = False
+        self.last_eval_step = None
+        self.data_fingerprint = train.fingerprint()
+
+    # ------------------------------------------------------------------ schedule
+    def _make_schedule(self):
+        est = self.est
+        lr = float(est.lr)
+        if not lr > 0 or not math.isfinite(lr):
+            raise ValueError("lr must be a positive number, got %r" % est.lr)
+        warm = int(est.warmup_steps or 0)
+        if est.warmup_ratio:
+            if not 0 <= est.warmup_ratio < 1:
+                raise ValueError("warmup_ratio must be in [0, 1), got %r" % est.warmup_ratio)
+            warm = max(warm, int(math.ceil(est.warmup_ratio * self.total_steps)))
+        name = est.schedule
+        if name == "plateau":
+            return None, ReduceLROnPlateau(lr, mode=self.mode, factor=est.plateau_factor,
+                                           patience=est.plateau_patience)
+        if name == "constant" and warm:
+            name = "constant_with_warmup"
+        return get_schedule(name, lr, num_warmup_steps=warm, num_training_steps=self.total_steps), None
+
+    def current_lr(self):
+        return self.schedule.lr if self.schedule is not None else self.plateau.lr
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def ckpt_dir(self):
+        return self.est.checkpoint_dir
+
+    def _meta(self):
+        return {
+            "format": FORMAT, "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+            "rng": {"batch_order_seed": [int(self.est.seed), self.epoch], "dropout": "engine Philox keyed by "
+                    "(seed, global step)", "seed": int(self.est.seed)},
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "plateau": self.plateau.state_dict() if self.plateau is not None else None,
+            "best_score": self.best_score, "best_step": self.best_step, "bad_evals": self.bad_evals,
+            "stopped_early": self.stopped_early, "last_eval_step": self.last_eval_step,
+            "history": self.records, "params": self.params_json, "data": self.data_fingerprint,
+            "estimator": self.hooks.fitted_state(), "time": time.time(),
+        }
+
+    def save_checkpoint(self, _fail_after=-1):
+        """Write last.safetensors atomically (weights, optimizer state, loop state, history, params)."""
+        d = self.ckpt_dir
+        os.makedirs(d, exist_ok=True)
+        tensors = {}
+        for k, v in self.model.state_dict().items():
+            tensors["model." + k] = np.asarray(v)
+        opt_scalars = {}
+        for k, v in self.model.optimizer_state().items():
+            if isinstance(v, np.ndarray):
+                tensors["optim." + k] = v
+            else:
+                opt_scalars[k] = v
+        meta = self._meta()
+        meta["optim_scalars"] = opt_scalars
+        _ckpt.save_safetensors(os.path.join(d, LAST), tensors,
+                               {"lyricnn": json.dumps(meta, default=_json_default)}, _fail_after=_fail_after)
+
+    def _save_best(self):
+        d = self.ckpt_dir
+        os.makedirs(d, exist_ok=True)
+        meta = {"format": FORMAT, "step": self.step, "epoch": self.epoch, "best_score": self.best_score,
+                "monitor": self.monitor, "params": self.params_json, "estimator": self.hooks.fitted_state()}
+        _ckpt.save_safetensors(os.path.join(d, BEST), {"model." + k: v for k, v in self.best_state.items()},
+                               {"lyricnn": json.dumps(meta, default=_json_default)})
+
+    def load_checkpoint(self):
+        d = self.ckpt_dir
+        if not d:
+            raise ValueError("resume=True needs checkpoint_dir (the folder the interrupted fit wrote to)")
+        path = os.path.join(d, LAST)
+        if not os.path.exists(path):
+            raise FileNotFoundError("resume=True but there is no checkpoint %s; run fit without resume first" % path)
+        tensors, meta = read_checkpoint(path)
+        if meta.get("data") != self.data_fingerprint:
+            raise ValueError("the checkpoint in %s was written for different training data (or another "
+                             "max_length/tokenizer); resume with the same X, y and features" % d)
+        mine, theirs = self.params_json or {}, meta.get("params") or {}
+        free = {"epochs", "verbose", "checkpoint_dir", "checkpoint_steps", "patience", "early_stopping"}
+        diff = sorted(k for k in set(mine) | set(theirs) if k not in free and mine.get(k) != theirs.get(k))
+        if diff:
+            raise ValueError("cannot resume: these parameters differ from the checkpoint's: %s (checkpoint: %s)"
+                             % ({k: mine.get(k) for k in diff}, {k: theirs.get(k) for k in diff}))
+        if meta["steps_per_epoch"] != self.steps_per_epoch:
+            raise ValueError("cannot resume: %d steps per epoch now, %d in the checkpoint"
+                             % (self.steps_per_epoch, meta["steps_per_epoch"]))
+        self.model.load_state_dict(tensors["model"])
+        opt = dict(tensors["optim"])
+        opt.update(meta.get("optim_scalars") or {})
+        self.model.load_optimizer_state(opt)
+        self.step, self.epoch, self.batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
+        if self.schedule is not None and meta.get("schedule") is not None:
+            st = dict(meta["schedule"])
+            if meta["total_steps"] == self.total_steps:
+                self.schedule.load_state_dict(st)
+            else:  # epochs changed: keep the position, use the new length
+                self.schedule.last_step = st["last_step"]
+        if self.plateau is not None and meta.get("plateau") is not None:
+            self.plateau.load_state_dict(meta["plateau"])
+        self.records = list(meta.get("history") or [])
+        self.best_score, self.best_step = meta.get("best_score"), meta.get("best_step")
+        self.bad_evals = meta.get("bad_evals", 0)
+        self.last_eval_step = meta.get("last_eval_step")
+        self.stopped_early = bool(meta.get("stopped_early"))
+        if self.stopped_early:
+            self.stopped_early = False  # a new fit(resume=True) may continue (e.g. with more patience)
+        best = os.path.join(d, BEST)
+        if self.best_step is not None and os.path.exists(best):
+            bt, _ = read_checkpoint(best)
+            self.best_state = bt["model"]
+        return meta
+
+    # ------------------------------------------------------------------ evaluation / early stopping
+    def _improved(self, score):
+        if self.best_score is None:
+            return True
+        return score < self.best_score if self.mode == "min" else score > self.best_score
+
+    def evaluate(self, bar):
+        if self.val is None:
+            return None
+        metrics = self.hooks.evaluate(self.val)
+        self.last_eval_step = self.step
+        row = {"step": self.step, "epoch": self.epoch + (self.batch_in_epoch / self.steps_per_epoch),
+               "loss": float("nan"), "lr": float("nan")}
+        row.update({"val_" + k: float(v) for k, v in metrics.items()})
+        self.records.append(row)
+        if self.monitor not in metrics:
+            raise ValueError("monitor=%r is not a validation metric; choose one of %s"
+                             % (self.monitor, sorted(metrics)))
+        score = float(metrics[self.monitor])
+        if self.plateau is not None:
+            self.plateau.step(score)
+        if self._improved(score):
+            self.best_score, self.best_step, self.bad_evals = score, self.step, 0
+            if self.est.early_stopping and self.est.restore_best_weights or self.ckpt_dir:
+                self.best_state = self.model.state_dict()
+            if self.ckpt_dir:
+                self._save_best()
+        else:
+            self.bad_evals += 1
+            if self.est.early_stopping and self.bad_evals >= int(self.est.patience):
+                self.stopped_early = True
+        if self.est.verbose:
+            shown = " ".join("%s %.4f" % (k, v) for k, v in metrics.items() if np.isscalar(v))
+            bar.write("step %d (epoch %.2f): val %s%s" % (self.step, row["epoch"], shown,
+                                                         " *" if self.best_step == self.step else ""))
+        return metrics
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, resume=False, callbacks=()):
+        est, model = self.est, self.model
+        if resume:
+            self.load_checkpoint()
+        callbacks = [c for c in (callbacks or ()) if c is not None]
+        eval_steps = int(est.eval_steps) if est.eval_steps else 0
+        ckpt_steps = int(est.checkpoint_steps) if est.checkpoint_steps else 0
+        bar = _make_bar(self.total_steps, min(self.step, self.total_steps), bool(est.verbose) and est.verbose > 0,
+                        "fine-tuning")
+        running = None
+        try:
+            with _SigintGuard() as guard:
+                while self.epoch < self.epochs and not self.stopped_early and not self.interrupted:
+                    batches = batch_order(self.train.lengths, self.batch_size, shuffle=True,
+                                          seed=[int(est.seed), self.epoch], bucket=bool(est.bucket_by_length))
+                    while self.batch_in_epoch < len(batches):
+                        if guard.requested:
+                            self.interrupted = True
+                            break
+                        idx = batches[self.batch_in_epoch]
+                        ids, mask = pad_rows(self.train.ids, idx, self.pad_id, self.pad_to)
+                        feats = None if self.train.features is None else self.train.features[idx]
+                        lr = self.current_lr()
+                        model.set_lr(lr)
+                        loss = model.train_step(ids, mask, self.hooks.train_labels(idx), features=feats,
+                                                class_weight=self.class_weight, pos_weight=self.pos_weight)
+                        loss = float(loss)
+                        self.step += 1
+                        self.batch_in_epoch += 1
+                        if self.schedule is not None:
+                            self.schedule.step()
+                        self.records.append({"step": self.step, "epoch": self.epoch + 1, "loss": loss, "lr": lr})
+                        running = loss if running is None or not math.isfinite(running) else 0.9 * running + 0.1 * loss
+                        bar.update(1)
+                        bar.set_postfix(loss="%.4f" % running, lr="%.2e" % lr, epoch=self.epoch + 1, refresh=False)
+                        if not math.isfinite(loss):
+                            raise FloatingPointError(
+                                "the training loss became %r at step %d; lower lr (now %g) or check the inputs"
+                                % (loss, self.step, lr))
+                        if eval_steps and self.step % eval_steps == 0 and self.batch_in_epoch < len(batches):
+                            self.evaluate(bar)
+                        if ckpt_steps and self.ckpt_dir and self.step % ckpt_steps == 0 \
+                                and self.batch_in_epoch < len(batches):
+                            self.save_checkpoint()
+                        info = {"step": self.step, "epoch": self.epoch + 1, "loss": loss, "lr": lr}
+                        for cb in callbacks:
+                            if cb(est, info) is False:
+                                guard.requested = True
+                        if self.stopped_early:
+                            break
+                    if self.interrupted or self.stopped_early and self.batch_in_epoch < len(batches):
+                        break
+                    # end of the epoch
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                    if self.val is not None and self.last_eval_step != self.step:
+                        self.evaluate(bar)
+                    if est.verbose and self.val is None:
+                        bar.write("epoch %d/%d done, step %d, loss %.4f" % (self.epoch, self.epochs, self.step,
+                                                                          running if running is not None else float("nan")))
+                    if self.ckpt_dir:
+                        self.save_checkpoint()
+                    if guard.requested:
+                        self.interrupted = True
+        except KeyboardInterrupt:
+            # raised by a callback, or a second Ctrl-C: the last completed step is consistent
+            self.interrupted = True
+        finally:
+            bar.close()
+        if self.interrupted:
+            if self.ckpt_dir:
+                self.save_checkpoint()
+            msg = ("training interrupted after step %d of %d; the model is usable as it is" %
+                   (self.step, self.total_steps))
+            if self.ckpt_dir:
+                msg += "; fit(..., resume=True) continues from %s" % os.path.join(self.ckpt_dir, LAST)
+            print(msg, file=sys.stderr)
+        if self.stopped_early and est.verbose:
+            print("early stopping at step %d: %s did not improve for %d evaluations (best %.4f at step %d)"
+                  % (self.step, self.monitor, self.bad_evals, self.best_score, self.best_step))
+        if est.early_stopping and est.restore_best_weights and self.best_state is not None \
+                and self.best_step != self.step and not self.interrupted:
+            model.load_state_dict(self.best_state)
+            if est.verbose:
+                print("restored the weights of step %d (best %s %.4f)" % (self.best_step, self.monitor,
+                                                                           self.best_score))
+        return self
