@@ -723,10 +723,12 @@ class TextClassifier(_TextEstimator):
 
     def predict(self, X, features=None):
         """Predicted labels (numpy array of classes_ values)."""
+        self._check_fitted()
         return self.classes_[self.predict_proba(X, features).argmax(axis=1)]
 
     def score(self, X, y, features=None, sample_weight=None):
         """Accuracy (scikit-learn's classifier score)."""
+        self._check_fitted()
         yv = _to_numpy(y)
         t = self._encode_targets(yv)
         p = self.predict_proba(X, features).argmax(axis=1)
@@ -740,6 +742,7 @@ class TextClassifier(_TextEstimator):
     def evaluate(self, X, y, features=None):
         """A dict: accuracy, precision_macro, recall_macro, f1_macro, per_class ({label: precision, recall,
         f1, accuracy, support}), labels, confusion_matrix (rows true, columns predicted), loss."""
+        self._check_fitted()
         yv = _to_numpy(y)
         t = self._encode_targets(yv)
         _, ids, F = self._prepare(X, features)
