@@ -182,3 +182,23 @@ class FakeSequenceClassifier:
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(cfg, f)
         checkpoint.save_safetensors(os.path.join(d, "model.safetensors"), self.state_dict(), {"format": "pt"})
+
+
+def real_classifier():
+    """The engine's SequenceClassifier, or None where it is not built yet."""
+    try:
+        from lyricnn.classifier import SequenceClassifier
+    except ImportError:
+        return None
+    return SequenceClassifier
+
+
+def use_engine(monkeypatch):
+    """Make lyricnn.models build the engine's classifier, or this stand-in when it is not available."""
+    real = real_classifier()
+    if real is not None:
+        return real
+    import lyricnn.models as models
+
+    monkeypatch.setattr(models, "_classifier_class", lambda: FakeSequenceClassifier)
+    return FakeSequenceClassifier

@@ -7,15 +7,11 @@ import signal
 import numpy as np
 import pytest
 
-import lyricnn.models as models
 from lyricnn import checkpoint as ck
 from lyricnn import training
 from lyricnn.estimators import TextClassifier, TextRegressor
 
-try:
-    from lyricnn.classifier import SequenceClassifier as _REAL
-except ImportError:
-    _REAL = None
+from _fake_seqclf import use_engine
 
 # a tiny DistilBERT: the 30522-token bundled vocab, 32 dims, one layer
 TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 1, "n_heads": 2,
@@ -26,12 +22,7 @@ TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 
 @pytest.fixture(autouse=True)
 def engine(monkeypatch):
     """The engine's SequenceClassifier when built, else the numpy stand-in of its contract."""
-    if _REAL is None:
-        from _fake_seqclf import FakeSequenceClassifier
-
-        monkeypatch.setattr(models, "_classifier_class", lambda: FakeSequenceClassifier)
-        return FakeSequenceClassifier
-    return _REAL
+    return use_engine(monkeypatch)
 
 
 WORDS = "the a song night day heart road river light rain my your old new sky".split()
