@@ -492,16 +492,17 @@ class _TextEstimator:
         sub = [texts[i] for i in idx]
         pred = self.predict(sub, features=F)
         lines = []
+        w = max([len(_fmt(v)) for v in pred] + ([len(_fmt(yv[i])) for i in idx] if yv is not None else []))
         for j, i in enumerate(idx):
             t = " ".join(texts[i].split())
             if len(t) > max_chars:
                 t = t[:max_chars - 3] + "..."
             p = pred[j]
             if yv is None:
-                lines.append("[pred %s] %s" % (_fmt(p), t))
+                lines.append("pred %-*s | %s" % (w, _fmt(p), t))
             else:
                 ok = self._same(yv[i], p)
-                lines.append("%s true %-12s pred %-12s | %s" % ("OK " if ok else "XX ", _fmt(yv[i]), _fmt(p), t))
+                lines.append("%s true %-*s  pred %-*s | %s" % ("OK" if ok else "XX", w, _fmt(yv[i]), w, _fmt(p), t))
         print("\n".join(lines), file=file)
 
 

@@ -54,10 +54,14 @@ def plot_history(history, path=None, metric=None, smooth=0.9, title=None, figsiz
     ax.legend()
     if mcol:
         ax2 = axes[0, 1]
-        ev = df[df[mcol].notna()]
-        ax2.plot(ev["step"], ev[mcol], "o-", color="tab:green", label=mcol.replace("_", " "))
+        shown = [mcol]
+        if metric is None and mcol == "val_accuracy" and "val_f1_macro" in df.columns:
+            shown.append("val_f1_macro")   # classification: accuracy and macro F1 side by side
+        for col, color in zip(shown, ("tab:green", "tab:red")):
+            ev = df[df[col].notna()]
+            ax2.plot(ev["step"], ev[col], "o-", color=color, label=col.replace("_", " "))
         ax2.set_xlabel("global step")
-        ax2.set_ylabel(mcol[4:])
+        ax2.set_ylabel(" / ".join(c[4:] for c in shown))
         ax2.grid(alpha=0.3)
         ax2.legend()
     if title:

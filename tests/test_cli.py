@@ -111,3 +111,14 @@ def test_help_texts():
         assert flag in r.stdout
     r = subprocess.run([sys.executable, "-m", "lyricnn", "--help"], capture_output=True, text=True)
     assert all(c in r.stdout for c in ("train", "evaluate", "predict", "demo"))
+
+
+def test_demo_fast(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("LYRICNN_DEMO_FAST", "1")
+    monkeypatch.setenv("LYRICNN_DEMO_MODEL", "tiny-distilbert")
+    assert cli.main(["demo", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "RANDOMLY INITIALISED" in out and "validation (32 poems): accuracy" in out
+    assert "sample predictions" in out and "confusion matrix" in out
+    assert (tmp_path / "demo_history.png").read_bytes()[:4] == b"\x89PNG"
