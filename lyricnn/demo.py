@@ -15,7 +15,6 @@ import time
 import numpy as np
 
 from . import build_info, datasets
-from .data import stratified_split
 from .models import minilm_dir
 
 # (model, n_train, n_val, max_length, epochs, batch_size, lr), chosen to fit ~3 min on 2 cores
@@ -26,12 +25,20 @@ FAST = dict(n_train=64, n_val=32, max_length=32, epochs=1, batch_size=16)
 TRAIN_BUDGET_S = 150.0
 
 
-def _subset(labels, n, seed):
-    """A stratified subset of n row indices (all rows if n >= len)."""
-    if n >= len(labels):
-        return np.arange(len(labels))
-    _, idx = stratified_split(labels, test_size=n, seed=seed)
-    return idx
+def _stratified(labels, frac_or_n, seed):
+    """(rest, picked) row indices: a seeded stratified pick of about frac_or_n rows (a fraction if < 1).
+    numpy only, so the demo needs no scikit-learn."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    k = int(round(frac_or_n * n)) if frac_or_n < 1 else min(int(frac_or_n), n)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        take = int(round(k * len(rows) / n))
+        picked.append(rng.permutation(rows)[:take])
+    picked = np.sort(np.concatenate(picked))
+    return np.setdiff1d(np.arange(n), picked), picked
 
 
 def main(output_dir="demo_output"):
@@ -55,9 +62,9 @@ def main(output_dir="demo_output"):
     data = datasets.load_poets()
     texts, labels = np.array(data["text"], dtype=object), np.array(data["label"])
     print("data: %d public-domain poems by %d poets (bundled)" % (len(texts), len(set(labels.tolist()))))
-    tr_all, va_all = stratified_split(labels, test_size=0.25, seed=0)
-    tr = tr_all[_subset(labels[tr_all], cfg["n_train"], 1)]
-    va = va_all[_subset(labels[va_all], cfg["n_val"], 2)]
+    tr_all, va_all = _stratified(labels, 0.25, 0)
+    tr = tr_all[_stratified(labels[tr_all], cfg["n_train"], 1)[1]]
+    va = va_all[_stratified(labels[va_all], cfg["n_val"], 2)[1]]
     Xtr, ytr, Xva, yva = texts[tr].tolist(), labels[tr], texts[va].tolist(), labels[va]
     print("fine-tuning on %d poems, validating on %d; max_length %d, %d epochs, batch %d, lr %g" % (
         len(Xtr), len(Xva), cfg["max_length"], cfg["epochs"], cfg["batch_size"], cfg["lr"]))
@@ -101,6 +108,6 @@ def main(output_dir="demo_output"):
         clf.plot_history(png, title="lyricnn demo: %s on four poets" % cfg["model"])
         print("\nsaved the training curves (loss and validation F1/accuracy against the step) to %s" % png)
     except ImportError:
-        print("\n(matplotlib is not installed: no plot; pip install matplotlib)")
+        print("\n(no plot: it needs matplotlib and pandas; pip install matplotlib pandas)")
     print("demo finished in %.1f s" % (time.perf_counter() - t_start))
     return 0

@@ -452,6 +452,38 @@ class _TextEstimator:
                 pass
         return est
 
+    def __getstate__(self):
+        """Pickle support (joblib, multiprocessing): a fitted model travels as the files of save()."""
+        state = self.__dict__.copy()
+        state.pop("_loop", None)
+        if "model_" in state:
+            import tempfile
+
+            files = {}
+            with tempfile.TemporaryDirectory() as d:
+                self.save(d)
+                for name in sorted(os.listdir(d)):
+                    with open(os.path.join(d, name), "rb") as f:
+                        files[name] = f.read()
+            for k in ("model_", "tokenizer_", "model_spec_"):
+                state.pop(k, None)
+            state["_saved_files"] = files
+        return state
+
+    def __setstate__(self, state):
+        files = state.pop("_saved_files", None)
+        self.__dict__.update(state)
+        if files is not None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as d:
+                for name, data in files.items():
+                    with open(os.path.join(d, os.path.basename(name)), "wb") as f:
+                        f.write(data)
+                loaded = type(self).load(d)
+            self.model_, self.tokenizer_ = loaded.model_, loaded.tokenizer_
+            self.model_spec_ = loaded.model_spec_
+
     def _fitted_state(self):
         st = {"n_features_": int(getattr(self, "n_features_", 0)), "problem_type_": self.problem_type_,
               "num_labels_": int(self.num_labels_)}

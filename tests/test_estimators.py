@@ -435,3 +435,14 @@ def test_bad_hyperparameters():
         make(schedule="warp").fit(X, Y)
     with pytest.raises(OSError, match="unknown model"):
         make(model="no-such-model").fit(X, Y)
+
+
+def test_pickle_roundtrip():
+    import pickle
+
+    clf = make(epochs=1).fit(X, Y)
+    clf2 = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clf2.predict_proba(XV), clf.predict_proba(XV))
+    assert clf2.get_params() == clf.get_params()
+    unfitted = pickle.loads(pickle.dumps(make()))
+    assert not hasattr(unfitted, "model_")
