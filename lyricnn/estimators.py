@@ -568,7 +568,8 @@ def _history_frame(records):
     except ImportError:  # pragma: no cover
         return records
     df = pd.DataFrame.from_records(records, columns=cols)
-    return df.astype({c: float for c in cols if c != "step"}).astype({"step": "int64"})
+    return df.astype({c: float for c in cols if c not in ("step", "epoch")}).astype({"step": "int64",
+                                                                                     "epoch": "int64"})
 
 
 def _fmt(v):

@@ -316,7 +316,8 @@ class TrainLoop:
             return None
         metrics = self.hooks.evaluate(self.val)
         self.last_eval_step = self.step
-        row = {"step": self.step, "epoch": self.epoch + (self.batch_in_epoch / self.steps_per_epoch),
+        # the (1-based) epoch this evaluation happened in: at an epoch's end, the epoch just finished
+        row = {"step": self.step, "epoch": self.epoch + 1 if self.batch_in_epoch else self.epoch,
                "loss": float("nan"), "lr": float("nan")}
         row.update({"val_" + k: float(v) for k, v in metrics.items()})
         self.records.append(row)
@@ -338,7 +339,7 @@ class TrainLoop:
                 self.stopped_early = True
         if self.est.verbose:
             shown = " ".join("%s %.4f" % (k, v) for k, v in metrics.items() if np.isscalar(v))
-            bar.write("step %d (epoch %.2f): val %s%s" % (self.step, row["epoch"], shown,
+            bar.write("step %d (epoch %d): val %s%s" % (self.step, row["epoch"], shown,
                                                          " *" if self.best_step == self.step else ""))
         return metrics
 

@@ -88,7 +88,7 @@ def test_fit_predict_shapes_and_history():
     assert list(steps["step"]) == list(range(1, 2 * 12 + 1))        # 96 / 8 = 12 steps per epoch
     assert list(steps["epoch"].unique()) == [1.0, 2.0]
     evals = h[h["val_loss"].notna()]
-    assert list(evals["step"]) == [12, 24] and evals["loss"].isna().all()
+    assert list(evals["step"]) == [12, 24] and list(evals["epoch"]) == [1, 2] and evals["loss"].isna().all()
     assert steps["val_loss"].isna().all()
     # linear decay without warmup: lr starts at lr and decreases
     lrs = steps["lr"].to_numpy()
