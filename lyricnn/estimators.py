@@ -383,7 +383,7 @@ class _TextEstimator:
         for s in range(0, n, bs):
             idx = order[s:s + bs]
             a, m = pad_rows(ids, idx, self.tokenizer_.pad_token_id, pad_to)
-            res = self.model_(a, m, features=None if F is None else F[idx])
+            res = self.model_(a, m) if F is None else self.model_(a, m, features=F[idx])
             out[idx] = np.asarray(res.logits, dtype=np.float32).reshape(len(idx), -1)
         return out
 

@@ -368,8 +368,14 @@ class TrainLoop:
                         feats = None if self.train.features is None else self.train.features[idx]
                         lr = self.current_lr()
                         model.set_lr(lr)
-                        loss = model.train_step(ids, mask, self.hooks.train_labels(idx), features=feats,
-                                                class_weight=self.class_weight, pos_weight=self.pos_weight)
+                        kw = {}
+                        if feats is not None:
+                            kw["features"] = feats
+                        if self.class_weight is not None:
+                            kw["class_weight"] = self.class_weight
+                        if self.pos_weight is not None:
+                            kw["pos_weight"] = self.pos_weight
+                        loss = model.train_step(ids, mask, self.hooks.train_labels(idx), **kw)
                         loss = float(loss)
                         self.step += 1
                         self.batch_in_epoch += 1
