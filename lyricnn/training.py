@@ -259,6 +259,18 @@ class TrainLoop:
         _ckpt.save_safetensors(os.path.join(d, BEST), {"model." + k: v for k, v in self.best_state.items()},
                                {"lyricnn": json.dumps(meta, default=_json_default)})
 
+    def _remove_stale_temp_files(self):
+        """Temporary files of a write that was killed before its rename (the real files are intact)."""
+        d = self.ckpt_dir
+        if not d or not os.path.isdir(d):
+            return
+        for name in os.listdir(d):
+            if name.endswith(".tmp") and name.startswith(("." + LAST + ".", "." + BEST + ".")):
+                try:
+                    os.unlink(os.path.join(d, name))
+                except OSError:
+                    pass
+
     def load_checkpoint(self):
         d = self.ckpt_dir
         if not d:
@@ -346,6 +358,7 @@ class TrainLoop:
     # ------------------------------------------------------------------ the loop
     def run(self, resume=False, callbacks=()):
         est, model = self.est, self.model
+        self._remove_stale_temp_files()
         if resume:
             self.load_checkpoint()
         callbacks = [c for c in (callbacks or ()) if c is not None]

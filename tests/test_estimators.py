@@ -446,3 +446,36 @@ def test_pickle_roundtrip():
     assert clf2.get_params() == clf.get_params()
     unfitted = pickle.loads(pickle.dumps(make()))
     assert not hasattr(unfitted, "model_")
+
+
+def test_process_killed_mid_checkpoint_leaves_loadable_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = textwrap.dedent("""
+        import os, signal, sys
+        sys.path.insert(0, %r)
+        import test_estimators as t
+        from _fake_seqclf import real_classifier, FakeSequenceClassifier
+        import lyricnn.models as models
+        if real_classifier() is None:
+            models._classifier_class = lambda: FakeSequenceClassifier
+        real_replace, n = os.replace, [0]
+        def replace(a, b):
+            n[0] += 1
+            if n[0] == 2:                      # die between writing and renaming the 2nd checkpoint
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_replace(a, b)
+        os.replace = replace
+        t.make(epochs=2, checkpoint_dir=%r).fit(t.X, t.Y)
+    """) % (here, str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert read_meta(tmp_path / training.LAST)["step"] == 12       # the epoch-1 checkpoint is intact
+    assert any(x.name.endswith(".tmp") for x in tmp_path.iterdir())  # the killed write's temp file
+    resumed = make(epochs=2, checkpoint_dir=str(tmp_path)).fit(X, Y, resume=True)
+    assert [x.name for x in tmp_path.iterdir()] == [training.LAST]     # cleaned up
+    full = make(epochs=2).fit(X, Y)
+    assert_same_weights(weights(full), weights(resumed))
