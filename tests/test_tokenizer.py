@@ -173,7 +173,8 @@ _POOLS = [
     " \t\n\r\x0b\x0c\u00a0\u1680\u2000\u2003\u200a\u2028\u2029\u202f\u205f\u3000\u0085\u200b\ufeff",
     ".,;:!?'\"()[]{}<>-_/\\@#$%^&*+=~`|\u00a1\u00bf\u2014\u2026\u3001\u3002\u00ab\u00bb\u2018\u2019\u201c\u201d",
     "\u00e9\u00e8\u00ea\u00eb\u00c0\u00c9\u00d1\u00f1\u00fc\u00df\u0130\u0131\u03a3\u03c3\u03c2\u0394\u1e9e\u01c5\u2126",
-    "\u0300\u0301\u0302\u0308\u0316\u0327\u0345\u034f\u0591\u05b0\u093c\u0e38\u302a\u1dc0\u20d0",
+    "\u0300\u0301\u0302\u0308\u0316\u0327\u0345\u034f\u0591\u05b0\u093c\u0e38\u302a\u1dc0\u20d0"
+    "\u302e\u302f\U0001d165\U0001d16d\U00016ff0\u0f39\u0903\u20dd",  # kept marks with ccc (Mc, Me)
     "\u4e00\u4e8c\u4e09\u6587\u5b57\u3042\u3044\u30a2\u30ab\uac00\ud55c\uae00\uf900\ufa30\u3400",
     "\U00020000\U0002a700\U0002f800\U0001f600\U0001f44d\U0001f3fd\u200d\u2764\ufe0f\U0001f468\U0001f469\U0001f467",
     "\u0410\u0411\u0430\u0431\u0628\u062a\u0915\u0916\u0e01\u05d0\u10d0\u0531\u1100\u1161\u11a8",
@@ -194,6 +195,8 @@ def _random_texts(seed, n, maxlen=60):
             s += " " + "".join(rng.choice("abcxyz\u00e9") for _ in range(rng.randint(95, 130)))
         if rng.random() < 0.05:
             s += " " + "".join(chr(rng.randint(0x80, 0x2FFFF)) for _ in range(20)).replace("\ud800", "")
+        if rng.random() < 0.05:  # long runs of combining marks (canonical reordering of > 32 marks)
+            s += rng.choice("ae\u00e9 ") + "".join(rng.choice(_POOLS[4] + "\u00e9\u0344") for _ in range(rng.randint(20, 80)))
         out.append("".join(c for c in s if not 0xD800 <= ord(c) <= 0xDFFF))
     return out
 
