@@ -128,6 +128,15 @@ class Tokenizer:
                  padding_side="right", name_or_path=""):
         """vocab: list of tokens in id order. added_tokens: list of (content, id, special) split out of the raw text
         before normalization (default: the special tokens)."""
+        self._init_args = dict(do_lower_case=do_lower_case, strip_accents=strip_accents,
+                               tokenize_chinese_chars=tokenize_chinese_chars, clean_text=clean_text,
+                               unk_token=unk_token, sep_token=sep_token, pad_token=pad_token, cls_token=cls_token,
+                               mask_token=mask_token, added_tokens=added_tokens, model_max_length=model_max_length,
+                               max_input_chars_per_word=max_input_chars_per_word,
+                               continuing_subword_prefix=continuing_subword_prefix,
+                               clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+                               model_input_names=model_input_names, padding_side=padding_side,
+                               name_or_path=name_or_path)
         vocab = list(vocab)
         if not vocab:
             raise CheckpointError("the vocab is empty")
@@ -193,6 +202,12 @@ class Tokenizer:
         self._h = _C.tok_new(raw, unk_token, continuing_subword_prefix, int(self.do_lower_case), strip,
                              int(self.clean_text), int(self.tokenize_chinese_chars), self.max_input_chars_per_word,
                              [a[0] for a in self._added], [a[1] for a in self._added])
+
+    def __getstate__(self):  # picklable (e.g. for multiprocessing data loaders): rebuilt from the vocab
+        return {"vocab": self._vocab, "kwargs": self._init_args}
+
+    def __setstate__(self, state):
+        self.__init__(state["vocab"], **state["kwargs"])
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -349,10 +364,19 @@ class Tokenizer:
             added.append((a["content"], int(a["id"]), bool(a.get("special", True))))
         kw["added_tokens"] = added
         pp = j.get("post_processor") or {}
-        if pp.get("type") == "TemplateProcessing":
-            st = pp.get("special_tokens", {})
-            if "[CLS]" in st and "[SEP]" in st:
-                pass
+        if pp.get("type") == "BertProcessing":  # older files: {"sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}
+            try:
+                kw["cls_token"], kw["sep_token"] = pp["cls"][0], pp["sep"][0]
+            except (KeyError, IndexError, TypeError):
+                raise CheckpointError("%s: bad BertProcessing post_processor %r" % (path, pp)) from None
+        elif pp.get("type") == "TemplateProcessing":
+            single = [x["SpecialToken"]["id"] for x in pp.get("single", []) if "SpecialToken" in x]
+            if len(single) == 2:
+                kw.setdefault("cls_token", single[0])
+                kw.setdefault("sep_token", single[1])
+        elif pp:
+            raise CheckpointError("%s: post_processor %r is not supported (lyricnn implements the BERT template)"
+                                  % (path, pp.get("type")))
         kw.update(overrides)
         kw.setdefault("name_or_path", name)
         if "added_tokens" in kw and kw["added_tokens"] == []:

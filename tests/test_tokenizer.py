@@ -428,17 +428,21 @@ def test_from_pretrained_sources(tmp_path, hf_fast, monkeypatch):
     for m in ("tiny-random-bert-seqcls-encoderfile", "tiny-random-bert-lmhead-lmbuddy"):
         d = shared_path("models", m)
         assert _ids(Tokenizer.from_pretrained(d)(texts)) == ref
-    # old compact tokenizer.json: minified, model without "type", added tokens without "special"
+    # old compact tokenizer.json: minified, model without "type", BertProcessing post-processor
     j = json.loads((_hf_dir() / "tokenizer.json").read_text(encoding="utf-8"))
     j["model"].pop("type", None)
-    for t in j["added_tokens"]:
-        t.pop("special", None)
     j.pop("version", None)
+    j["post_processor"] = {"type": "BertProcessing", "sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}
     cdir = tmp_path / "compact"
     cdir.mkdir()
     (cdir / "tokenizer.json").write_text(json.dumps(j, separators=(",", ":")), encoding="utf-8")
     c = Tokenizer.from_pretrained(cdir)
     assert _ids(c(texts)) == ref
+    oracle = tokenizers.Tokenizer.from_file(str(cdir / "tokenizer.json"))
+    assert [e.ids for e in oracle.encode_batch(texts)] == ref
+    # pickling rebuilds an identical tokenizer
+    import pickle
+    assert _ids(pickle.loads(pickle.dumps(c))(texts)) == ref
     # HF hub id from a local cache
     snap = tmp_path / "hub" / "models--someorg--somebert" / "snapshots" / "abc123"
     snap.mkdir(parents=True)
