@@ -88,6 +88,9 @@ static int collect_texts(PyObject *seq, const char *argname, lnn_tok_text *texts
             else if (PyFloat_Check(o) && isnan(PyFloat_AS_DOUBLE(o)))
                 PyErr_Format(PyExc_TypeError, "%s[%zd] is NaN (a missing value); every text must be a str (drop or "
                              "fill missing values first, e.g. series.fillna(''))", argname, i);
+            else if (!strcmp(Py_TYPE(o)->tp_name, "NAType") || !strcmp(Py_TYPE(o)->tp_name, "NaTType"))
+                PyErr_Format(PyExc_TypeError, "%s[%zd] is a missing value (%s); every text must be a str (drop or "
+                             "fill missing values first, e.g. series.fillna(''))", argname, i, Py_TYPE(o)->tp_name);
             else
                 PyErr_Format(PyExc_TypeError, "%s[%zd] is of type %s; every text must be a str", argname, i,
                              Py_TYPE(o)->tp_name);

@@ -249,11 +249,12 @@ def test_pairs_truncation_padding_matrix(tok, hf_fast, truncation, padding):
     rng = random.Random(7)
     a = [rng.choice(_PAIR_TEXTS) for _ in range(6)]
     b = [rng.choice(_PAIR_TEXTS) for _ in range(6)]
-    for pairs in (None, b):
+    for pairs, add in ((None, True), (b, True), (None, False), (b, False)):
         for max_length in (None, 3, 4, 5, 8, 13, 64):
             for mult in (None, 4):
                 for side in ("right", "left"):
                     kw = dict(padding=padding, truncation=truncation, max_length=max_length, pad_to_multiple_of=mult,
+                              add_special_tokens=add,
                               padding_side=side, return_offsets_mapping=True, return_special_tokens_mask=True,
                               return_length=True)
                     h, herr = _hf_call(hf_fast, a, pairs, **kw)
@@ -395,6 +396,9 @@ def test_bad_texts_name_the_position(tok):
         tok(["ok", "fine", float("nan")])
     with pytest.raises(TypeError, match=r"text\[0\] is of type int"):
         tok([3])
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(TypeError, match=r"text\[1\] is a missing value"):
+        tok(pd.Series(["a", pd.NA], dtype="string"))
     with pytest.raises(TypeError, match=r"text_pair\[1\]"):
         tok(["a", "b"], ["c", 5])
     with pytest.raises(ValueError, match=r"text 1 of the batch: lone surrogate U\+D83D at index 3"):
