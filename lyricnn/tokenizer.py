@@ -415,15 +415,16 @@ class Tokenizer:
         return [self._tok2id.get(t, self.unk_token_id) for t in tokens]
 
     def _id_to_token(self, i):
+        """Token of an id; None for an unknown id (as transformers); negative ids are an error."""
         i = int(i)
         if 0 <= i < len(self._vocab):
             return self._vocab[i]
-        if i in self._id2tok:
-            return self._id2tok[i]
-        raise IndexError("token id %d is out of range for a vocab of %d tokens" % (i, len(self)))
+        if i < 0:
+            raise ValueError("token ids must be >= 0, got %d" % i)
+        return self._id2tok.get(i)
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens=False):
-        """An id or list/array of ids -> token(s)."""
+        """An id or list/array of ids -> token(s); unknown ids give None (as transformers)."""
         if isinstance(ids, (int, np.integer)):
             return self._id_to_token(ids)
         return [self._id_to_token(i) for i in np.asarray(ids).reshape(-1).tolist()
@@ -617,6 +618,8 @@ class Tokenizer:
             if skip_special_tokens and i in self._special_ids:
                 continue
             tok = self._id_to_token(i)
+            if tok is None:  # unknown ids are skipped, as tokenizers does
+                continue
             if parts:
                 tok = tok[len(prefix):] if tok.startswith(prefix) else " " + tok
             parts.append(self._wp_cleanup(tok))

@@ -343,8 +343,10 @@ def test_token_conversions(tok, hf_fast):
     assert len(tok) == len(hf_fast) and tok.vocab_size == hf_fast.vocab_size
     for name in ("pad_token_id", "cls_token_id", "sep_token_id", "unk_token_id", "mask_token_id", "cls_token"):
         assert getattr(tok, name) == getattr(hf_fast, name)
-    with pytest.raises(IndexError, match="out of range"):
-        tok.convert_ids_to_tokens(10 ** 6)
+    assert tok.convert_ids_to_tokens([10 ** 6]) == hf_fast.convert_ids_to_tokens([10 ** 6]) == [None]
+    assert tok.decode([7592, 10 ** 6, 2088]) == hf_fast.decode([7592, 10 ** 6, 2088]) == "hello world"
+    with pytest.raises(ValueError, match=">= 0"):
+        tok.decode([-1])
 
 
 # --------------------------------------------------------------------------- inputs and outputs
