@@ -1,9 +1,12 @@
 /* tokenizer.c: BERT WordPiece tokenizer core (see tokenizer.h for the pipeline).
  *
- * The vocab is a trie over code points; its edges live in one open-addressing hash table
- * keyed by (node, code point), with direct 128-entry tables for the ASCII children of the
- * root and of the "##" node. Greedy longest-match walks the trie once per piece, so a word
- * costs O(len * longest token) at most and no heap allocation happens per token. */
+ * The vocab is a trie over code points: a double array for ASCII edges (one cache line per step)
+ * plus an open-addressing hash of (node, code point) for the others. Greedy longest-match walks
+ * the trie once per piece, so a word costs O(len * longest token) at most (words are capped at
+ * max_input_chars_per_word); a per-thread cache of recent words skips the walk for repeats.
+ * Normalization streams char by char; only runs of combining marks are buffered (canonical
+ * reordering, sorted in linear time). No heap allocation happens per token: buffers grow
+ * geometrically and batches copy their rows into per-thread arenas. */
 #include "tokenizer.h"
 
 #include <stdio.h>
