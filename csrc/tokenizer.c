@@ -306,10 +306,7 @@ lnn_status lnn_tok_create(const lnn_tok_config *cfg, const char *vocab, size_t n
     lnn_tokenizer *t = calloc(1, sizeof *t);
     if (!t) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
     t->cfg = *cfg;
-#ifdef _OPENMP
-#pragma omp atomic capture
-#endif
-    t->uid = next_uid++;
+    t->uid = __atomic_fetch_add(&next_uid, 1, __ATOMIC_RELAXED);
     t->cfg.added_tokens = NULL; t->cfg.added_ids = NULL; t->cfg.unk_token = NULL; t->cfg.continuing_prefix = NULL;
     t->strip = cfg->strip_accents < 0 ? (cfg->lowercase != 0) : (cfg->strip_accents != 0);
     if (t->cfg.max_input_chars_per_word < 0) t->cfg.max_input_chars_per_word = 0;
