@@ -558,3 +558,35 @@ def test_random_corrupt_loader_inputs(tmp_path):
         except (CheckpointError, ValueError):
             continue
         t(["some text, [MASK] \u00e9t\u00e9", "x" * 300])
+
+
+def test_two_tokenizers_and_python_threads(tok, hf_rust):
+    """The per-thread word cache is tagged per tokenizer; concurrent calls (GIL released) agree."""
+    import threading
+    texts = ["Hello hello HELLO world, the quick brown fox " * 5 + str(i) for i in range(50)]
+    vocab = [l.rstrip("\n") for l in open(_hf_dir() / "vocab.txt", encoding="utf-8")]
+    cased = Tokenizer(vocab, do_lower_case=False)
+    ref_cased = _variant(hf_rust, lowercase=False, strip_accents=False).encode_batch(texts)
+    ref = hf_rust.encode_batch(texts)
+    for _ in range(2):
+        for t in texts[:5]:
+            assert tok(t)["input_ids"].tolist() == ref[texts.index(t)].ids
+            assert cased(t)["input_ids"].tolist() == ref_cased[texts.index(t)].ids
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            tk = tok if k % 2 else cased
+            results[k] = _ids(tk(texts * 4))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for k, ids in results.items():
+        want = [r.ids for r in (ref if k % 2 else ref_cased)] * 4
+        assert ids == want
