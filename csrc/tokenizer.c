@@ -893,7 +893,7 @@ static lnn_status encode_row(const lnn_tokenizer *t, const lnn_tok_text *a, cons
     int nspec = o->add_special ? (b ? 3 : 2) : 0;
     int64_t budget = o->max_length - nspec;
     /* A single sequence can stop early: truncation keeps its first `budget` tokens. */
-    int64_t limit = (!b && (o->trunc == LNN_TRUNC_LONGEST_FIRST || o->trunc == LNN_TRUNC_ONLY_FIRST))
+    int64_t limit = (!b && !o->trunc_left && (o->trunc == LNN_TRUNC_LONGEST_FIRST || o->trunc == LNN_TRUNC_ONLY_FIRST))
                         ? (budget > 0 ? budget : 0) : -1;
     lnn_status st = lnn_tok_encode(t, a->data, a->kind, a->len, limit, &ts->w, &ts->sa);
     if (st) return st;
@@ -914,17 +914,18 @@ static lnn_status encode_row(const lnn_tokenizer *t, const lnn_tok_text *a, cons
     size_t need = 3 * (size_t)ka + (kb > 0 ? 3 * (size_t)kb : 0);
     int32_t *p = arena_alloc(arena, need ? need : 1);
     if (!p) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
+    int64_t sa0 = o->trunc_left ? ts->sa.n - ka : 0, sb0 = o->trunc_left && kb > 0 ? nb - kb : 0;
     if (ka > 0) {
-        memcpy(p, ts->sa.ids, (size_t)ka * sizeof *p);
-        memcpy(p + ka, ts->sa.offs, 2 * (size_t)ka * sizeof *p);
+        memcpy(p, ts->sa.ids + sa0, (size_t)ka * sizeof *p);
+        memcpy(p + ka, ts->sa.offs + 2 * sa0, 2 * (size_t)ka * sizeof *p);
     }
     r->a_ids = p;
     r->a_offs = p + ka;
     r->b_ids = r->b_offs = NULL;
     if (kb > 0) {
         int32_t *q = p + 3 * ka;
-        memcpy(q, ts->sb.ids, (size_t)kb * sizeof *q);
-        memcpy(q + kb, ts->sb.offs, 2 * (size_t)kb * sizeof *q);
+        memcpy(q, ts->sb.ids + sb0, (size_t)kb * sizeof *q);
+        memcpy(q + kb, ts->sb.offs + 2 * sb0, 2 * (size_t)kb * sizeof *q);
         r->b_ids = q;
         r->b_offs = q + kb;
     }

@@ -86,6 +86,7 @@ typedef struct {
     int trunc;            /* LNN_TRUNC_* */
     int64_t max_length;   /* total length incl. special tokens (trunc != NONE) */
     int32_t cls_id, sep_id;
+    int trunc_left;       /* truncation_side='left': keep the last tokens */
 } lnn_tok_opts;
 
 /* One post-processed row: [CLS] A [SEP] B [SEP]. ids/offs point into the batch's memory;

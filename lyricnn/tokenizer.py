@@ -125,7 +125,7 @@ class Tokenizer:
                  unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
                  added_tokens=None, model_max_length=_LARGE, max_input_chars_per_word=100,
                  continuing_subword_prefix="##", clean_up_tokenization_spaces=False, model_input_names=None,
-                 padding_side="right", name_or_path=""):
+                 padding_side="right", truncation_side="right", name_or_path=""):
         """vocab: list of tokens in id order. added_tokens: list of (content, id, special) split out of the raw text
         before normalization (default: the special tokens)."""
         self._init_args = dict(do_lower_case=do_lower_case, strip_accents=strip_accents,
@@ -136,6 +136,7 @@ class Tokenizer:
                                continuing_subword_prefix=continuing_subword_prefix,
                                clean_up_tokenization_spaces=clean_up_tokenization_spaces,
                                model_input_names=model_input_names, padding_side=padding_side,
+                               truncation_side=truncation_side,
                                name_or_path=name_or_path)
         vocab = list(vocab)
         if not vocab:
@@ -155,7 +156,7 @@ class Tokenizer:
         self.continuing_subword_prefix = continuing_subword_prefix
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.padding_side = padding_side
-        self.truncation_side = "right"
+        self.truncation_side = truncation_side
         self.name_or_path = name_or_path
         self.model_input_names = list(model_input_names or ["input_ids", "token_type_ids", "attention_mask"])
         self._tok2id = None
@@ -277,7 +278,7 @@ class Tokenizer:
     def _config_kwargs(cfg):
         kw = {}
         for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "clean_up_tokenization_spaces",
-                  "padding_side"):
+                  "padding_side", "truncation_side"):
             if k in cfg and cfg[k] is not None or k == "strip_accents" and k in cfg:
                 kw[k] = cfg[k]
         for k in _SPECIAL_NAMES:
@@ -530,6 +531,8 @@ class Tokenizer:
             raise ValueError("max_length=%d is too small for the %d special tokens a %s needs ([CLS] ... [SEP]); use "
                              "max_length >= %d" % (max_length, nspec, "pair" if pairs is not None else "text",
                                                    nspec + 1))
+        if self.truncation_side not in ("right", "left"):
+            raise ValueError("truncation_side must be 'right' or 'left', got %r" % (self.truncation_side,))
         side = padding_side or self.padding_side
         if side not in ("right", "left"):
             raise ValueError("padding_side must be 'right' or 'left', got %r" % (side,))
@@ -541,7 +544,7 @@ class Tokenizer:
                           self.sep_token_id, pad, int(max_length or 0), int(pad_to_multiple_of or 0),
                           int(side == "left"), self.pad_token_id, int(want_type), int(want_mask),
                           int(bool(return_offsets_mapping)), int(bool(return_special_tokens_mask)),
-                          int(dt == np.int32))
+                          int(dt == np.int32), int(self.truncation_side == "left"))
         splits = r.pop("row_splits", None)
         length = r.pop("length")
         out = BatchEncoding()
@@ -649,6 +652,7 @@ class Tokenizer:
                    do_lower_case=self.do_lower_case, model_max_length=self.model_max_length,
                    strip_accents=self.strip_accents, tokenize_chinese_chars=self.tokenize_chinese_chars,
                    tokenizer_class="BertTokenizer", padding_side=self.padding_side,
+                   truncation_side=self.truncation_side,
                    model_input_names=self.model_input_names, **specials)
         p = os.path.join(d, "tokenizer_config.json")
         with open(p, "w", encoding="utf-8") as f:

@@ -590,3 +590,28 @@ def test_two_tokenizers_and_python_threads(tok, hf_rust):
     for k, ids in results.items():
         want = [r.ids for r in (ref if k % 2 else ref_cased)] * 4
         assert ids == want
+
+
+def test_truncation_side_left(hf_fast):
+    t = Tokenizer.from_pretrained("bert-base-uncased")
+    t.truncation_side = "left"
+    a = ["one two three four five six seven eight", "a b", "Caf\u00e9 \u4e2d\u6587 x y z w"]
+    b = ["alpha beta gamma delta epsilon", "c d e f g h i j k", ""]
+    try:
+        hf_fast.truncation_side = "left"
+        for pairs in (None, b):
+            for strategy in ("longest_first", "only_first", "only_second"):
+                for m in (4, 6, 9):
+                    h, herr = _hf_call(hf_fast, a, pairs, truncation=strategy, max_length=m,
+                                       return_offsets_mapping=True)
+                    try:
+                        e, err = t(a, pairs, truncation=strategy, max_length=m, return_offsets_mapping=True), None
+                    except ValueError as ex:
+                        e, err = None, ex
+                    if herr is not None or err is not None:
+                        assert herr is not None and err is not None, (strategy, m, herr, err)
+                        continue
+                    assert _ids(e) == h["input_ids"], (strategy, m, pairs is not None)
+                    assert [[tuple(o) for o in x.tolist()] for x in e["offset_mapping"]] == h["offset_mapping"]
+    finally:
+        hf_fast.truncation_side = "right"
