@@ -7,7 +7,6 @@
 ((2, 6), dtype('int64'))
 """
 import json
-import math
 import os
 import pathlib
 

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import SHARED, shared_path
+from conftest import shared_path
 
 import lyricnn
 from lyricnn import CheckpointError
@@ -20,7 +20,6 @@ from lyricnn.tokenizer import BatchEncoding, Tokenizer
 tokenizers = pytest.importorskip("tokenizers")
 transformers = pytest.importorskip("transformers")
 
-UNCASED_DIR = SHARED / "distilbert-base-uncased"
 
 
 @pytest.fixture(scope="module")
