@@ -96,7 +96,9 @@ static int collect_texts(PyObject *seq, const char *argname, lnn_tok_text *texts
                              Py_TYPE(o)->tp_name);
             return -1;
         }
+#if PY_VERSION_HEX < 0x030C0000
         if (PyUnicode_READY(o) < 0) return -1;
+#endif
         Py_INCREF(o);
         refs[i] = o;
         texts[i].data = PyUnicode_DATA(o);
