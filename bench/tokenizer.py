@@ -33,7 +33,14 @@ def load_texts():
                     if t:
                         texts.append(t)
         return texts, "song_lyrics_21_artists (%d files)" % len(files)
-    # fallback: bundled text, split into paragraphs
+    # fallback: bundled text (a CSV with a text column, or plain text split into paragraphs)
+    import csv
+    csv.field_size_limit(1 << 30)
+    for c in sorted(glob.glob(str(ROOT / "lyricnn" / "data" / "**" / "*.csv"), recursive=True)):
+        with open(c, encoding="utf-8", newline="") as fh:
+            texts = [row["text"] for row in csv.DictReader(fh) if row.get("text")]
+        if texts:
+            return texts * max(1, 2000 // len(texts)), os.path.relpath(c, ROOT)
     cands = sorted(glob.glob(str(ROOT / "lyricnn" / "data" / "*.txt")))
     cands = [c for c in cands if "vocab" not in c]
     if cands:

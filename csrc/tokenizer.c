@@ -1,9 +1,12 @@
 /* tokenizer.c: BERT WordPiece tokenizer core (see tokenizer.h for the pipeline).
  *
- * The vocab is a trie over code points; its edges live in one open-addressing hash table
- * keyed by (node, code point), with direct 128-entry tables for the ASCII children of the
- * root and of the "##" node. Greedy longest-match walks the trie once per piece, so a word
- * costs O(len * longest token) at most and no heap allocation happens per token. */
+ * The vocab is a trie over code points: a double array for ASCII edges (one cache line per step)
+ * plus an open-addressing hash of (node, code point) for the others. Greedy longest-match walks
+ * the trie once per piece, so a word costs O(len * longest token) at most (words are capped at
+ * max_input_chars_per_word); a per-thread cache of recent words skips the walk for repeats.
+ * Normalization streams char by char; only runs of combining marks are buffered (canonical
+ * reordering, sorted in linear time). No heap allocation happens per token: buffers grow
+ * geometrically and batches copy their rows into per-thread arenas. */
 #include "tokenizer.h"
 
 #include <stdio.h>
@@ -303,10 +306,7 @@ lnn_status lnn_tok_create(const lnn_tok_config *cfg, const char *vocab, size_t n
     lnn_tokenizer *t = calloc(1, sizeof *t);
     if (!t) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
     t->cfg = *cfg;
-#ifdef _OPENMP
-#pragma omp atomic capture
-#endif
-    t->uid = next_uid++;
+    t->uid = __atomic_fetch_add(&next_uid, 1, __ATOMIC_RELAXED);
     t->cfg.added_tokens = NULL; t->cfg.added_ids = NULL; t->cfg.unk_token = NULL; t->cfg.continuing_prefix = NULL;
     t->strip = cfg->strip_accents < 0 ? (cfg->lowercase != 0) : (cfg->strip_accents != 0);
     if (t->cfg.max_input_chars_per_word < 0) t->cfg.max_input_chars_per_word = 0;
@@ -444,8 +444,10 @@ static inline int seq_push(lnn_tok_seq *s, int32_t id, int32_t a, int32_t b) {
 }
 
 void lnn_tok_work_free(lnn_tok_work *w) {
-    free(w->cp); free(w->orig); free(w->ccc);
-    w->cp = NULL; w->orig = NULL; w->ccc = NULL; w->cap = 0;
+    free(w->cp); free(w->orig);
+    free(w->rcp); free(w->rccc); free(w->rchg); free(w->rsrc);
+    free(w->tmp_cp); free(w->tmp_ccc); free(w->tmp_chg);
+    memset(w, 0, sizeof *w);
 }
 
 /* ---------- encoding ---------- */
@@ -455,7 +457,7 @@ typedef struct {
     lnn_tok_work *w;
     lnn_tok_seq *out;
     int64_t wlen;      /* chars in the current word (may exceed the stored capacity) */
-    int64_t run;       /* first index of the current run of non-starters (canonical ordering) */
+    int32_t last_src;  /* original index of the last char NFD consumed (alignment of inserted chars) */
     int32_t first_orig, last_orig;
     int64_t limit;
     int oom;
@@ -469,7 +471,6 @@ static void flush_word(enc_state *S) {
     lnn_tok_work *w = S->w;
     int64_t n = S->wlen;
     S->wlen = 0;
-    S->run = 0;
     if (n > t->cfg.max_input_chars_per_word) {
         if (seq_push(S->out, t->unk_id, S->first_orig, S->last_orig + 1)) S->oom = 1;
         return;
@@ -541,80 +542,143 @@ static inline int word_reserve(enc_state *S) {
     if (cp) w->cp = cp;
     int32_t *orig = realloc(w->orig, (size_t)need * sizeof *orig);
     if (orig) w->orig = orig;
-    uint8_t *ccc = realloc(w->ccc, (size_t)need);
-    if (ccc) w->ccc = ccc;
-    if (!cp || !orig || !ccc) return -1;
+    if (!cp || !orig) return -1;
     w->cap = need;
     return 0;
 }
 
-/* Append one normalized char (ccc: its canonical combining class when reordering applies). */
-static inline void word_append(enc_state *S, uint32_t c, int32_t orig, uint8_t ccc) {
+/* Append one normalized char to the current word. */
+static inline void word_append(enc_state *S, uint32_t c, int32_t orig) {
     lnn_tok_work *w = S->w;
     int64_t n = S->wlen;
     if (n == 0) S->first_orig = orig;
     if (n < w->cap) {
-        int64_t p = n;
-        if (ccc) {
-            while (p > S->run && w->ccc[p - 1] > ccc) {
-                w->cp[p] = w->cp[p - 1]; w->orig[p] = w->orig[p - 1]; w->ccc[p] = w->ccc[p - 1];
-                p--;
-            }
-        } else {
-            S->run = n + 1;
-        }
-        w->cp[p] = c; w->orig[p] = orig; w->ccc[p] = ccc;
-        if (n == 0 || p == 0) S->first_orig = w->orig[0];
-        S->last_orig = w->orig[n];
-    } else {
-        S->last_orig = orig;
+        w->cp[n] = c;
+        w->orig[n] = orig;
     }
+    S->last_orig = orig;
     S->wlen = n + 1;
 }
 
 /* Route one fully normalized char through the pre-tokenizer. */
-static inline void pretok_char(enc_state *S, uint32_t c, int32_t orig, uint8_t ccc) {
+static inline void pretok_char(enc_state *S, uint32_t c, int32_t orig) {
     uint32_t f = lnn_uc_flags_inline(c);
     if (f & LNN_UC_WHITESPACE) {
         flush_word(S);
     } else if (f & LNN_UC_PUNCT) {
         flush_word(S);
-        word_append(S, c, orig, 0);
+        word_append(S, c, orig);
         flush_word(S);
     } else {
-        word_append(S, c, orig, ccc);
+        word_append(S, c, orig);
     }
 }
 
 /* Lowercase (if on) then pre-tokenize. */
-static inline void lower_char(enc_state *S, uint32_t c, int32_t orig, uint8_t ccc) {
+static inline void lower_char(enc_state *S, uint32_t c, int32_t orig) {
     if (S->t->cfg.lowercase) {
         if (c < 128) {
             if (c - 'A' < 26u) c += 32;
         } else if (lnn_uc_flags_inline(c) & LNN_UC_HAS_LOWER) {
             uint32_t l[3];
             int k = lnn_uc_lower(c, l);
-            for (int j = 0; j < k; j++) pretok_char(S, l[j], orig, ccc);
+            for (int j = 0; j < k; j++) pretok_char(S, l[j], orig);
             return;
         }
     }
-    pretok_char(S, c, orig, ccc);
+    pretok_char(S, c, orig);
 }
 
-/* Strip accents (NFD, drop Mn, canonical order) if on, then lowercase. */
+/* Canonical ordering as tokenizers does it: the run of non-starters is stably sorted by combining
+ * class, but alignments are handed out in output order: each char that NFD did not insert takes the
+ * next original char (input order), an inserted one (chg) shares the last taken. Then Mn are dropped
+ * and the rest lowercased. */
+static void run_flush(enc_state *S) {
+    lnn_tok_work *w = S->w;
+    int64_t n = w->rn;
+    if (n == 0) return;
+    w->rn = 0;
+    uint32_t *cp = w->rcp;
+    uint8_t *ccc = w->rccc, *chg = w->rchg;
+    if (n <= 32) { /* stable insertion sort */
+        for (int64_t i = 1; i < n; i++) {
+            uint32_t c = cp[i];
+            uint8_t k = ccc[i], g = chg[i];
+            int64_t j = i;
+            while (j > 0 && ccc[j - 1] > k) { cp[j] = cp[j - 1]; ccc[j] = ccc[j - 1]; chg[j] = chg[j - 1]; j--; }
+            cp[j] = c; ccc[j] = k; chg[j] = g;
+        }
+    } else { /* stable counting sort, linear in the run */
+        int64_t cnt[257] = {0};
+        for (int64_t i = 0; i < n; i++) cnt[ccc[i] + 1]++;
+        for (int b = 0; b < 256; b++) cnt[b + 1] += cnt[b];
+        for (int64_t i = 0; i < n; i++) {
+            int64_t p = cnt[ccc[i]]++;
+            w->tmp_cp[p] = cp[i]; w->tmp_ccc[p] = ccc[i]; w->tmp_chg[p] = chg[i];
+        }
+        memcpy(cp, w->tmp_cp, (size_t)n * sizeof *cp);
+        memcpy(ccc, w->tmp_ccc, (size_t)n);
+        memcpy(chg, w->tmp_chg, (size_t)n);
+    }
+    int64_t q = 0;
+    int32_t last = S->last_src;
+    for (int64_t i = 0; i < n; i++) {
+        if (!chg[i] && q < w->rnsrc) last = w->rsrc[q++];
+        if (lnn_uc_flags_inline(cp[i]) & LNN_UC_MN) continue;
+        lower_char(S, cp[i], last);
+    }
+    if (w->rnsrc) S->last_src = w->rsrc[w->rnsrc - 1];
+    w->rnsrc = 0;
+}
+
+static int run_grow(lnn_tok_work *w) {
+    int64_t cap = w->rcap ? 2 * w->rcap : 16;
+    uint32_t *a = realloc(w->rcp, (size_t)cap * sizeof *a); if (a) w->rcp = a;
+    uint8_t *b = realloc(w->rccc, (size_t)cap); if (b) w->rccc = b;
+    uint8_t *c = realloc(w->rchg, (size_t)cap); if (c) w->rchg = c;
+    int32_t *d = realloc(w->rsrc, (size_t)cap * sizeof *d); if (d) w->rsrc = d;
+    uint32_t *e = realloc(w->tmp_cp, (size_t)cap * sizeof *e); if (e) w->tmp_cp = e;
+    uint8_t *f = realloc(w->tmp_ccc, (size_t)cap); if (f) w->tmp_ccc = f;
+    uint8_t *g = realloc(w->tmp_chg, (size_t)cap); if (g) w->tmp_chg = g;
+    if (!a || !b || !c || !d || !e || !f || !g) return -1;
+    w->rcap = cap;
+    return 0;
+}
+
+/* A word boundary outside the pre-tokenizer (whitespace, CJK padding, added token, end of text). */
+static inline void boundary(enc_state *S) {
+    if (S->w->rn) run_flush(S);
+    flush_word(S);
+}
+
+/* Strip accents (NFD, canonical order, drop Mn) if on, then lowercase. */
 static inline void strip_char(enc_state *S, uint32_t c, int32_t orig) {
-    if (!S->t->strip || c < 128) { lower_char(S, c, orig, 0); return; }
+    if (!S->t->strip || c < 128) {
+        if (S->w->rn) run_flush(S);
+        S->last_src = orig;
+        lower_char(S, c, orig);
+        return;
+    }
     uint32_t d[4];
     int k = 1;
     d[0] = c;
     if (lnn_uc_flags_inline(c) & LNN_UC_HAS_NFD) k = lnn_uc_nfd(c, d);
     for (int j = 0; j < k; j++) {
         uint8_t ccc = lnn_uc_ccc(d[j]);
-        if (lnn_uc_flags_inline(d[j]) & LNN_UC_MN) {
-            if (!ccc) S->run = S->wlen; /* a dropped starter still blocks reordering */
+        if (ccc) {
+            lnn_tok_work *w = S->w;
+            if (w->rn >= w->rcap || w->rnsrc >= w->rcap) {
+                if (run_grow(w)) { S->oom = 1; return; }
+            }
+            w->rcp[w->rn] = d[j]; w->rccc[w->rn] = ccc; w->rchg[w->rn] = (uint8_t)(j > 0);
+            w->rn++;
+            if (j == 0) w->rsrc[w->rnsrc++] = orig;
             continue;
         }
-        lower_char(S, d[j], orig, ccc);
+        if (S->w->rn) run_flush(S);
+        if (j == 0) S->last_src = orig;
+        if (lnn_uc_flags_inline(d[j]) & LNN_UC_MN) continue;
+        lower_char(S, d[j], S->last_src);
     }
 }
 
@@ -624,12 +688,12 @@ static inline void raw_char(enc_state *S, uint32_t c, int32_t orig) {
     uint32_t f = lnn_uc_flags_inline(c);
     if (t->cfg.clean_text) {
         if (f & LNN_UC_CONTROL) return;
-        if (f & LNN_UC_WHITESPACE) { flush_word(S); return; }
+        if (f & LNN_UC_WHITESPACE) { boundary(S); S->last_src = orig; return; }
     }
     if ((f & LNN_UC_CJK) && t->cfg.handle_chinese_chars) {
-        flush_word(S);
+        boundary(S);
         strip_char(S, c, orig);
-        flush_word(S);
+        boundary(S);
         return;
     }
     strip_char(S, c, orig);
@@ -662,7 +726,7 @@ static __attribute__((always_inline)) inline lnn_status encode_kind(const lnn_to
             int k = -1;
             int m = match_added(t, d, kind, len, i, &k);
             if (m) {
-                flush_word(S);
+                boundary(S);
                 if (seq_push(S->out, t->added_id[k], (int32_t)i, (int32_t)(i + m))) S->oom = 1;
                 i += m - 1;
                 goto next;
@@ -674,8 +738,9 @@ static __attribute__((always_inline)) inline lnn_status encode_kind(const lnn_to
             if (f & (LNN_UC_CONTROL | LNN_UC_WHITESPACE | LNN_UC_PUNCT)) {
                 raw_char(S, c, (int32_t)i);
             } else {
+                if (S->w->rn) run_flush(S);
                 if (t->cfg.lowercase && c - 'A' < 26u) c += 32;
-                word_append(S, c, (int32_t)i, 0);
+                word_append(S, c, (int32_t)i);
             }
         } else {
             raw_char(S, c, (int32_t)i);
@@ -684,7 +749,7 @@ static __attribute__((always_inline)) inline lnn_status encode_kind(const lnn_to
         if (S->oom) break;
         if (S->limit >= 0 && S->out->n >= S->limit) return LNN_OK;
     }
-    flush_word(S);
+    boundary(S);
     return LNN_OK;
 }
 
@@ -709,6 +774,7 @@ lnn_status lnn_tok_encode(const lnn_tokenizer *t, const void *text, int kind, in
         }
     }
     enc_state S = {t, w, out, 0, 0, 0, 0, limit, 0, NULL};
+    w->rn = w->rnsrc = 0;
     if (len >= 64) { /* the word cache pays off on texts with repeated words */
         if (!tl_wc) tl_wc = calloc(WC_SIZE, sizeof *tl_wc);
         else if (tl_wc_owner != t->uid) memset(tl_wc, 0, WC_SIZE * sizeof *tl_wc);
@@ -827,7 +893,7 @@ static lnn_status encode_row(const lnn_tokenizer *t, const lnn_tok_text *a, cons
     int nspec = o->add_special ? (b ? 3 : 2) : 0;
     int64_t budget = o->max_length - nspec;
     /* A single sequence can stop early: truncation keeps its first `budget` tokens. */
-    int64_t limit = (!b && (o->trunc == LNN_TRUNC_LONGEST_FIRST || o->trunc == LNN_TRUNC_ONLY_FIRST))
+    int64_t limit = (!b && !o->trunc_left && (o->trunc == LNN_TRUNC_LONGEST_FIRST || o->trunc == LNN_TRUNC_ONLY_FIRST))
                         ? (budget > 0 ? budget : 0) : -1;
     lnn_status st = lnn_tok_encode(t, a->data, a->kind, a->len, limit, &ts->w, &ts->sa);
     if (st) return st;
@@ -848,17 +914,18 @@ static lnn_status encode_row(const lnn_tokenizer *t, const lnn_tok_text *a, cons
     size_t need = 3 * (size_t)ka + (kb > 0 ? 3 * (size_t)kb : 0);
     int32_t *p = arena_alloc(arena, need ? need : 1);
     if (!p) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
+    int64_t sa0 = o->trunc_left ? ts->sa.n - ka : 0, sb0 = o->trunc_left && kb > 0 ? nb - kb : 0;
     if (ka > 0) {
-        memcpy(p, ts->sa.ids, (size_t)ka * sizeof *p);
-        memcpy(p + ka, ts->sa.offs, 2 * (size_t)ka * sizeof *p);
+        memcpy(p, ts->sa.ids + sa0, (size_t)ka * sizeof *p);
+        memcpy(p + ka, ts->sa.offs + 2 * sa0, 2 * (size_t)ka * sizeof *p);
     }
     r->a_ids = p;
     r->a_offs = p + ka;
     r->b_ids = r->b_offs = NULL;
     if (kb > 0) {
         int32_t *q = p + 3 * ka;
-        memcpy(q, ts->sb.ids, (size_t)kb * sizeof *q);
-        memcpy(q + kb, ts->sb.offs, 2 * (size_t)kb * sizeof *q);
+        memcpy(q, ts->sb.ids + sb0, (size_t)kb * sizeof *q);
+        memcpy(q + kb, ts->sb.offs + 2 * sb0, 2 * (size_t)kb * sizeof *q);
         r->b_ids = q;
         r->b_offs = q + kb;
     }

@@ -46,12 +46,17 @@ typedef struct {
 } lnn_tok_seq;
 void lnn_tok_seq_free(lnn_tok_seq *s);
 
-/* Per-thread scratch space (the current word); zero-initialise, free with lnn_tok_work_free. */
+/* Per-thread scratch space: the current word and the current run of combining marks (canonical
+ * reordering); zero-initialise, free with lnn_tok_work_free. */
 typedef struct {
     uint32_t *cp;
     int32_t *orig;
-    uint8_t *ccc;
     int64_t cap;
+    uint32_t *rcp;   /* run of non-starters after NFD, input order */
+    uint8_t *rccc, *rchg;
+    int32_t *rsrc;   /* sources (original indices) consumed by the run, input order */
+    int64_t rn, rnsrc, rcap;
+    uint32_t *tmp_cp; uint8_t *tmp_ccc, *tmp_chg; /* sort scratch (rcap) */
 } lnn_tok_work;
 void lnn_tok_work_free(lnn_tok_work *w);
 
@@ -81,6 +86,7 @@ typedef struct {
     int trunc;            /* LNN_TRUNC_* */
     int64_t max_length;   /* total length incl. special tokens (trunc != NONE) */
     int32_t cls_id, sep_id;
+    int trunc_left;       /* truncation_side='left': keep the last tokens */
 } lnn_tok_opts;
 
 /* One post-processed row: [CLS] A [SEP] B [SEP]. ids/offs point into the batch's memory;

@@ -88,12 +88,17 @@ static int collect_texts(PyObject *seq, const char *argname, lnn_tok_text *texts
             else if (PyFloat_Check(o) && isnan(PyFloat_AS_DOUBLE(o)))
                 PyErr_Format(PyExc_TypeError, "%s[%zd] is NaN (a missing value); every text must be a str (drop or "
                              "fill missing values first, e.g. series.fillna(''))", argname, i);
+            else if (!strcmp(Py_TYPE(o)->tp_name, "NAType") || !strcmp(Py_TYPE(o)->tp_name, "NaTType"))
+                PyErr_Format(PyExc_TypeError, "%s[%zd] is a missing value (%s); every text must be a str (drop or "
+                             "fill missing values first, e.g. series.fillna(''))", argname, i, Py_TYPE(o)->tp_name);
             else
                 PyErr_Format(PyExc_TypeError, "%s[%zd] is of type %s; every text must be a str", argname, i,
                              Py_TYPE(o)->tp_name);
             return -1;
         }
+#if PY_VERSION_HEX < 0x030C0000
         if (PyUnicode_READY(o) < 0) return -1;
+#endif
         Py_INCREF(o);
         refs[i] = o;
         texts[i].data = PyUnicode_DATA(o);
@@ -110,18 +115,18 @@ static PyObject *new_array(int nd, npy_intp *dims, int elem) {
 /* tok_encode(handle, texts: list|tuple[str], pairs: list|tuple[str]|None, add_special, trunc (0-3),
  *            max_length, cls_id, sep_id, pad_mode (0 none, 1 longest, 2 max_length), pad_length,
  *            pad_multiple (0: none), pad_left, pad_id, want_type_ids, want_mask, want_offsets,
- *            want_special, int32) -> dict
+ *            want_special, int32[, trunc_left]) -> dict
  * Padded: 2-D arrays (n, width) (offset_mapping (n, width, 2)). Unpadded or ragged: flat 1-D arrays
  * plus "row_splits" (n + 1). Always "length" (n,). */
 static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap, *texts_o, *pairs_o;
     int add_special, trunc, cls_id, sep_id, pad_mode, pad_left, pad_id, want_type, want_mask, want_offs, want_special,
-        use32;
+        use32, trunc_left = 0;
     long long max_length, pad_length, pad_multiple;
-    if (!PyArg_ParseTuple(args, "OOOiiLiiiLLiiiiiii:tok_encode", &cap, &texts_o, &pairs_o, &add_special, &trunc,
+    if (!PyArg_ParseTuple(args, "OOOiiLiiiLLiiiiiii|i:tok_encode", &cap, &texts_o, &pairs_o, &add_special, &trunc,
                           &max_length, &cls_id, &sep_id, &pad_mode, &pad_length, &pad_multiple, &pad_left, &pad_id,
-                          &want_type, &want_mask, &want_offs, &want_special, &use32))
+                          &want_type, &want_mask, &want_offs, &want_special, &use32, &trunc_left))
         return NULL;
     lnn_tokenizer *t = get_tok(cap);
     if (!t) return NULL;
@@ -152,7 +157,7 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
     if (collect_texts(texts_o, "text", ta, refs, n) < 0) goto done;
     if (has_pair && collect_texts(pairs_o, "text_pair", tb, refs + n, n) < 0) goto done;
 
-    lnn_tok_opts o = {add_special, trunc, max_length, cls_id, sep_id};
+    lnn_tok_opts o = {add_special, trunc, max_length, cls_id, sep_id, trunc_left};
     int64_t err_row = -1;
     lnn_status st;
     LNN_RELEASE_GIL

@@ -7,7 +7,6 @@
 ((2, 6), dtype('int64'))
 """
 import json
-import math
 import os
 import pathlib
 
@@ -125,9 +124,19 @@ class Tokenizer:
                  unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
                  added_tokens=None, model_max_length=_LARGE, max_input_chars_per_word=100,
                  continuing_subword_prefix="##", clean_up_tokenization_spaces=False, model_input_names=None,
-                 padding_side="right", name_or_path=""):
+                 padding_side="right", truncation_side="right", name_or_path=""):
         """vocab: list of tokens in id order. added_tokens: list of (content, id, special) split out of the raw text
         before normalization (default: the special tokens)."""
+        self._init_args = dict(do_lower_case=do_lower_case, strip_accents=strip_accents,
+                               tokenize_chinese_chars=tokenize_chinese_chars, clean_text=clean_text,
+                               unk_token=unk_token, sep_token=sep_token, pad_token=pad_token, cls_token=cls_token,
+                               mask_token=mask_token, added_tokens=added_tokens, model_max_length=model_max_length,
+                               max_input_chars_per_word=max_input_chars_per_word,
+                               continuing_subword_prefix=continuing_subword_prefix,
+                               clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+                               model_input_names=model_input_names, padding_side=padding_side,
+                               truncation_side=truncation_side,
+                               name_or_path=name_or_path)
         vocab = list(vocab)
         if not vocab:
             raise CheckpointError("the vocab is empty")
@@ -146,7 +155,7 @@ class Tokenizer:
         self.continuing_subword_prefix = continuing_subword_prefix
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.padding_side = padding_side
-        self.truncation_side = "right"
+        self.truncation_side = truncation_side
         self.name_or_path = name_or_path
         self.model_input_names = list(model_input_names or ["input_ids", "token_type_ids", "attention_mask"])
         self._tok2id = None
@@ -193,6 +202,12 @@ class Tokenizer:
         self._h = _C.tok_new(raw, unk_token, continuing_subword_prefix, int(self.do_lower_case), strip,
                              int(self.clean_text), int(self.tokenize_chinese_chars), self.max_input_chars_per_word,
                              [a[0] for a in self._added], [a[1] for a in self._added])
+
+    def __getstate__(self):  # picklable (e.g. for multiprocessing data loaders): rebuilt from the vocab
+        return {"vocab": self._vocab, "kwargs": self._init_args}
+
+    def __setstate__(self, state):
+        self.__init__(state["vocab"], **state["kwargs"])
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -262,7 +277,7 @@ class Tokenizer:
     def _config_kwargs(cfg):
         kw = {}
         for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "clean_up_tokenization_spaces",
-                  "padding_side"):
+                  "padding_side", "truncation_side"):
             if k in cfg and cfg[k] is not None or k == "strip_accents" and k in cfg:
                 kw[k] = cfg[k]
         for k in _SPECIAL_NAMES:
@@ -349,10 +364,19 @@ class Tokenizer:
             added.append((a["content"], int(a["id"]), bool(a.get("special", True))))
         kw["added_tokens"] = added
         pp = j.get("post_processor") or {}
-        if pp.get("type") == "TemplateProcessing":
-            st = pp.get("special_tokens", {})
-            if "[CLS]" in st and "[SEP]" in st:
-                pass
+        if pp.get("type") == "BertProcessing":  # older files: {"sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}
+            try:
+                kw["cls_token"], kw["sep_token"] = pp["cls"][0], pp["sep"][0]
+            except (KeyError, IndexError, TypeError):
+                raise CheckpointError("%s: bad BertProcessing post_processor %r" % (path, pp)) from None
+        elif pp.get("type") == "TemplateProcessing":
+            single = [x["SpecialToken"]["id"] for x in pp.get("single", []) if "SpecialToken" in x]
+            if len(single) == 2:
+                kw.setdefault("cls_token", single[0])
+                kw.setdefault("sep_token", single[1])
+        elif pp:
+            raise CheckpointError("%s: post_processor %r is not supported (lyricnn implements the BERT template)"
+                                  % (path, pp.get("type")))
         kw.update(overrides)
         kw.setdefault("name_or_path", name)
         if "added_tokens" in kw and kw["added_tokens"] == []:
@@ -391,15 +415,16 @@ class Tokenizer:
         return [self._tok2id.get(t, self.unk_token_id) for t in tokens]
 
     def _id_to_token(self, i):
+        """Token of an id; None for an unknown id (as transformers); negative ids are an error."""
         i = int(i)
         if 0 <= i < len(self._vocab):
             return self._vocab[i]
-        if i in self._id2tok:
-            return self._id2tok[i]
-        raise IndexError("token id %d is out of range for a vocab of %d tokens" % (i, len(self)))
+        if i < 0:
+            raise ValueError("token ids must be >= 0, got %d" % i)
+        return self._id2tok.get(i)
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens=False):
-        """An id or list/array of ids -> token(s)."""
+        """An id or list/array of ids -> token(s); unknown ids give None (as transformers)."""
         if isinstance(ids, (int, np.integer)):
             return self._id_to_token(ids)
         return [self._id_to_token(i) for i in np.asarray(ids).reshape(-1).tolist()
@@ -505,6 +530,8 @@ class Tokenizer:
             raise ValueError("max_length=%d is too small for the %d special tokens a %s needs ([CLS] ... [SEP]); use "
                              "max_length >= %d" % (max_length, nspec, "pair" if pairs is not None else "text",
                                                    nspec + 1))
+        if self.truncation_side not in ("right", "left"):
+            raise ValueError("truncation_side must be 'right' or 'left', got %r" % (self.truncation_side,))
         side = padding_side or self.padding_side
         if side not in ("right", "left"):
             raise ValueError("padding_side must be 'right' or 'left', got %r" % (side,))
@@ -516,7 +543,7 @@ class Tokenizer:
                           self.sep_token_id, pad, int(max_length or 0), int(pad_to_multiple_of or 0),
                           int(side == "left"), self.pad_token_id, int(want_type), int(want_mask),
                           int(bool(return_offsets_mapping)), int(bool(return_special_tokens_mask)),
-                          int(dt == np.int32))
+                          int(dt == np.int32), int(self.truncation_side == "left"))
         splits = r.pop("row_splits", None)
         length = r.pop("length")
         out = BatchEncoding()
@@ -593,6 +620,8 @@ class Tokenizer:
             if skip_special_tokens and i in self._special_ids:
                 continue
             tok = self._id_to_token(i)
+            if tok is None:  # unknown ids are skipped, as tokenizers does
+                continue
             if parts:
                 tok = tok[len(prefix):] if tok.startswith(prefix) else " " + tok
             parts.append(self._wp_cleanup(tok))
@@ -622,6 +651,7 @@ class Tokenizer:
                    do_lower_case=self.do_lower_case, model_max_length=self.model_max_length,
                    strip_accents=self.strip_accents, tokenize_chinese_chars=self.tokenize_chinese_chars,
                    tokenizer_class="BertTokenizer", padding_side=self.padding_side,
+                   truncation_side=self.truncation_side,
                    model_input_names=self.model_input_names, **specials)
         p = os.path.join(d, "tokenizer_config.json")
         with open(p, "w", encoding="utf-8") as f:

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import SHARED, shared_path
+from conftest import shared_path
 
 import lyricnn
 from lyricnn import CheckpointError
@@ -20,7 +20,6 @@ from lyricnn.tokenizer import BatchEncoding, Tokenizer
 tokenizers = pytest.importorskip("tokenizers")
 transformers = pytest.importorskip("transformers")
 
-UNCASED_DIR = SHARED / "distilbert-base-uncased"
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +172,8 @@ _POOLS = [
     " \t\n\r\x0b\x0c\u00a0\u1680\u2000\u2003\u200a\u2028\u2029\u202f\u205f\u3000\u0085\u200b\ufeff",
     ".,;:!?'\"()[]{}<>-_/\\@#$%^&*+=~`|\u00a1\u00bf\u2014\u2026\u3001\u3002\u00ab\u00bb\u2018\u2019\u201c\u201d",
     "\u00e9\u00e8\u00ea\u00eb\u00c0\u00c9\u00d1\u00f1\u00fc\u00df\u0130\u0131\u03a3\u03c3\u03c2\u0394\u1e9e\u01c5\u2126",
-    "\u0300\u0301\u0302\u0308\u0316\u0327\u0345\u034f\u0591\u05b0\u093c\u0e38\u302a\u1dc0\u20d0",
+    "\u0300\u0301\u0302\u0308\u0316\u0327\u0345\u034f\u0591\u05b0\u093c\u0e38\u302a\u1dc0\u20d0"
+    "\u302e\u302f\U0001d165\U0001d16d\U00016ff0\u0f39\u0903\u20dd",  # kept marks with ccc (Mc, Me)
     "\u4e00\u4e8c\u4e09\u6587\u5b57\u3042\u3044\u30a2\u30ab\uac00\ud55c\uae00\uf900\ufa30\u3400",
     "\U00020000\U0002a700\U0002f800\U0001f600\U0001f44d\U0001f3fd\u200d\u2764\ufe0f\U0001f468\U0001f469\U0001f467",
     "\u0410\u0411\u0430\u0431\u0628\u062a\u0915\u0916\u0e01\u05d0\u10d0\u0531\u1100\u1161\u11a8",
@@ -194,6 +194,8 @@ def _random_texts(seed, n, maxlen=60):
             s += " " + "".join(rng.choice("abcxyz\u00e9") for _ in range(rng.randint(95, 130)))
         if rng.random() < 0.05:
             s += " " + "".join(chr(rng.randint(0x80, 0x2FFFF)) for _ in range(20)).replace("\ud800", "")
+        if rng.random() < 0.05:  # long runs of combining marks (canonical reordering of > 32 marks)
+            s += rng.choice("ae\u00e9 ") + "".join(rng.choice(_POOLS[4] + "\u00e9\u0344") for _ in range(rng.randint(20, 80)))
         out.append("".join(c for c in s if not 0xD800 <= ord(c) <= 0xDFFF))
     return out
 
@@ -246,11 +248,12 @@ def test_pairs_truncation_padding_matrix(tok, hf_fast, truncation, padding):
     rng = random.Random(7)
     a = [rng.choice(_PAIR_TEXTS) for _ in range(6)]
     b = [rng.choice(_PAIR_TEXTS) for _ in range(6)]
-    for pairs in (None, b):
+    for pairs, add in ((None, True), (b, True), (None, False), (b, False)):
         for max_length in (None, 3, 4, 5, 8, 13, 64):
             for mult in (None, 4):
                 for side in ("right", "left"):
                     kw = dict(padding=padding, truncation=truncation, max_length=max_length, pad_to_multiple_of=mult,
+                              add_special_tokens=add,
                               padding_side=side, return_offsets_mapping=True, return_special_tokens_mask=True,
                               return_length=True)
                     h, herr = _hf_call(hf_fast, a, pairs, **kw)
@@ -339,8 +342,10 @@ def test_token_conversions(tok, hf_fast):
     assert len(tok) == len(hf_fast) and tok.vocab_size == hf_fast.vocab_size
     for name in ("pad_token_id", "cls_token_id", "sep_token_id", "unk_token_id", "mask_token_id", "cls_token"):
         assert getattr(tok, name) == getattr(hf_fast, name)
-    with pytest.raises(IndexError, match="out of range"):
-        tok.convert_ids_to_tokens(10 ** 6)
+    assert tok.convert_ids_to_tokens([10 ** 6]) == hf_fast.convert_ids_to_tokens([10 ** 6]) == [None]
+    assert tok.decode([7592, 10 ** 6, 2088]) == hf_fast.decode([7592, 10 ** 6, 2088]) == "hello world"
+    with pytest.raises(ValueError, match=">= 0"):
+        tok.decode([-1])
 
 
 # --------------------------------------------------------------------------- inputs and outputs
@@ -392,6 +397,9 @@ def test_bad_texts_name_the_position(tok):
         tok(["ok", "fine", float("nan")])
     with pytest.raises(TypeError, match=r"text\[0\] is of type int"):
         tok([3])
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(TypeError, match=r"text\[1\] is a missing value"):
+        tok(pd.Series(["a", pd.NA], dtype="string"))
     with pytest.raises(TypeError, match=r"text_pair\[1\]"):
         tok(["a", "b"], ["c", 5])
     with pytest.raises(ValueError, match=r"text 1 of the batch: lone surrogate U\+D83D at index 3"):
@@ -425,17 +433,21 @@ def test_from_pretrained_sources(tmp_path, hf_fast, monkeypatch):
     for m in ("tiny-random-bert-seqcls-encoderfile", "tiny-random-bert-lmhead-lmbuddy"):
         d = shared_path("models", m)
         assert _ids(Tokenizer.from_pretrained(d)(texts)) == ref
-    # old compact tokenizer.json: minified, model without "type", added tokens without "special"
+    # old compact tokenizer.json: minified, model without "type", BertProcessing post-processor
     j = json.loads((_hf_dir() / "tokenizer.json").read_text(encoding="utf-8"))
     j["model"].pop("type", None)
-    for t in j["added_tokens"]:
-        t.pop("special", None)
     j.pop("version", None)
+    j["post_processor"] = {"type": "BertProcessing", "sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}
     cdir = tmp_path / "compact"
     cdir.mkdir()
     (cdir / "tokenizer.json").write_text(json.dumps(j, separators=(",", ":")), encoding="utf-8")
     c = Tokenizer.from_pretrained(cdir)
     assert _ids(c(texts)) == ref
+    oracle = tokenizers.Tokenizer.from_file(str(cdir / "tokenizer.json"))
+    assert [e.ids for e in oracle.encode_batch(texts)] == ref
+    # pickling rebuilds an identical tokenizer
+    import pickle
+    assert _ids(pickle.loads(pickle.dumps(c))(texts)) == ref
     # HF hub id from a local cache
     snap = tmp_path / "hub" / "models--someorg--somebert" / "snapshots" / "abc123"
     snap.mkdir(parents=True)
@@ -545,3 +557,60 @@ def test_random_corrupt_loader_inputs(tmp_path):
         except (CheckpointError, ValueError):
             continue
         t(["some text, [MASK] \u00e9t\u00e9", "x" * 300])
+
+
+def test_two_tokenizers_and_python_threads(tok, hf_rust):
+    """The per-thread word cache is tagged per tokenizer; concurrent calls (GIL released) agree."""
+    import threading
+    texts = ["Hello hello HELLO world, the quick brown fox " * 5 + str(i) for i in range(50)]
+    vocab = [l.rstrip("\n") for l in open(_hf_dir() / "vocab.txt", encoding="utf-8")]
+    cased = Tokenizer(vocab, do_lower_case=False)
+    ref_cased = _variant(hf_rust, lowercase=False, strip_accents=False).encode_batch(texts)
+    ref = hf_rust.encode_batch(texts)
+    for _ in range(2):
+        for t in texts[:5]:
+            assert tok(t)["input_ids"].tolist() == ref[texts.index(t)].ids
+            assert cased(t)["input_ids"].tolist() == ref_cased[texts.index(t)].ids
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            tk = tok if k % 2 else cased
+            results[k] = _ids(tk(texts * 4))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for k, ids in results.items():
+        want = [r.ids for r in (ref if k % 2 else ref_cased)] * 4
+        assert ids == want
+
+
+def test_truncation_side_left(hf_fast):
+    t = Tokenizer.from_pretrained("bert-base-uncased")
+    t.truncation_side = "left"
+    a = ["one two three four five six seven eight", "a b", "Caf\u00e9 \u4e2d\u6587 x y z w"]
+    b = ["alpha beta gamma delta epsilon", "c d e f g h i j k", ""]
+    try:
+        hf_fast.truncation_side = "left"
+        for pairs in (None, b):
+            for strategy in ("longest_first", "only_first", "only_second"):
+                for m in (4, 6, 9):
+                    h, herr = _hf_call(hf_fast, a, pairs, truncation=strategy, max_length=m,
+                                       return_offsets_mapping=True)
+                    try:
+                        e, err = t(a, pairs, truncation=strategy, max_length=m, return_offsets_mapping=True), None
+                    except ValueError as ex:
+                        e, err = None, ex
+                    if herr is not None or err is not None:
+                        assert herr is not None and err is not None, (strategy, m, herr, err)
+                        continue
+                    assert _ids(e) == h["input_ids"], (strategy, m, pairs is not None)
+                    assert [[tuple(o) for o in x.tolist()] for x in e["offset_mapping"]] == h["offset_mapping"]
+    finally:
+        hf_fast.truncation_side = "right"

@@ -31,7 +31,7 @@ static void run(const lnn_tokenizer *t, const uint8_t *text, size_t n, uint8_t f
     /* a batch of two: the text and its second half as a pair */
     lnn_tok_text a[2] = {{buf, kind, len}, {buf, kind, len / 2}};
     lnn_tok_text b[2] = {{(const char *)buf + (size_t)(len / 2) * (size_t)kind, kind, len - len / 2}, {buf, kind, 0}};
-    lnn_tok_opts o = {tr & 1, (tr >> 1) & 3, (tr >> 3) & 15, 2, 3};
+    lnn_tok_opts o = {tr & 1, (tr >> 1) & 3, (tr >> 3) & 15, 2, 3, (flags >> 2) & 1};
     lnn_tok_row rows[2];
     memset(rows, 0, sizeof rows);
     int64_t err = -1;
