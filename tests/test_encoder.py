@@ -12,10 +12,8 @@ from _encoder_oracle import batch, hf_model, twin  # noqa: E402
 
 
 def rel_err(ref, got):
-    """Relative norm error, with a floor for gradients that are zero in exact arithmetic (the key
-    bias: softmax is invariant to it), where both sides hold only rounding noise."""
     ref = np.asarray(ref, np.float64)
-    return np.linalg.norm(ref - got) / max(np.linalg.norm(ref), 1e-4)
+    return np.linalg.norm(ref - got) / max(np.linalg.norm(ref), 1e-6)
 
 
 def run_oracle(model, kind, ids, mask, tt, g_last, g_pool):
@@ -37,8 +35,8 @@ def run_oracle(model, kind, ids, mask, tt, g_last, g_pool):
     return out, grads
 
 
-def check_parity(kind, B, T, lengths=None, use_mask=True, types=False, seed=0, **cfg):
-    model, config = hf_model(kind, seed=seed, **cfg)
+def check_parity(kind, B, T, lengths=None, use_mask=True, types=False, seed=0, noise=0.05, **cfg):
+    model, config = hf_model(kind, seed=seed, noise=noise, **cfg)
     enc = twin(model, config)
     ids, mask, tt = batch(B, T, vocab=config["vocab_size"], seed=seed, lengths=lengths, types=types)
     mask = mask if use_mask else None
@@ -62,6 +60,13 @@ def check_parity(kind, B, T, lengths=None, use_mask=True, types=False, seed=0, *
     prefix = "distilbert." if kind == "distilbert" else ""
     assert set(enc.grads) == {n[len(prefix):] if n.startswith(prefix) else n for n in ref_grads}
     for n, gref in ref_grads.items():
+        if n.endswith(("k_lin.bias", "key.bias")):
+            # zero in exact arithmetic (softmax ignores a shift shared by all keys): both sides hold
+            # rounding noise only, tiny next to the query bias gradient
+            qn = n.replace("k_lin", "q_lin").replace("key", "query")
+            scale = np.linalg.norm(ref_grads[qn])
+            assert np.linalg.norm(gref) <= 1e-3 * scale and np.linalg.norm(enc.grads[n]) <= 1e-3 * scale, n
+            continue
         err = rel_err(gref, enc.grads[n])
         assert err < 1e-3, "%s: relative gradient error %.2e" % (n, err)
     pad = config["pad_token_id"]
