@@ -210,9 +210,9 @@ def test_no_decay_flags():
 
 # ---------------------------------------------------------------------- dropout
 
-def _emb_only(p):
+def _emb_only(p, dim=64):
     """A 0-layer DistilBERT: output = dropout(LayerNorm(embeddings)), so masks are visible."""
-    cfg = dict(model_type="distilbert", vocab_size=60, dim=64, n_layers=0, n_heads=4, hidden_dim=32,
+    cfg = dict(model_type="distilbert", vocab_size=60, dim=dim, n_layers=0, n_heads=4, hidden_dim=32,
                max_position_embeddings=32, dropout=p, attention_dropout=p)
     enc = Encoder.from_config(cfg, seed=0)
     enc.params["embeddings.LayerNorm.bias"][:] = 0.5  # no exact zeros before dropout
@@ -455,3 +455,32 @@ def test_from_pretrained(shared, tmp_path):
     assert enc.model_type == "bert" and "classifier.weight" in enc.heads
     with pytest.raises(ValueError, match="device"):
         Encoder.from_pretrained(str(path), device="tpu")
+
+
+def _philox_keep(n, p, seed, step, stream):
+    """Reference Philox4x32-10 dropout mask (numpy), the spec a GPU backend must reproduce."""
+    MASK = np.uint64(0xFFFFFFFF)
+    i = np.arange(n, dtype=np.uint64)
+    blk = i >> np.uint64(2)
+    c = [blk & MASK, blk >> np.uint64(32), np.full(n, stream, np.uint64), np.full(n, step, np.uint64)]
+    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)
+    for r in range(10):
+        if r:
+            k0 = (k0 + np.uint64(0x9E3779B9)) & MASK
+            k1 = (k1 + np.uint64(0xBB67AE85)) & MASK
+        p0 = np.uint64(0xD2511F53) * c[0]
+        p1 = np.uint64(0xCD9E8D57) * c[2]
+        c = [((p1 >> np.uint64(32)) ^ c[1] ^ k0) & MASK, p1 & MASK, ((p0 >> np.uint64(32)) ^ c[3] ^ k1) & MASK,
+             p0 & MASK]
+    words = np.stack(c, axis=1)[np.arange(n), (i & np.uint64(3)).astype(np.int64)]
+    thr = int(float(np.float32(p)) * 4294967296.0)
+    return words >= np.uint64(thr)
+
+
+@pytest.mark.parametrize("seed,step", [(0, 0), (12345678901, 3)])
+def test_dropout_mask_is_the_philox_spec(seed, step):
+    enc = _emb_only(0.35, dim=36)
+    ids = np.random.default_rng(0).integers(1, 60, size=(3, 29))  # 3132 elements: vector + tail paths
+    tr = enc(ids, train=True, seed=seed, step=step).last_hidden_state
+    expect = _philox_keep(tr.size, 0.35, seed, step, stream=0).reshape(tr.shape)
+    np.testing.assert_array_equal(tr != 0, expect)
