@@ -42,6 +42,36 @@ def timeit(fn, reps, warmup=1):
     return statistics.median(ts)
 
 
+def timeit_pair(fa, fb, reps, warmup=1):
+    """Median times of fa and fb, alternating them so that both see the same machine load."""
+    for _ in range(warmup):
+        fa()
+        fb()
+    ta, tb = [], []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fa()
+        ta.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        fb()
+        tb.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def _openblas():
+    import scipy_openblas32 as sob
+    return ctypes.CDLL(os.path.join(sob.get_lib_dir(), sob.get_library(fullname=True)))
+
+
+def blas_core():
+    try:
+        lib = _openblas()
+        lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
+        return lib.scipy_openblas_get_corename().decode()
+    except Exception:
+        return "?"
+
+
 def sgemm_rates(n=2048, reps=3):
     """GFLOP/s of one large SGEMM: torch.mm and the scipy-openblas32 BLAS lyricnn links."""
     a = torch.randn(n, n)
@@ -49,8 +79,8 @@ def sgemm_rates(n=2048, reps=3):
     t_torch = timeit(lambda: torch.mm(a, b), reps)
     rates = {"torch.mm": 2 * n ** 3 / t_torch / 1e9}
     try:
-        import scipy_openblas32 as sob
-        lib = ctypes.CDLL(os.path.join(sob.get_lib_dir(), sob.get_library(fullname=True)))
+        lib = _openblas()
+        lib.scipy_openblas_set_num_threads(torch.get_num_threads())
         A = np.random.rand(n, n).astype(np.float32)
         Bm = np.random.rand(n, n).astype(np.float32)
         Cm = np.zeros((n, n), np.float32)
@@ -86,9 +116,9 @@ def main():
 
     rates = sgemm_rates()
     peak = max(rates.values())
-    print("threads=%d  torch %s (attn=%s)  transformers %s  lyricnn %s  BLAS %s" % (
+    print("threads=%d  torch %s (attn=%s)  transformers %s  lyricnn %s  BLAS %s (core %s)" % (
         args.threads, torch.__version__, args.attn, transformers.__version__, lyricnn.__version__,
-        lyricnn.build_info().get("blas")))
+        lyricnn.build_info().get("blas"), blas_core()))
     print("measured SGEMM 2048^3: " + ", ".join("%s %.1f GFLOP/s" % kv for kv in rates.items()))
     print()
     rows = []
@@ -122,11 +152,9 @@ def main():
             enc.backward(g)
 
         model.eval()
-        t_tf = timeit(torch_fwd, reps)
-        t_lf = timeit(lnn_fwd, reps)
+        t_tf, t_lf = timeit_pair(torch_fwd, lnn_fwd, reps)
         model.train()
-        t_tb = timeit(torch_fb, reps)
-        t_lb = timeit(lnn_fb, reps)
+        t_tb, t_lb = timeit_pair(torch_fb, lnn_fb, reps)
         for name, tt, tl, f in (("forward", t_tf, t_lf, fl), ("fwd+bwd", t_tb, t_lb, 3 * fl)):
             rows.append((B, T, name, tt, tl, f))
     print("| B | T | pass | torch ms | lyricnn ms | lyricnn/torch | torch GFLOP/s | lyricnn GFLOP/s "

@@ -332,9 +332,20 @@ static void dropout_serial(float *out, const float *inp, size_t n, size_t offset
     uint32_t thr = lnn_dropout_threshold(d.p);
     float scale = 1.0f / (1.0f - d.p);
     size_t i = 0;
+    /* head: up to the next multiple of 64 elements (16 Philox blocks) */
+    while (i < n && ((offset + i) & 63)) {
+        size_t gi = offset + i;
+        lnn_philox_out r = lnn_dropout_bits(d, (uint64_t)(gi >> 2));
+        for (int l = (int)(gi & 3); l < 4 && i < n; l++, i++) out[i] = r.v[l] >= thr ? inp[i] * scale : 0.f;
+    }
+    uint32_t w[64];
+    for (; i + 64 <= n; i += 64) {
+        lnn_dropout_bits16(d, (uint64_t)((offset + i) >> 2), w);
+        for (int l = 0; l < 64; l++) out[i + l] = w[l] >= thr ? inp[i + l] * scale : 0.f;
+    }
     while (i < n) {
-        size_t gi = offset + i, blk = gi >> 2;
-        lnn_philox_out r = lnn_dropout_bits(d, (uint64_t)blk);
+        size_t gi = offset + i;
+        lnn_philox_out r = lnn_dropout_bits(d, (uint64_t)(gi >> 2));
         for (int l = (int)(gi & 3); l < 4 && i < n; l++, i++) out[i] = r.v[l] >= thr ? inp[i] * scale : 0.f;
     }
 }

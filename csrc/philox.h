@@ -42,6 +42,38 @@ static inline lnn_philox_out lnn_dropout_bits(lnn_dropout_t d, uint64_t block) {
                              (uint32_t)d.seed, (uint32_t)(d.seed >> 32));
 }
 
+/* Words of 16 consecutive blocks blk0 .. blk0+15 (element 4*(blk0+k)+l -> out[4k+l]); the same
+ * numbers as lnn_dropout_bits, written lane-parallel so the compiler vectorizes the rounds. */
+static inline void lnn_dropout_bits16(lnn_dropout_t d, uint64_t blk0, uint32_t out[64]) {
+    const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+    uint32_t c0[16], c1[16], c2[16], c3[16];
+    for (int k = 0; k < 16; k++) {
+        uint64_t b = blk0 + (uint64_t)k;
+        c0[k] = (uint32_t)b;
+        c1[k] = (uint32_t)(b >> 32);
+        c2[k] = d.stream;
+        c3[k] = d.step;
+    }
+    uint32_t k0 = (uint32_t)d.seed, k1 = (uint32_t)(d.seed >> 32);
+    for (int r = 0; r < 10; r++) {
+        if (r) { k0 += W0; k1 += W1; }
+        for (int k = 0; k < 16; k++) {
+            uint64_t p0 = (uint64_t)M0 * c0[k], p1 = (uint64_t)M1 * c2[k];
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[k] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[k] ^ k1;
+            c1[k] = (uint32_t)p1;
+            c3[k] = (uint32_t)p0;
+            c0[k] = n0;
+            c2[k] = n2;
+        }
+    }
+    for (int k = 0; k < 16; k++) {
+        out[4 * k] = c0[k];
+        out[4 * k + 1] = c1[k];
+        out[4 * k + 2] = c2[k];
+        out[4 * k + 3] = c3[k];
+    }
+}
+
 /* Integer threshold: an element is dropped when its word < threshold. */
 static inline uint32_t lnn_dropout_threshold(float p) {
     if (p <= 0.f) return 0;
