@@ -1,0 +1,148 @@
+"""Tokenizer throughput: lyricnn vs Hugging Face tokenizers (Rust) on the lyrics corpus, in one run.
+
+    python bench/tokenizer.py [--repeat 3] [--threads N]
+
+Modes: one text at a time, a batch on 1 thread, a batch on all threads (lyricnn.set_num_threads;
+tokenizers' encode_batch with RAYON_NUM_THREADS / its own pool). Both produce input_ids,
+token_type_ids and attention_mask (lyricnn: numpy arrays; HF: Encoding objects), truncation off.
+Uses ../shared/data/datasets/song_lyrics_21_artists when present, else the bundled public-domain text.
+"""
+import argparse
+import glob
+import os
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def load_texts():
+    shared = pathlib.Path(os.environ.get("LYRICNN_SHARED", ROOT.parent / "shared" / "data"))
+    files = sorted(glob.glob(str(shared / "datasets" / "song_lyrics_21_artists" / "*.csv")))
+    if files:
+        import csv
+        csv.field_size_limit(1 << 30)
+        texts = []
+        for f in files:
+            with open(f, encoding="utf-8", newline="") as fh:
+                r = csv.DictReader(fh)
+                for row in r:
+                    t = row.get("Lyric") or row.get("lyrics")
+                    if t:
+                        texts.append(t)
+        return texts, "song_lyrics_21_artists (%d files)" % len(files)
+    # fallback: bundled text (a CSV with a text column, or plain text split into paragraphs)
+    import csv
+    csv.field_size_limit(1 << 30)
+    for c in sorted(glob.glob(str(ROOT / "lyricnn" / "data" / "**" / "*.csv"), recursive=True)):
+        with open(c, encoding="utf-8", newline="") as fh:
+            texts = [row["text"] for row in csv.DictReader(fh) if row.get("text")]
+        if texts:
+            return texts * max(1, 2000 // len(texts)), os.path.relpath(c, ROOT)
+    cands = sorted(glob.glob(str(ROOT / "lyricnn" / "data" / "*.txt")))
+    cands = [c for c in cands if "vocab" not in c]
+    if cands:
+        text = pathlib.Path(cands[0]).read_text(encoding="utf-8")
+        return [p for p in text.split("\n\n") if p.strip()] * 20, os.path.basename(cands[0])
+    words = pathlib.Path(ROOT / "lyricnn" / "data" / "bert-base-uncased-vocab.txt").read_text().split()[2000:12000]
+    return [" ".join(words[i:i + 300]) for i in range(0, len(words), 300)] * 20, "bundled vocab words"
+
+
+def timeit(fn, repeat):
+    best = float("inf")
+    out = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--single-limit", type=int, default=0, help="texts for the one-at-a-time mode (0: all)")
+    args = ap.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+    import lyricnn
+    from lyricnn.tokenizer import Tokenizer
+    try:
+        import tokenizers
+    except ImportError:
+        tokenizers = None
+
+    texts, source = load_texts()
+    nbytes = sum(len(t.encode("utf-8")) for t in texts)
+    tok = Tokenizer.from_pretrained("bert-base-uncased")
+    hf = None
+    if tokenizers is not None:
+        hf_json = ROOT.parent / "shared" / "data" / "distilbert-base-uncased" / "tokenizer.json"
+        if hf_json.exists():
+            hf = tokenizers.Tokenizer.from_file(str(hf_json))
+        else:
+            tok.save_pretrained("/tmp/lyricnn_bench_tok")
+            hf = tokenizers.Tokenizer.from_file("/tmp/lyricnn_bench_tok/tokenizer.json")
+    single = texts if not args.single_limit else texts[:args.single_limit]
+    sbytes = sum(len(t.encode("utf-8")) for t in single)
+
+    ntok = sum(len(x) for x in tok(texts)["input_ids"])
+    if hf is not None:
+        assert [len(e.ids) for e in hf.encode_batch(texts[:200])] == [len(x) for x in tok(texts[:200])["input_ids"]]
+    stok = sum(len(x) for x in tok(single)["input_ids"])
+
+    rows = []
+
+    def lnn_single():
+        for t in single:
+            tok(t)
+
+    def lnn_batch():
+        return tok(texts)
+
+    def hf_single():
+        for t in single:
+            hf.encode(t)
+
+    def hf_batch():
+        return hf.encode_batch(texts)
+
+    modes = [("one text at a time", 1, lnn_single, hf_single, sbytes, stok),
+             ("batch, 1 thread", 1, lnn_batch, hf_batch, nbytes, ntok),
+             ("batch, %d threads" % args.threads, args.threads, lnn_batch, hf_batch, nbytes, ntok)]
+    n0 = lyricnn.get_num_threads()
+    for name, nth, fl, fh, nb, nt in modes:
+        lyricnn.set_num_threads(nth)
+        tl, _ = timeit(fl, args.repeat)
+        th = None
+        if hf is not None:
+            # tokenizers' pool size is fixed at first use: run it in a subprocess-free way by toggling parallelism
+            os.environ["TOKENIZERS_PARALLELISM"] = "true" if nth > 1 else "false"
+            th, _ = timeit(fh, args.repeat)
+        rows.append((name, nb / tl / 1e6, nt / tl / 1e6, nb / th / 1e6 if th else None, nt / th / 1e6 if th else None))
+    lyricnn.set_num_threads(n0)
+
+    print("corpus: %s, %d texts, %.1f MB, %d tokens; lyricnn %s; tokenizers %s; %d cores"
+          % (source, len(texts), nbytes / 1e6, ntok, lyricnn.__version__,
+             getattr(tokenizers, "__version__", "absent"), os.cpu_count() or 1))
+    print()
+    print("| mode | lyricnn MB/s | lyricnn Mtok/s | HF MB/s | HF Mtok/s | speed-up |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, lmb, ltk, hmb, htk in rows:
+        if hmb:
+            print("| %s | %.1f | %.2f | %.1f | %.2f | %.1fx |" % (name, lmb, ltk, hmb, htk, lmb / hmb))
+        else:
+            print("| %s | %.1f | %.2f | - | - | - |" % (name, lmb, ltk))
+    if len(rows) == 3 and args.threads > 1:
+        print()
+        print("lyricnn batch scaling: %.2fx on %d threads (%.2f per thread)"
+              % (rows[2][1] / rows[1][1], args.threads, rows[2][1] / rows[1][1] / args.threads))
+        if rows[2][3]:
+            print("HF batch scaling: %.2fx" % (rows[2][3] / rows[1][3]))
+
+
+if __name__ == "__main__":
+    main()
