@@ -2,9 +2,10 @@
 from ._version import __version__
 from ._loader import _C
 from ._C import CheckpointError, LyricnnError
+from .tokenizer import BatchEncoding, Tokenizer
 
 __all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads",
-           "LyricnnError", "CheckpointError"]
+           "LyricnnError", "CheckpointError", "Tokenizer", "BatchEncoding"]
 
 
 def build_info():
