@@ -33,21 +33,9 @@ def load_texts():
                     if t:
                         texts.append(t)
         return texts, "song_lyrics_21_artists (%d files)" % len(files)
-    # fallback: bundled text (a CSV with a text column, or plain text split into paragraphs)
-    import csv
-    csv.field_size_limit(1 << 30)
-    for c in sorted(glob.glob(str(ROOT / "lyricnn" / "data" / "**" / "*.csv"), recursive=True)):
-        with open(c, encoding="utf-8", newline="") as fh:
-            texts = [row["text"] for row in csv.DictReader(fh) if row.get("text")]
-        if texts:
-            return texts * max(1, 2000 // len(texts)), os.path.relpath(c, ROOT)
-    cands = sorted(glob.glob(str(ROOT / "lyricnn" / "data" / "*.txt")))
-    cands = [c for c in cands if "vocab" not in c]
-    if cands:
-        text = pathlib.Path(cands[0]).read_text(encoding="utf-8")
-        return [p for p in text.split("\n\n") if p.strip()] * 20, os.path.basename(cands[0])
-    words = pathlib.Path(ROOT / "lyricnn" / "data" / "bert-base-uncased-vocab.txt").read_text().split()[2000:12000]
-    return [" ".join(words[i:i + 300]) for i in range(0, len(words), 300)] * 20, "bundled vocab words"
+    # fallback: the bundled public-domain poems
+    from lyricnn import datasets
+    return datasets.load_poets()["text"], "bundled pd_poets"
 
 
 def timeit(fn, repeat):

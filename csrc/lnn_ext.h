@@ -48,5 +48,6 @@ int lnn_register_tokenizer(PyObject *m);
 int lnn_register_engine(PyObject *m);
 int lnn_register_checkpoint(PyObject *m);
 int lnn_register_train(PyObject *m);
+int lnn_register_classifier(PyObject *m);
 
 #endif /* LNN_EXT_H */

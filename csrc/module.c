@@ -185,6 +185,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (lnn_register_engine(m) < 0) goto fail;
     if (lnn_register_checkpoint(m) < 0) goto fail;
     if (lnn_register_train(m) < 0) goto fail;
+    if (lnn_register_classifier(m) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);
