@@ -106,28 +106,43 @@ static void colsum_acc(float *db, const float *x, int N, int OC) {
 
 /* ------------------------------------------------------------------ GEMM */
 
-/* One thread pool: the engine's OpenMP threads split the rows of C and each calls the BLAS
- * single-threaded (a second, spinning BLAS pool beside OpenMP's costs up to 2x on small
- * machines). C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C, row-major. */
+/* One thread pool: the engine's OpenMP threads split C into a grid of tiles and each calls the
+ * BLAS single-threaded (a second, spinning BLAS pool beside OpenMP's costs up to 2x on small
+ * machines; tiles are computed over the full K, so results do not depend on the thread count).
+ * C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C, row-major. */
 static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc) {
     if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
     enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     int nt = lnn_num_threads > 0 ? lnn_num_threads : 1;
-    if (nt > M / 32) nt = M / 32;
     if ((double)M * N * K < 4.0e6) nt = 1;
-    if (nt <= 1) {
+    /* grid gm x gn = nt with tiles as square as possible, at least 32 rows / 64 columns each */
+    int gm = 1, gn = 1;
+    double best = -1;
+    for (int d = 1; d <= nt; d++) {
+        if (nt % d) continue;
+        int e = nt / d;
+        if (M / d < 32 || N / e < 64) continue;
+        double tm = (double)M / d, tn = (double)N / e, score = tm < tn ? tm / tn : tn / tm;
+        if (score > best) { best = score; gm = d; gn = e; }
+    }
+    int ntiles = gm * gn;
+    if (ntiles <= 1) {
         lnn_cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(ntiles) schedule(static)
 #endif
-    for (int t = 0; t < nt; t++) {
-        int m0 = (int)(((long long)M * t / nt) & ~7LL), m1 = t == nt - 1 ? M : (int)(((long long)M * (t + 1) / nt) & ~7LL);
-        if (m1 <= m0) continue;
+    for (int t = 0; t < ntiles; t++) {
+        int im = t / gn, in = t % gn;
+        int m0 = (int)(((long long)M * im / gm) & ~7LL), m1 = im == gm - 1 ? M : (int)(((long long)M * (im + 1) / gm) & ~7LL);
+        int n0 = (int)(((long long)N * in / gn) & ~15LL), n1 = in == gn - 1 ? N : (int)(((long long)N * (in + 1) / gn) & ~15LL);
+        if (m1 <= m0 || n1 <= n0) continue;
         const float *Ap = ta ? A + m0 : A + (size_t)m0 * lda;
-        lnn_cblas_sgemm(CblasRowMajor, TA, TB, m1 - m0, N, K, alpha, Ap, lda, B, ldb, beta, C + (size_t)m0 * ldc, ldc);
+        const float *Bp = tb ? B + (size_t)n0 * ldb : B + n0;
+        lnn_cblas_sgemm(CblasRowMajor, TA, TB, m1 - m0, n1 - n0, K, alpha, Ap, lda, Bp, ldb, beta,
+                        C + (size_t)m0 * ldc + n0, ldc);
     }
 }
 

@@ -36,9 +36,9 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
                                      &c.type_vocab_size, &c.C, &c.n_layers, &c.NH, &c.F, &c.act, &c.pad_id,
                                      &c.ln_eps, &c.hidden_dropout, &c.attn_dropout, &c.pooler, &extra))
         return -1;
-    if (self->m) {
-        lnn_model_free(self->m);
-        self->m = NULL;
+    if (self->m) { /* numpy views point into the buffers: never free them under their feet */
+        PyErr_SetString(lnn_Error, "Engine is already initialised; create a new one");
+        return -1;
     }
     lnn_model *m = NULL;
     lnn_status st = lnn_model_create(&m, &c, lnn_backend_cpu());

@@ -361,6 +361,10 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
         lnn_set_error("input_ids must have at least one row and one position, got shape (%d, %d)", B, T);
         return LNN_ERR_VALUE;
     }
+    if ((size_t)B * T > ((size_t)1 << 26)) {
+        lnn_set_error("batch %d x sequence %d is too large for one call; split the batch", B, T);
+        return LNN_ERR_VALUE;
+    }
     if (T > c->max_pos) {
         lnn_set_error("sequence length %d is longer than max_position_embeddings=%d; truncate the inputs "
                       "(e.g. max_length=%d)", T, c->max_pos, c->max_pos);

@@ -260,7 +260,12 @@ class Encoder:
         self._engine.zero_grad()
 
     def freeze(self, frozen=True, names=None):
-        """Freeze (no gradient work) all encoder tensors, or those in `names`; freeze(False) unfreezes."""
+        """Freeze (no gradient work) all tensors, or those in `names`; freeze(False) unfreezes."""
+        if names is not None:
+            names = set(names)
+            unknown = names - set(self.params)
+            if unknown:
+                raise KeyError("no tensor named %s" % ", ".join(sorted(unknown)))
         for name, _, _, flags in self._info:
             if names is None or name in names:
                 new = (flags | FROZEN) if frozen else (flags & ~FROZEN)

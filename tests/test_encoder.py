@@ -484,3 +484,19 @@ def test_dropout_mask_is_the_philox_spec(seed, step):
     tr = enc(ids, train=True, seed=seed, step=step).last_hidden_state
     expect = _philox_keep(tr.size, 0.35, seed, step, stream=0).reshape(tr.shape)
     np.testing.assert_array_equal(tr != 0, expect)
+
+
+def test_extra_tensors_share_the_buffers():
+    """Head tensors (next issue) append to the same params/grads buffers before allocation."""
+    _, config = hf_model("distilbert")
+    enc = Encoder(config, extra_tensors=[("pre_classifier.weight", (32, 32), 0), ("classifier.bias", (3,), 1)])
+    assert enc.params["classifier.bias"].shape == (3,)
+    assert enc.tensor_flags()["classifier.bias"] == lyricnn.encoder.NO_DECAY
+    buf = enc._engine.params_buffer()
+    assert buf.size == enc.num_parameters()
+    last = enc.params["classifier.bias"]
+    assert last.__array_interface__["data"][0] == buf.__array_interface__["data"][0] + 4 * (buf.size - 3)
+    with pytest.raises(ValueError, match="registered twice"):
+        Encoder(config, extra_tensors=[("classifier.bias", (3,), 0), ("classifier.bias", (3,), 0)])
+    with pytest.raises(KeyError, match="nope"):
+        enc.freeze(names=["nope"])
