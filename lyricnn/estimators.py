@@ -439,9 +439,11 @@ class _TextEstimator:
         est.tokenizer_ = spec.load_tokenizer()
         from .models import _classifier_class
 
+        # head=None: the head saved in the directory (HF head, or the configurable head recorded in
+        # config.json), with its trained tensors and BatchNorm statistics
         est.model_ = _classifier_class().from_pretrained(
-            directory, num_labels=est.num_labels_, problem_type=est.problem_type_, head=est._resolved_head(),
-            num_features=est.n_features_, seed=int(est.seed), device=est.device, dropout=est.dropout)
+            directory, num_labels=est.num_labels_, problem_type=est.problem_type_, head=None,
+            num_features=est.n_features_ or None, seed=int(est.seed), device=est.device, dropout=est.dropout)
         hist = os.path.join(directory, "history.csv")
         if os.path.isfile(hist):
             try:
