@@ -7,6 +7,8 @@ import signal
 import numpy as np
 import pytest
 
+import lyricnn
+
 from lyricnn import checkpoint as ck
 from lyricnn import training
 from lyricnn.estimators import TextClassifier, TextRegressor
@@ -21,8 +23,13 @@ TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 
 
 @pytest.fixture(autouse=True)
 def engine(monkeypatch):
-    """The engine's SequenceClassifier when built, else the numpy stand-in of its contract."""
-    return use_engine(monkeypatch)
+    # one engine thread: these models are tiny, and on a busy 2-core machine two spinning threads
+    # cost far more than they give
+    n = lyricnn.get_num_threads()
+    lyricnn.set_num_threads(1)
+    yield use_engine(monkeypatch)
+    lyricnn.set_num_threads(n)
+
 
 
 WORDS = "the a song night day heart road river light rain my your old new sky".split()
