@@ -630,7 +630,9 @@ class TextClassifier(_TextEstimator):
         early-stopped or completed fit, load the best weights seen; only with early_stopping=True).
       checkpoint_dir: write last.safetensors every epoch (and every checkpoint_steps steps, and on
         interruption) and best.safetensors at the best score; fit(..., resume=True) continues from it.
-      seed: seeds the head init, batch order and dropout; the same seed gives the same run.
+      seed: seeds the head init, batch order (a pure function of (seed, epoch)) and dropout (keyed by
+        (seed, global step) in the engine); the same seed gives the same run, bit-identical on the CPU
+        for a fixed thread count (lyricnn.set_num_threads), also across fit(..., resume=True).
       device: 'cpu'. verbose: 0 silent, 1 progress bar and per-evaluation lines.
     """
 
