@@ -41,7 +41,11 @@ build: $(VENV)/.deps-build
 test: deps build
 	$(VPY) -m pytest -q tests
 
-demo: build
+$(VENV)/.deps-demo: requirements/demo.txt $(VENV)/.deps-build
+	$(PIP) install -q -r requirements/demo.txt
+	touch $@
+
+demo: build pretrained $(VENV)/.deps-demo
 	$(VPY) -m lyricnn demo
 
 bench: deps build

@@ -2,12 +2,15 @@
 from ._version import __version__
 from ._loader import _C
 from ._C import CheckpointError, LyricnnError
+from .classifier import SequenceClassifier
 from .encoder import Encoder, EncoderOutput
+from .estimators import TextClassifier, TextRegressor
 from .tokenizer import BatchEncoding, Tokenizer
 
 __all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads",
            "LyricnnError", "CheckpointError", "Tokenizer", "BatchEncoding",
-           "Encoder", "EncoderOutput"]
+           "Encoder", "EncoderOutput", "SequenceClassifier", "TextClassifier",
+           "TextRegressor"]
 
 
 def build_info():

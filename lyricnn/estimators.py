@@ -437,11 +437,11 @@ class _TextEstimator:
         spec = resolve_model(directory)
         est.model_spec_ = spec
         est.tokenizer_ = spec.load_tokenizer()
-        from .models import _classifier_class
+        from .classifier import SequenceClassifier
 
         # head=None: the head saved in the directory (HF head, or the configurable head recorded in
         # config.json), with its trained tensors and BatchNorm statistics
-        est.model_ = _classifier_class().from_pretrained(
+        est.model_ = SequenceClassifier.from_pretrained(
             directory, num_labels=est.num_labels_, problem_type=est.problem_type_, head=None,
             num_features=est.n_features_ or None, seed=int(est.seed), device=est.device, dropout=est.dropout)
         hist = os.path.join(directory, "history.csv")

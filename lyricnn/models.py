@@ -132,19 +132,11 @@ def resolve_model(model, tokenizer=None):
                   "Hugging Face cache" % (name, ", ".join(MODEL_NAMES)))
 
 
-def _classifier_class():
-    try:
-        from .classifier import SequenceClassifier
-    except ImportError as e:  # pragma: no cover - only before the engine's classifier is built
-        raise ImportError("lyricnn.SequenceClassifier is not available in this build (%s)" % e) from None
-    return SequenceClassifier
-
-
 def build_classifier(spec, num_labels, problem_type=None, head=None, num_features=0, freeze_encoder=False,
                      seed=0, device="cpu", dropout=None):
     """A lyricnn.SequenceClassifier for a ModelSpec: pretrained weights when the spec has them, else a
     seeded random init from its config."""
-    cls = _classifier_class()
+    from .classifier import SequenceClassifier as cls
     kw = dict(num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
               freeze_encoder=freeze_encoder, seed=seed, device=device, dropout=dropout)
     if spec.path is not None and spec.pretrained:

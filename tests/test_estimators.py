@@ -13,7 +13,6 @@ from lyricnn import checkpoint as ck
 from lyricnn import training
 from lyricnn.estimators import TextClassifier, TextRegressor
 
-from _fake_seqclf import use_engine
 
 # a tiny DistilBERT: the 30522-token bundled vocab, 32 dims, one layer
 TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 1, "n_heads": 2,
@@ -22,12 +21,12 @@ TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 
 
 
 @pytest.fixture(autouse=True)
-def engine(monkeypatch):
+def engine():
     # one engine thread: these models are tiny, and on a busy 2-core machine two spinning threads
     # cost far more than they give
     n = lyricnn.get_num_threads()
     lyricnn.set_num_threads(1)
-    yield use_engine(monkeypatch)
+    yield
     lyricnn.set_num_threads(n)
 
 
@@ -465,10 +464,6 @@ def test_process_killed_mid_checkpoint_leaves_loadable_checkpoint(tmp_path):
         import os, signal, sys
         sys.path.insert(0, %r)
         import test_estimators as t
-        from _fake_seqclf import real_classifier, FakeSequenceClassifier
-        import lyricnn.models as models
-        if real_classifier() is None:
-            models._classifier_class = lambda: FakeSequenceClassifier
         real_replace, n = os.replace, [0]
         def replace(a, b):
             n[0] += 1
