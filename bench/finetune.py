@@ -178,7 +178,7 @@ def main():
     rows = [(name, min(results[name])) for name, _ in setups]
     print()
     t_lnn = rows[-2][1][0] if args.bucket else rows[-1][1][0]
-    print("| setup | epoch s | songs/s | padded tokens | mean loss | lyricnn (dynamic) speedup |")
+    print("| setup | epoch s | songs/s | padded tokens | mean loss | time / lyricnn (dynamic padding) time |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, (t, tokens, loss) in rows:
         print("| %s | %.1f | %.1f | %d | %.4f | %.2fx |" % (name, t, len(texts) / t, tokens, loss, t / t_lnn))

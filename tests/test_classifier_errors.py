@@ -139,3 +139,31 @@ def test_state_errors(tmp_path):
         frozen.load_optimizer_state(m.optimizer_state())
     with pytest.raises(lyricnn.CheckpointError, match="config.json"):
         SequenceClassifier.from_pretrained(tmp_path)
+
+
+def test_train_step_releases_the_gil_and_refuses_concurrent_use():
+    import threading
+    cfg = dict(CFG, dim=64, n_layers=2, n_heads=4, hidden_dim=256, max_position_embeddings=256)
+    m = SequenceClassifier.from_config(cfg, num_labels=2)
+    m.configure_optimizer(lr=1e-3)
+    ids = np.random.default_rng(0).integers(3, 50, size=(16, 256))
+    done, refused, ticks = threading.Event(), [], [0]
+
+    def work():
+        for _ in range(3):
+            m.train_step(ids, None, np.zeros(16, np.int64))
+        done.set()
+
+    th = threading.Thread(target=work)
+    th.start()
+    while not done.is_set():
+        ticks[0] += 1  # Python keeps running while the step runs in C
+        if not refused:
+            try:
+                m(ids[:1, :4])
+            except lyricnn.LyricnnError as e:
+                refused.append(str(e))
+    th.join()
+    assert ticks[0] > 100
+    assert refused and "another thread" in refused[0]
+    assert m.step == 3
