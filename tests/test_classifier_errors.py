@@ -143,27 +143,35 @@ def test_state_errors(tmp_path):
 
 def test_train_step_releases_the_gil_and_refuses_concurrent_use():
     import threading
+    import time
     cfg = dict(CFG, dim=64, n_layers=2, n_heads=4, hidden_dim=256, max_position_embeddings=256)
     m = SequenceClassifier.from_config(cfg, num_labels=2)
     m.configure_optimizer(lr=1e-3)
-    ids = np.random.default_rng(0).integers(3, 50, size=(16, 256))
-    done, refused, ticks = threading.Event(), [], [0]
+    ids = np.random.default_rng(0).integers(3, 50, size=(32, 256))
+    started, done, errors = threading.Event(), threading.Event(), []
 
     def work():
-        for _ in range(3):
-            m.train_step(ids, None, np.zeros(16, np.int64))
-        done.set()
+        try:
+            started.set()
+            for _ in range(3):
+                m.train_step(ids, None, np.zeros(32, np.int64))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+        finally:
+            done.set()
 
     th = threading.Thread(target=work)
     th.start()
-    while not done.wait(0.002):
-        ticks[0] += 1  # Python keeps running while the step runs in C (no busy loop: 2-core CI)
+    started.wait()
+    ticks, refused = 0, []
+    while not done.wait(0.002):  # wait, not spin: a spinning thread starves the engine on 2 cores
+        ticks += 1  # Python keeps running while the steps run in C
         if not refused:
             try:
                 m(ids[:1, :4])
             except lyricnn.LyricnnError as e:
                 refused.append(str(e))
     th.join()
-    assert ticks[0] > 10  # with the GIL held there would be at most one tick between steps
+    assert not errors and m.step == 3
+    assert ticks > 10  # with the GIL held there would be at most one tick between steps
     assert refused and "another thread" in refused[0]
-    assert m.step == 3
