@@ -19,6 +19,7 @@
 
 #include "lnn_common.h"
 #include "philox.h"
+#include "train_ops.h"
 
 /* activation functions of the FFN (config `activation` / `hidden_act`) */
 enum { LNN_ACT_GELU = 0, LNN_ACT_RELU = 1, LNN_ACT_GELU_TANH = 2 };
@@ -83,6 +84,40 @@ typedef struct lnn_backend {
     void (*token0_forward)(float *out, const float *inp, int B, int T, int C);
     /* dinp(B,T,C)[:, 0, :] += dout(B,C) */
     void (*token0_backward)(float *dinp, const float *dout, int B, int T, int C);
+    /* ---- fine-tuning ops (the kernels of train_ops.h; see there for the semantics) ---- */
+    /* BatchNorm1d over x (N,C), torch train/eval semantics, running stats updated in training */
+    lnn_status (*batchnorm1d_forward)(float *out, float *save_mean, float *save_rstd, const float *x,
+                                      const float *gamma, const float *beta, float *running_mean,
+                                      float *running_var, int64_t N, int64_t C, int training, float momentum,
+                                      float eps);
+    /* dx (N,C) +=, dgamma/dbeta (C) += (NULL skips) */
+    void (*batchnorm1d_backward)(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                                 const float *gamma, const float *save_mean, const float *save_rstd, int64_t N,
+                                 int64_t C, int batch_stats);
+    /* out (B,C) or (B,T*C) = pool(h (B,T,C)), mask (B,T) int64 (LNN_POOL_*) */
+    lnn_status (*pool_forward)(float *out, const float *h, const int64_t *mask, int64_t B, int64_t T, int64_t C,
+                               int mode);
+    /* dh (B,T,C) += */
+    lnn_status (*pool_backward)(float *dh, const float *dout, const int64_t *mask, int64_t B, int64_t T, int64_t C,
+                                int mode);
+    /* out (B,H+F) = [h (B,H) | f (B,F)]; backward dh, df += (NULL skips) */
+    void (*concat_forward)(float *out, const float *h, const float *f, int64_t B, int64_t H, int64_t F);
+    void (*concat_backward)(float *dh, float *df, const float *dout, int64_t B, int64_t H, int64_t F);
+    /* losses: loss_out (host) = mean loss; dlogits WRITTEN (NULL skips) */
+    lnn_status (*cross_entropy)(const float *logits, const int64_t *labels, const float *class_weight, int64_t N,
+                                int64_t C, int64_t ignore_index, float grad_scale, float *dlogits,
+                                double *loss_out);
+    lnn_status (*bce_with_logits)(const float *logits, const float *targets, const float *pos_weight, int64_t N,
+                                  int64_t K, float grad_scale, float *dlogits, double *loss_out);
+    lnn_status (*mse)(const float *preds, const float *targets, int64_t n, float grad_scale, float *dpreds,
+                      double *loss_out);
+    /* global-norm clipping over the trainable segments -> the pre-clip norm */
+    double (*clip_grad_norm)(float *grads, int64_t n, const lnn_segment *segs, int64_t nseg, double max_norm);
+    /* Adam / AdamW step over segments (compact state m, v) */
+    lnn_status (*adam_step)(float *params, const float *grads, float *m, float *v, int64_t n, int64_t nstate,
+                            const lnn_segment *segs, int64_t nseg, int64_t *steps, const float *lr_scale,
+                            double lr, double beta1, double beta2, double eps, double weight_decay,
+                            int decoupled);
 } lnn_backend;
 
 /* The CPU backend (BLAS GEMMs, OpenMP loops). */

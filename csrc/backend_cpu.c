@@ -517,6 +517,17 @@ static const lnn_backend cpu_backend = {
     .tanh_backward = tanh_backward,
     .token0_forward = token0_forward,
     .token0_backward = token0_backward,
+    .batchnorm1d_forward = lnn_head_batchnorm1d_forward,
+    .batchnorm1d_backward = lnn_head_batchnorm1d_backward,
+    .pool_forward = lnn_head_pool_forward,
+    .pool_backward = lnn_head_pool_backward,
+    .concat_forward = lnn_head_concat_forward,
+    .concat_backward = lnn_head_concat_backward,
+    .cross_entropy = lnn_cross_entropy_forward_backward,
+    .bce_with_logits = lnn_bce_with_logits_forward_backward,
+    .mse = lnn_mse_forward_backward,
+    .clip_grad_norm = lnn_clip_grad_norm,
+    .adam_step = lnn_adam_step,
 };
 
 const lnn_backend *lnn_backend_cpu(void) { return &cpu_backend; }

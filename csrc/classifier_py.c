@@ -1,4 +1,336 @@
-/* classifier_py.c: Python binding of the sequence classifier (filled in by the fine-tuning work). */
+/* classifier_py.c: Python binding of the sequence classifier (lyricnn._C.Classifier); the C core is
+ * classifier.c. The Python side (lyricnn/classifier.py) builds the head spec and the segments. */
 #include "lnn_ext.h"
 
-int lnn_register_classifier(PyObject *m) { (void)m; return 0; }
+#include <string.h>
+
+#include "classifier.h"
+
+_Static_assert(sizeof(lnn_segment) == 4 * sizeof(int64_t), "lnn_segment must be 4 int64s");
+
+/* engine_py.c */
+lnn_model *lnn_engine_model(PyObject *obj, int **busy);
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *engine; /* the Engine owning the model (kept alive) */
+    lnn_classifier *c;
+    int *engine_busy;
+    int busy;
+} ClassifierObject;
+
+static int clf_busy(ClassifierObject *self) {
+    if (!self->c) {
+        PyErr_SetString(lnn_Error, "the classifier is not initialised");
+        return 1;
+    }
+    if (self->busy || *self->engine_busy) {
+        PyErr_SetString(lnn_Error, "this model is running in another thread; use one model per thread");
+        return 1;
+    }
+    return 0;
+}
+
+#define ENTER(self)                    \
+    do {                               \
+        (self)->busy = 1;              \
+        *(self)->engine_busy = 1;      \
+    } while (0)
+#define LEAVE(self)                    \
+    do {                               \
+        (self)->busy = 0;              \
+        *(self)->engine_busy = 0;      \
+    } while (0)
+
+/* Classifier(engine, source, flatten_T, ops, num_labels, num_features, loss)
+ * ops: [(kind, in, out, weight name or None, bias name or None, p, momentum, eps)] */
+static int Classifier_init(ClassifierObject *self, PyObject *args, PyObject *kw) {
+    static char *kws[] = {"engine", "source", "flatten_T", "ops", "num_labels", "num_features", "loss", NULL};
+    PyObject *engine, *ops_o;
+    lnn_head_spec spec;
+    memset(&spec, 0, sizeof spec);
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OiiOiii", kws, &engine, &spec.source, &spec.flatten_T, &ops_o,
+                                     &spec.num_labels, &spec.num_features, &spec.loss))
+        return -1;
+    if (self->c) {
+        PyErr_SetString(lnn_Error, "Classifier is already initialised; create a new one");
+        return -1;
+    }
+    int *ebusy = NULL;
+    lnn_model *m = lnn_engine_model(engine, &ebusy);
+    if (!m) return -1;
+    PyObject *seq = PySequence_Fast(ops_o, "ops must be a sequence of tuples");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    lnn_head_op *ops = calloc((size_t)(n ? n : 1), sizeof *ops);
+    if (!ops) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *wn, *bn;
+        lnn_head_op *o = &ops[i];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iiiOOfff", &o->kind, &o->in, &o->out, &wn, &bn,
+                              &o->p, &o->momentum, &o->eps))
+            goto fail;
+        PyObject *names[2] = {wn, bn};
+        int *idx[2] = {&o->w, &o->b};
+        for (int j = 0; j < 2; j++) {
+            *idx[j] = -1;
+            if (names[j] == Py_None) continue;
+            const char *s = PyUnicode_AsUTF8(names[j]);
+            if (!s) goto fail;
+            *idx[j] = lnn_params_find(&m->tab, s);
+            if (*idx[j] < 0) {
+                PyErr_Format(PyExc_KeyError, "head op %zd: no tensor named %s in the engine", i, s);
+                goto fail;
+            }
+        }
+    }
+    Py_DECREF(seq);
+    seq = NULL;
+    spec.n_ops = (int)n;
+    spec.ops = ops;
+    lnn_classifier *c = NULL;
+    lnn_status st = lnn_classifier_create(&c, m, &spec);
+    free(ops);
+    if (st) {
+        lnn_raise_status(st);
+        return -1;
+    }
+    self->c = c;
+    Py_INCREF(engine);
+    self->engine = engine;
+    self->engine_busy = ebusy;
+    return 0;
+fail:
+    Py_XDECREF(seq);
+    free(ops);
+    return -1;
+}
+
+static void Classifier_dealloc(ClassifierObject *self) {
+    lnn_classifier_free(self->c);
+    Py_XDECREF(self->engine);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *view(ClassifierObject *self, void *base, npy_intp n, int typenum) {
+    PyObject *arr = PyArray_SimpleNewFromData(1, &n, typenum, base);
+    if (!arr) return NULL;
+    Py_INCREF(self);
+    if (PyArray_SetBaseObject((PyArrayObject *)arr, (PyObject *)self) < 0) {
+        Py_DECREF(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+static PyObject *Classifier_buffers(ClassifierObject *self, PyObject *unused) {
+    if (clf_busy(self)) return NULL;
+    if (!self->c->n_buffers) return PyArray_ZEROS(1, (npy_intp[]){0}, NPY_FLOAT32, 0);
+    return view(self, self->c->buffers, (npy_intp)self->c->n_buffers, NPY_FLOAT32);
+}
+
+/* (m, v, steps) zero-copy views of the optimizer state, or None before configure_optimizer */
+static PyObject *Classifier_opt_state(ClassifierObject *self, PyObject *unused) {
+    if (clf_busy(self)) return NULL;
+    lnn_classifier *c = self->c;
+    if (!c->has_opt) Py_RETURN_NONE;
+    PyObject *m = c->nstate ? view(self, c->m, (npy_intp)c->nstate, NPY_FLOAT32)
+                            : PyArray_ZEROS(1, (npy_intp[]){0}, NPY_FLOAT32, 0);
+    PyObject *v = c->nstate ? view(self, c->v, (npy_intp)c->nstate, NPY_FLOAT32)
+                            : PyArray_ZEROS(1, (npy_intp[]){0}, NPY_FLOAT32, 0);
+    PyObject *s = c->nseg ? view(self, c->steps, (npy_intp)c->nseg, NPY_INT64)
+                          : PyArray_ZEROS(1, (npy_intp[]){0}, NPY_INT64, 0);
+    if (!m || !v || !s) {
+        Py_XDECREF(m);
+        Py_XDECREF(v);
+        Py_XDECREF(s);
+        return NULL;
+    }
+    return Py_BuildValue("(NNN)", m, v, s);
+}
+
+typedef struct {
+    PyArrayObject *ids, *mask, *types, *feat;
+    int B, T;
+} inputs_t;
+
+static int parse_inputs(ClassifierObject *self, PyObject *ids_o, PyObject *mask_o, PyObject *types_o,
+                        PyObject *feat_o, inputs_t *in) {
+    memset(in, 0, sizeof *in);
+    in->ids = lnn_check_array(ids_o, "input_ids", NPY_INT32, 2, NULL, 0);
+    if (!in->ids) return -1;
+    npy_intp shape[2] = {PyArray_DIM(in->ids, 0), PyArray_DIM(in->ids, 1)};
+    if (shape[0] < 1 || shape[1] < 1 || shape[0] > (1 << 24) || shape[1] > (1 << 24)) {
+        PyErr_Format(PyExc_ValueError, "input_ids must have shape (batch, seq) with both >= 1, got (%ld, %ld)",
+                     (long)shape[0], (long)shape[1]);
+        return -1;
+    }
+    if (mask_o != Py_None && !(in->mask = lnn_check_array(mask_o, "attention_mask", NPY_INT32, 2, shape, 0)))
+        return -1;
+    if (types_o != Py_None && !(in->types = lnn_check_array(types_o, "token_type_ids", NPY_INT32, 2, shape, 0)))
+        return -1;
+    if (in->types && self->c->enc->cfg.model_type != LNN_BERT) {
+        PyErr_SetString(PyExc_ValueError, "token_type_ids are only used by BERT; DistilBERT has no token types");
+        return -1;
+    }
+    int F = self->c->spec.num_features;
+    if (feat_o != Py_None) {
+        if (F == 0) {
+            PyErr_SetString(PyExc_ValueError,
+                            "features were given but this model has no feature input; create it with "
+                            "num_features=F and a head with features_at");
+            return -1;
+        }
+        npy_intp fs[2] = {shape[0], F};
+        if (!(in->feat = lnn_check_array(feat_o, "features", NPY_FLOAT32, 2, fs, 0))) return -1;
+    } else if (F > 0) {
+        PyErr_Format(PyExc_ValueError, "features is required: this model's head takes %d features per row", F);
+        return -1;
+    }
+    in->B = (int)shape[0];
+    in->T = (int)shape[1];
+    return 0;
+}
+
+#define DATA(a, type) ((a) ? (const type *)PyArray_DATA(a) : NULL)
+
+/* forward(input_ids, attention_mask, token_type_ids, features, train, seed, step) -> logits (B, K) */
+static PyObject *Classifier_forward(ClassifierObject *self, PyObject *args, PyObject *kw) {
+    static char *kws[] = {"input_ids", "attention_mask", "token_type_ids", "features", "train", "seed", "step",
+                          NULL};
+    PyObject *ids_o, *mask_o = Py_None, *types_o = Py_None, *feat_o = Py_None;
+    int train = 0;
+    unsigned long long seed = 0, step = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOpKK", kws, &ids_o, &mask_o, &types_o, &feat_o, &train, &seed,
+                                     &step))
+        return NULL;
+    if (clf_busy(self)) return NULL;
+    if (step > 0xFFFFFFFFull) {
+        PyErr_SetString(PyExc_ValueError, "step must be < 2**32");
+        return NULL;
+    }
+    inputs_t in;
+    if (parse_inputs(self, ids_o, mask_o, types_o, feat_o, &in)) return NULL;
+    npy_intp os[2] = {in.B, self->c->spec.num_labels};
+    PyObject *logits = PyArray_SimpleNew(2, os, NPY_FLOAT32);
+    if (!logits) return NULL;
+    float *lp = PyArray_DATA((PyArrayObject *)logits);
+    lnn_status st;
+    ENTER(self);
+    LNN_RELEASE_GIL
+    st = lnn_classifier_forward(self->c, DATA(in.ids, int32_t), DATA(in.types, int32_t), DATA(in.mask, int32_t),
+                                DATA(in.feat, float), in.B, in.T, train, (uint64_t)seed, (uint32_t)step, lp);
+    LNN_ACQUIRE_GIL
+    LEAVE(self);
+    if (st) {
+        Py_DECREF(logits);
+        return lnn_raise_status(st);
+    }
+    return logits;
+}
+
+/* configure_optimizer(segments (S,4) int64, nstate, lr, beta1, beta2, eps, weight_decay, max_grad_norm, decoupled) */
+static PyObject *Classifier_configure_optimizer(ClassifierObject *self, PyObject *args, PyObject *kw) {
+    static char *kws[] = {"segments", "nstate", "lr", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm",
+                          "decoupled", NULL};
+    PyObject *segs_o;
+    long long nstate;
+    lnn_optim_config oc;
+    memset(&oc, 0, sizeof oc);
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLddddddp", kws, &segs_o, &nstate, &oc.lr, &oc.beta1, &oc.beta2,
+                                     &oc.eps, &oc.weight_decay, &oc.max_grad_norm, &oc.decoupled))
+        return NULL;
+    if (clf_busy(self)) return NULL;
+    npy_intp ss[2] = {-1, 4};
+    PyArrayObject *segs = lnn_check_array(segs_o, "segments", NPY_INT64, 2, ss, 0);
+    if (!segs) return NULL;
+    lnn_status st = lnn_classifier_configure_optimizer(self->c, PyArray_DATA(segs), PyArray_DIM(segs, 0), nstate, &oc);
+    if (st) return lnn_raise_status(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Classifier_set_lr(ClassifierObject *self, PyObject *args) {
+    double lr;
+    if (!PyArg_ParseTuple(args, "d", &lr)) return NULL;
+    if (clf_busy(self)) return NULL;
+    if (!(lr >= 0)) {
+        PyErr_Format(PyExc_ValueError, "lr must be a finite number >= 0, got %g", lr);
+        return NULL;
+    }
+    self->c->opt.lr = lr;
+    Py_RETURN_NONE;
+}
+
+/* train_step(input_ids, attention_mask, token_type_ids, features, labels, targets, weight, seed, step)
+ *   -> (loss, grad_norm) */
+static PyObject *Classifier_train_step(ClassifierObject *self, PyObject *args, PyObject *kw) {
+    static char *kws[] = {"input_ids", "attention_mask", "token_type_ids", "features", "labels", "targets",
+                          "weight", "seed", "step", NULL};
+    PyObject *ids_o, *mask_o, *types_o, *feat_o, *lab_o, *tgt_o, *w_o;
+    unsigned long long seed = 0, step = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOO|KK", kws, &ids_o, &mask_o, &types_o, &feat_o, &lab_o, &tgt_o,
+                                     &w_o, &seed, &step))
+        return NULL;
+    if (clf_busy(self)) return NULL;
+    if (step > 0xFFFFFFFFull) {
+        PyErr_SetString(PyExc_ValueError, "step must be < 2**32");
+        return NULL;
+    }
+    inputs_t in;
+    if (parse_inputs(self, ids_o, mask_o, types_o, feat_o, &in)) return NULL;
+    int K = self->c->spec.num_labels;
+    PyArrayObject *lab = NULL, *tgt = NULL, *w = NULL;
+    npy_intp ls[1] = {in.B}, ts[2] = {in.B, K}, ws[1] = {K};
+    if (lab_o != Py_None && !(lab = lnn_check_array(lab_o, "labels", NPY_INT64, 1, ls, 0))) return NULL;
+    if (tgt_o != Py_None && !(tgt = lnn_check_array(tgt_o, "labels", NPY_FLOAT32, 2, ts, 0))) return NULL;
+    if (w_o != Py_None && !(w = lnn_check_array(w_o, "class_weight/pos_weight", NPY_FLOAT32, 1, ws, 0))) return NULL;
+    double loss = 0, gnorm = 0;
+    lnn_status st;
+    ENTER(self);
+    LNN_RELEASE_GIL
+    st = lnn_classifier_train_step(self->c, DATA(in.ids, int32_t), DATA(in.types, int32_t), DATA(in.mask, int32_t),
+                                   DATA(in.feat, float), in.B, in.T, DATA(lab, int64_t), DATA(tgt, float),
+                                   DATA(w, float), (uint64_t)seed, (uint32_t)step, &loss, &gnorm);
+    LNN_ACQUIRE_GIL
+    LEAVE(self);
+    if (st) return lnn_raise_status(st);
+    return Py_BuildValue("(dd)", loss, gnorm);
+}
+
+static PyMethodDef Classifier_methods[] = {
+    {"buffers", (PyCFunction)Classifier_buffers, METH_NOARGS, "BatchNorm running stats (zero-copy float32 view)."},
+    {"opt_state", (PyCFunction)Classifier_opt_state, METH_NOARGS, "(m, v, steps) zero-copy views, or None."},
+    {"forward", (PyCFunction)(void (*)(void))Classifier_forward, METH_VARARGS | METH_KEYWORDS,
+     "forward(input_ids, attention_mask=None, token_type_ids=None, features=None, train=False, seed=0, step=0)"},
+    {"configure_optimizer", (PyCFunction)(void (*)(void))Classifier_configure_optimizer, METH_VARARGS | METH_KEYWORDS,
+     "configure_optimizer(segments, nstate, lr, beta1, beta2, eps, weight_decay, max_grad_norm, decoupled)"},
+    {"set_lr", (PyCFunction)Classifier_set_lr, METH_VARARGS, "set_lr(lr)"},
+    {"train_step", (PyCFunction)(void (*)(void))Classifier_train_step, METH_VARARGS | METH_KEYWORDS,
+     "train_step(input_ids, attention_mask, token_type_ids, features, labels, targets, weight, seed, step)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ClassifierType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "lyricnn._C.Classifier",
+    .tp_basicsize = sizeof(ClassifierObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Encoder + head + loss + optimizer: forward and one C training step.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Classifier_init,
+    .tp_dealloc = (destructor)Classifier_dealloc,
+    .tp_methods = Classifier_methods,
+};
+
+int lnn_register_classifier(PyObject *m) {
+    if (PyType_Ready(&ClassifierType) < 0) return -1;
+    Py_INCREF(&ClassifierType);
+    if (PyModule_AddObject(m, "Classifier", (PyObject *)&ClassifierType) < 0) {
+        Py_DECREF(&ClassifierType);
+        return -1;
+    }
+    return 0;
+}

@@ -317,3 +317,16 @@ int lnn_register_engine(PyObject *m) {
     if (PyModule_AddIntConstant(m, "TENSOR_FROZEN", LNN_TENSOR_FROZEN) < 0) return -1;
     return 0;
 }
+
+/* For the classifier binding (classifier_py.c): the model of an initialised Engine and a pointer to
+ * its busy flag. NULL with TypeError / LyricnnError set otherwise. */
+lnn_model *lnn_engine_model(PyObject *obj, int **busy) {
+    if (!PyObject_TypeCheck(obj, &EngineType)) {
+        PyErr_Format(PyExc_TypeError, "engine must be a lyricnn._C.Engine, got %s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    EngineObject *e = (EngineObject *)obj;
+    if (engine_busy(e)) return NULL;
+    if (busy) *busy = &e->busy;
+    return e->m;
+}

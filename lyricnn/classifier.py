@@ -1,0 +1,689 @@
+"""Sequence classification / regression models on the C engine (HF's *ForSequenceClassification).
+
+    m = lyricnn.SequenceClassifier.from_pretrained("distilbert-dir", num_labels=3)
+    m.configure_optimizer("adamw", lr=5e-5, weight_decay=0.01)
+    loss = m.train_step(input_ids, attention_mask, labels)     # forward, loss, backward, clip, step (C)
+    logits = m(input_ids, attention_mask).logits               # eval mode
+    m.save_pretrained("out")                                   # transformers loads it
+
+Heads:
+- head=None: the HF head of the model type. DistilBERT: pre_classifier, ReLU, dropout
+  (seq_classif_dropout), classifier on token 0. BERT: pooler, dropout (classifier_dropout or
+  hidden_dropout_prob), classifier.
+- head=dict(...): the configurable head (see `normalize_head`):
+  pool -> [input dropout] -> for each hidden width: Linear -> [BatchNorm1d] -> act -> [dropout]
+  -> Linear(num_labels), with the feature vector concatenated before Linear number `features_at`.
+"""
+import json
+import math
+import os
+
+import numpy as np
+
+from ._loader import _C
+from ._C import CheckpointError, LyricnnError
+from . import _train_ops
+from .encoder import Encoder, _as_ids, _sinusoidal, parse_config
+
+__all__ = ["SequenceClassifier", "SequenceClassifierOutput", "normalize_head"]
+
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+_LOSS = {"single_label_classification": 0, "multi_label_classification": 1, "regression": 2}
+_SRC = {"cls": 0, "mean": 1, "flatten": 2, "pooler": 3}
+LINEAR, RELU, TANH, DROPOUT, BATCHNORM, CONCAT = range(6)
+_ACTS = {"relu": RELU, "tanh": TANH}
+_PREFIX = {"distilbert": "distilbert.", "bert": "bert."}
+_ARCH = {"distilbert": "DistilBertForSequenceClassification", "bert": "BertForSequenceClassification"}
+_BASE_ARCH = {"distilbert": "DistilBertModel", "bert": "BertModel"}
+HEAD_KEYS = ("pooling", "hidden", "batchnorm", "dropout", "input_dropout", "activation", "features_at",
+             "max_length", "momentum", "eps")
+
+
+class SequenceClassifierOutput:
+    """Result of a model call: logits (B, num_labels) float32."""
+
+    __slots__ = ("logits",)
+
+    def __init__(self, logits):
+        self.logits = logits
+
+    def __getitem__(self, key):
+        if key in (0, "logits"):
+            return self.logits
+        raise KeyError(key)
+
+    def __repr__(self):
+        return "SequenceClassifierOutput(logits=%s)" % (self.logits.shape,)
+
+
+def _halving(width, num_labels):
+    out, w = [], min(width // 2, 512)
+    while w >= max(2 * num_labels, 2) and len(out) < 4:
+        out.append(w)
+        w //= 2
+    return out
+
+
+def normalize_head(head, hidden_size, num_labels, num_features=0):
+    """Check a configurable head spec and fill in the defaults; returns a new dict.
+
+    Keys: pooling "cls" | "mean" | "flatten" (default "cls"); hidden: list of widths, or "halving"
+    (start at min(in/2, 512) and halve each layer while the width stays >= 2*num_labels, at most 4
+    layers; `in` is the pooled width, hidden_size or max_length*hidden_size for flatten); batchnorm
+    (False); dropout after each hidden activation (0.0); input_dropout on the pooled vector (0.0);
+    activation "relu" | "tanh"; features_at: index of the Linear layer the feature vector is
+    concatenated before (0 = the first, len(hidden) = the output layer; default len(hidden) when
+    num_features > 0); max_length (required for flatten); momentum (0.1) and eps (1e-5) of BatchNorm1d.
+    """
+    if not isinstance(head, dict):
+        raise TypeError("head must be None (the HF head) or a dict, got %s" % type(head).__name__)
+    unknown = sorted(set(head) - set(HEAD_KEYS) - {"num_features", "num_labels"})
+    if unknown:
+        raise ValueError("head has unknown keys %s; known: %s" % (unknown, ", ".join(HEAD_KEYS)))
+    h = dict(pooling="cls", hidden=[], batchnorm=False, dropout=0.0, input_dropout=0.0, activation="relu",
+             features_at=None, max_length=None, momentum=0.1, eps=1e-5)
+    h.update({k: v for k, v in head.items() if k in HEAD_KEYS})
+    if h["pooling"] not in ("cls", "mean", "flatten"):
+        raise ValueError("head pooling must be 'cls', 'mean' or 'flatten', got %r" % (h["pooling"],))
+    if h["pooling"] == "flatten":
+        if not isinstance(h["max_length"], (int, np.integer)) or h["max_length"] < 1:
+            raise ValueError("head pooling='flatten' needs max_length (the padded length of every batch), "
+                             "e.g. head=dict(pooling='flatten', max_length=128)")
+        h["max_length"] = int(h["max_length"])
+        width = h["max_length"] * hidden_size
+    else:
+        width = hidden_size
+    if isinstance(h["hidden"], str):
+        if h["hidden"] != "halving":
+            raise ValueError("head hidden must be a list of widths or 'halving', got %r" % (h["hidden"],))
+        h["hidden"] = _halving(width, num_labels)
+    try:
+        h["hidden"] = [int(w) for w in h["hidden"]]
+    except (TypeError, ValueError):
+        raise TypeError("head hidden must be a list of int widths or 'halving', got %r" % (h["hidden"],)) from None
+    if any(w < 1 for w in h["hidden"]):
+        raise ValueError("head hidden widths must be >= 1, got %s" % h["hidden"])
+    for k in ("dropout", "input_dropout"):
+        h[k] = float(h[k] or 0.0)
+        if not 0.0 <= h[k] < 1.0:
+            raise ValueError("head %s must be in [0, 1), got %g" % (k, h[k]))
+    if h["activation"] not in _ACTS:
+        raise ValueError("head activation must be one of %s, got %r" % (sorted(_ACTS), h["activation"]))
+    h["batchnorm"] = bool(h["batchnorm"])
+    h["momentum"], h["eps"] = float(h["momentum"]), float(h["eps"])
+    if not (0.0 <= h["momentum"] <= 1.0 and h["eps"] > 0):
+        raise ValueError("head momentum must be in [0, 1] and eps > 0")
+    nh = len(h["hidden"])
+    if num_features:
+        if h["features_at"] is None:
+            h["features_at"] = nh
+        if not isinstance(h["features_at"], (int, np.integer)) or not 0 <= h["features_at"] <= nh:
+            raise ValueError("head features_at must be an int in 0..%d (the Linear layer the features join "
+                             "before), got %r" % (nh, h["features_at"]))
+        h["features_at"] = int(h["features_at"])
+    elif h["features_at"] is not None:
+        raise ValueError("head features_at=%r needs num_features > 0 (the length of the feature vector)"
+                         % (h["features_at"],))
+    return h
+
+
+def _head_plan(model_type, config, head, C, K, F, hdrop):
+    """(source, flatten_T, ops, tensors, bn) for the C classifier. tensors: [(name, shape, flags)];
+    bn: [name prefix] per BatchNorm op in order."""
+    ops, tensors, bn = [], [], []
+    ND = _C.TENSOR_NO_DECAY
+
+    def linear(name, i, o):
+        tensors.append((name + ".weight", (o, i), 0))
+        tensors.append((name + ".bias", (o,), ND))
+        ops.append((LINEAR, i, o, name + ".weight", name + ".bias", 0.0, 0.0, 0.0))
+
+    def elem(kind, w, p=0.0):
+        ops.append((kind, w, w, None, None, float(p), 0.0, 0.0))
+
+    if head is None:
+        if model_type == "distilbert":
+            linear("pre_classifier", C, C)
+            elem(RELU, C)
+            if hdrop > 0:
+                elem(DROPOUT, C, hdrop)
+            linear("classifier", C, K)
+            return _SRC["cls"], 0, ops, tensors, bn
+        if hdrop > 0:
+            elem(DROPOUT, C, hdrop)
+        linear("classifier", C, K)
+        return _SRC["pooler"], 0, ops, tensors, bn
+    width = head["max_length"] * C if head["pooling"] == "flatten" else C
+    if head["input_dropout"] > 0:
+        elem(DROPOUT, width, head["input_dropout"])
+    widths = head["hidden"] + [K]
+    for j, w in enumerate(widths):
+        if F and head["features_at"] == j:
+            ops.append((CONCAT, width, width + F, None, None, 0.0, 0.0, 0.0))
+            width += F
+        last = j == len(widths) - 1
+        linear("classifier" if last else "head.%d.dense" % j, width, w)
+        width = w
+        if last:
+            break
+        if head["batchnorm"]:
+            nm = "head.%d.norm" % j
+            tensors.append((nm + ".weight", (w,), ND))
+            tensors.append((nm + ".bias", (w,), ND))
+            ops.append((BATCHNORM, w, w, nm + ".weight", nm + ".bias", 0.0, head["momentum"], head["eps"]))
+            bn.append(nm)
+        elem(_ACTS[head["activation"]], w)
+        if head["dropout"] > 0:
+            elem(DROPOUT, w, head["dropout"])
+    return _SRC[head["pooling"]], head["max_length"] or 0, ops, tensors, bn
+
+
+def _with_dropout(config, p):
+    c = dict(config)
+    if c.get("model_type") == "distilbert":
+        c.update(dropout=p, attention_dropout=p, seq_classif_dropout=p)
+    else:
+        c.update(hidden_dropout_prob=p, attention_probs_dropout_prob=p, classifier_dropout=p)
+    return c
+
+
+def _f32_2d(x, name, B, F):
+    a = np.asarray(x)
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise TypeError("%s must be numeric, got dtype %s" % (name, a.dtype))
+    if a.ndim == 1 and F == 1:
+        a = a.reshape(-1, 1)
+    if a.ndim != 2 or a.shape != (B, F):
+        raise ValueError("%s must have shape (%d, %d) (batch, %d), got %s" % (name, B, F, F, a.shape))
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        r, c = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError("%s[%d, %d] is %s; %s must be finite (fill or drop NaN/inf first)" % (name, r, c, a[r, c], name))
+    return a
+
+
+class SequenceClassifier:
+    """An encoder (DistilBERT / BERT) with a classification or regression head, trained in C.
+
+    Parameters, gradients and the Adam moments are each one contiguous buffer; `params` / `grads`
+    map HF names ("distilbert.embeddings.word_embeddings.weight", "pre_classifier.weight",
+    "classifier.bias", ...) to zero-copy views."""
+
+    def __init__(self, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,
+                 seed=0, device="cpu", dropout=None, add_pooling_layer=None):
+        if device != "cpu":
+            raise ValueError("device=%r is not available in this build; use device='cpu'" % (device,))
+        if not isinstance(config, dict):
+            raise TypeError("config must be a dict (config.json), got %s" % type(config).__name__)
+        mt = config.get("model_type")
+        if mt not in _PREFIX:
+            raise ValueError("model_type must be 'distilbert' or 'bert', got %r" % (mt,))
+        if dropout is not None:
+            dropout = float(dropout)
+            if not 0.0 <= dropout < 1.0:
+                raise ValueError("dropout must be in [0, 1), got %g" % dropout)
+            config = _with_dropout(config, dropout)
+        num_labels = self._check_int(num_labels, "num_labels", 1)
+        num_features = self._check_int(num_features, "num_features", 0)
+        if problem_type is None:
+            problem_type = config.get("problem_type") or (
+                "regression" if num_labels == 1 else "single_label_classification")
+        if problem_type not in PROBLEM_TYPES:
+            raise ValueError("problem_type must be one of %s, got %r" % (", ".join(PROBLEM_TYPES), problem_type))
+        if problem_type == "single_label_classification" and num_labels < 2:
+            raise ValueError("single_label_classification needs num_labels >= 2 (use problem_type="
+                             "'multi_label_classification' for one binary logit, or 'regression')")
+        s = parse_config(config)
+        C = s["hidden_size"]
+        if head is not None:
+            head = normalize_head(head, C, num_labels, num_features)
+            if head["pooling"] == "flatten" and head["max_length"] > s["max_position_embeddings"]:
+                raise ValueError("head max_length=%d exceeds max_position_embeddings=%d"
+                                 % (head["max_length"], s["max_position_embeddings"]))
+        elif num_features:
+            raise ValueError("num_features=%d needs a configurable head (head=dict(..., features_at=k)); "
+                             "the HF head has no feature input" % num_features)
+        if mt == "distilbert":
+            hdrop = float(config.get("seq_classif_dropout", 0.2) or 0.0)
+        else:
+            cd = config.get("classifier_dropout")
+            hdrop = float(cd if cd is not None else config.get("hidden_dropout_prob", 0.1) or 0.0)
+        if add_pooling_layer is None:
+            add_pooling_layer = mt == "bert" and head is None
+        if mt == "bert" and head is None and not add_pooling_layer:
+            raise ValueError("the BERT classification head needs the pooler")
+        source, flatten_T, ops, tensors, bn = _head_plan(mt, config, head, C, num_labels, num_features, hdrop)
+        self.config = dict(config)
+        self.model_type = mt
+        self.num_labels = num_labels
+        self.num_features = num_features
+        self.problem_type = problem_type
+        self.head = head
+        self.seed = int(seed)
+        self.step = 0
+        self.encoder = Encoder(config, add_pooling_layer=add_pooling_layer, extra_tensors=tensors)
+        self._head_names = [t[0] for t in tensors]
+        self._clf = _C.Classifier(self.encoder._engine, source, flatten_T, ops, num_labels, num_features,
+                                  _LOSS[problem_type])
+        prefix = _PREFIX[mt]
+        head_set = set(self._head_names)
+        self._names = []  # HF names in buffer order
+        self.params, self.grads = {}, {}
+        for name, _, _, _ in self.encoder._info:
+            full = name if name in head_set else prefix + name
+            self._names.append(full)
+            self.params[full] = self.encoder.params[name]
+            self.grads[full] = self.encoder.grads[name]
+        self._enc_names = [n for n in self.encoder._info if n[0] not in head_set]
+        # BatchNorm running statistics: views of the classifier's buffer
+        self.buffers = {}
+        self._bn = bn
+        buf = self._clf.buffers()
+        off = 0
+        for nm in bn:
+            w = int(self.params[nm + ".weight"].shape[0])
+            self.buffers[nm + ".running_mean"] = buf[off:off + w]
+            self.buffers[nm + ".running_var"] = buf[off + w:off + 2 * w]
+            self.buffers[nm + ".running_var"][...] = 1.0
+            off += 2 * w
+        self._num_batches = {nm: 0 for nm in bn}
+        self.id2label = {i: "LABEL_%d" % i for i in range(num_labels)}
+        self._opt = None
+        self.freeze_encoder = False
+        if freeze_encoder:
+            self._set_frozen(True)
+
+    @staticmethod
+    def _check_int(v, name, lo):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError("%s must be an int >= %d, got %r" % (name, lo, v))
+        return int(v)
+
+    def _set_frozen(self, frozen):
+        enc_names = {n for n, _, _, _ in self._enc_names}
+        self.encoder.freeze(frozen, names=enc_names)
+        self.freeze_encoder = bool(frozen)
+        self._opt = None  # the optimizer layout changed
+
+    # ------------------------------------------------------------------ construction
+    def _init_head(self, names, rng):
+        """Seeded init of head tensors: HF heads as HF (normal(0, initializer_range), zero bias);
+        configurable-head layers as torch.nn defaults (U(+-1/sqrt(fan_in)); BatchNorm 1 / 0)."""
+        std = float(self.config.get("initializer_range", 0.02))
+        for name in names:
+            p = self.params[name]
+            mod, leaf = name.rsplit(".", 1)
+            if mod.endswith(".norm"):
+                p[...] = 1.0 if leaf == "weight" else 0.0
+            elif self.head is None or "pooler." in name:
+                p[...] = rng.normal(0.0, std, size=p.shape).astype(np.float32) if leaf == "weight" else 0.0
+            else:
+                fan_in = self.params[mod + ".weight"].shape[1]
+                bound = 1.0 / math.sqrt(fan_in)
+                p[...] = rng.uniform(-bound, bound, size=p.shape).astype(np.float32)
+
+    def _init_encoder(self, seed):
+        """As Encoder.from_config: normal(0, initializer_range), zero biases, LayerNorm 1/0, pad row 0."""
+        rng = np.random.default_rng(seed)
+        std = float(self.config.get("initializer_range", 0.02))
+        for name, _, _, _ in self._enc_names:
+            p = self.encoder.params[name]
+            leaf = name.rsplit(".", 1)[-1]
+            if "LayerNorm" in name or "layer_norm" in name:
+                p[...] = 1.0 if leaf == "weight" else 0.0
+            elif leaf == "bias":
+                p[...] = 0.0
+            else:
+                p[...] = rng.normal(0.0, std, size=p.shape).astype(np.float32)
+        s = self.encoder._settings
+        if 0 <= s["pad_token_id"] < s["vocab_size"]:
+            self.encoder.params["embeddings.word_embeddings.weight"][s["pad_token_id"]] = 0.0
+        if self.model_type == "distilbert" and self.config.get("sinusoidal_pos_embds"):
+            w = self.encoder.params["embeddings.position_embeddings.weight"]
+            w[...] = _sinusoidal(*w.shape)
+
+    @classmethod
+    def from_config(cls, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,
+                    seed=0, device="cpu", dropout=None):
+        """A randomly initialised model (encoder as Encoder.from_config(config, seed), seeded head)."""
+        m = cls(config, num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
+                freeze_encoder=freeze_encoder, seed=seed, device=device, dropout=dropout)
+        m._init_encoder(seed)
+        m._init_head(m._head_names, np.random.default_rng([seed, 1]))
+        return m
+
+    @classmethod
+    def from_pretrained(cls, path, num_labels=None, problem_type=None, head=None, num_features=None,
+                        freeze_encoder=False, seed=0, device="cpu", dropout=None):
+        """Load an HF model directory (a base encoder or a *ForSequenceClassification checkpoint, also
+        one saved by save_pretrained). Head tensors in the checkpoint are loaded, new ones get a seeded
+        init. num_labels=None: the checkpoint head's size (or config id2label), else 2. A num_labels
+        that disagrees with the checkpoint's classifier raises CheckpointError."""
+        from . import checkpoint
+        config = checkpoint.read_config(path)
+        state = dict(checkpoint.load_state_dict(path))
+        mt = config.get("model_type")
+        if mt not in _PREFIX:
+            raise CheckpointError("%s: model_type must be 'distilbert' or 'bert', got %r" % (path, mt))
+        prefix = _PREFIX[mt]
+        saved_head = config.get("lyricnn_head")
+        # split off head tensors and BatchNorm buffers
+        head_state = {}
+        for k in list(state):
+            if k.startswith(("head.", "classifier.", "pre_classifier.")):
+                head_state[k] = state.pop(k)
+        use_saved = False
+        if head is None and isinstance(saved_head, dict):
+            head = {k: v for k, v in saved_head.items() if k in HEAD_KEYS}
+            use_saved = True
+            if num_features is None:
+                num_features = int(saved_head.get("num_features", 0))
+        elif head is not None and isinstance(saved_head, dict):
+            use_saved = {k: v for k, v in saved_head.items() if k in HEAD_KEYS} == dict(head)
+        ckpt_k = None
+        if "classifier.weight" in head_state:
+            ckpt_k = int(np.shape(head_state["classifier.weight"])[0])
+        if num_labels is None:
+            if ckpt_k is not None and (head is None or use_saved):
+                num_labels = ckpt_k
+            elif isinstance(config.get("id2label"), dict) and any(
+                    a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+                num_labels = len(config["id2label"])
+            else:
+                num_labels = 2
+        num_features = num_features or 0
+        loads_head = head is None or use_saved
+        if loads_head and ckpt_k is not None and ckpt_k != num_labels:
+            raise CheckpointError(
+                "num_labels=%d disagrees with the checkpoint's classification head (classifier.weight has %d "
+                "rows): pass num_labels=%d to keep the fine-tuned head, or head=dict(...) for a new head"
+                % (num_labels, ckpt_k, ckpt_k))
+        has_pooler = any(k in state for k in (prefix + "pooler.dense.weight", "pooler.dense.weight"))
+        m = cls(config, num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
+                freeze_encoder=False, seed=seed, device=device, dropout=dropout,
+                add_pooling_layer=(mt == "bert" and (head is None or has_pooler)))
+        expected = {n: tuple(s) for n, s, _, _ in m._enc_names}
+        matched, extra = checkpoint.match_state_dict(expected, state, mt, allow_missing=("pooler.",))
+        for name, arr in matched.items():
+            np.copyto(m.encoder.params[name], np.asarray(arr), casting="same_kind")
+        rng = np.random.default_rng([m.seed, 1])
+        missing_pool = [prefix + n for n in expected if n not in matched]
+        if missing_pool:  # e.g. an MLM checkpoint without the pooler: seeded init, as HF does randomly
+            m._init_head(missing_pool, rng)
+        new = []
+        for name in m._head_names:
+            if loads_head and name in head_state:
+                arr = np.asarray(head_state[name])
+                if arr.shape != m.params[name].shape:
+                    raise CheckpointError("%s: checkpoint tensor %s has shape %s, the model needs %s"
+                                          % (path, name, arr.shape, m.params[name].shape))
+                np.copyto(m.params[name], arr, casting="same_kind")
+            else:
+                new.append(name)
+        m._init_head(new, rng)
+        if loads_head:
+            for nm in m._bn:
+                for leaf in ("running_mean", "running_var"):
+                    k = nm + "." + leaf
+                    if k in head_state:
+                        np.copyto(m.buffers[k], np.asarray(head_state[k], np.float32).reshape(m.buffers[k].shape))
+            if isinstance(saved_head, dict):
+                for nm, v in (saved_head.get("num_batches_tracked") or {}).items():
+                    if nm in m._num_batches:
+                        m._num_batches[nm] = int(v)
+        i2l = config.get("id2label")
+        if isinstance(i2l, dict) and len(i2l) == num_labels:
+            try:
+                m.id2label = {int(k): v for k, v in i2l.items()}
+            except (TypeError, ValueError):
+                pass
+        if freeze_encoder:
+            m._set_frozen(True)
+        return m
+
+    # ------------------------------------------------------------------ inputs
+    def _inputs(self, input_ids, attention_mask, token_type_ids, features):
+        ids = _as_ids(input_ids, "input_ids")
+        mask = None
+        if attention_mask is not None:
+            a = np.asarray(attention_mask)
+            if a.shape != ids.shape:
+                raise ValueError("attention_mask has shape %s but input_ids has shape %s" % (a.shape, ids.shape))
+            if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+                raise TypeError("attention_mask must be numeric or bool, got dtype %s" % a.dtype)
+            mask = np.ascontiguousarray(a != 0, dtype=np.int32)
+        types = None
+        if token_type_ids is not None:
+            if self.model_type != "bert":
+                raise ValueError("token_type_ids are only used by BERT; this is a %s model" % self.model_type)
+            types = _as_ids(token_type_ids, "token_type_ids", ids.shape)
+        feats = None
+        if features is not None:
+            if not self.num_features:
+                raise ValueError("features were given but this model has no feature input; create it with "
+                                 "num_features=F and head=dict(..., features_at=k)")
+            feats = _f32_2d(features, "features", ids.shape[0], self.num_features)
+        elif self.num_features:
+            raise ValueError("features is required: this model's head takes %d features per row (shape (batch, %d))"
+                             % (self.num_features, self.num_features))
+        if self.head is not None and self.head["pooling"] == "flatten" and ids.shape[1] != self.head["max_length"]:
+            raise ValueError("input_ids has %d positions but this model's flatten head needs exactly max_length=%d; "
+                             "pad every batch to max_length" % (ids.shape[1], self.head["max_length"]))
+        return ids, mask, types, feats
+
+    # ------------------------------------------------------------------ compute
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, features=None):
+        """Eval-mode forward (no dropout, BatchNorm running stats) -> output with .logits (B, num_labels)."""
+        ids, mask, types, feats = self._inputs(input_ids, attention_mask, token_type_ids, features)
+        return SequenceClassifierOutput(self._clf.forward(ids, mask, types, feats, False, 0, 0))
+
+    forward = __call__
+
+    def configure_optimizer(self, name="adamw", lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                            max_grad_norm=1.0, no_decay=None):
+        """Set up Adam ("adam": L2 weight decay, torch.optim.Adam) or AdamW ("adamw": decoupled) over
+        the trainable parameters, torch semantics; resets the optimizer state. no_decay: None (biases
+        and LayerNorm weights, the HF Trainer rule), a callable name -> bool, or a list of name
+        substrings. max_grad_norm: clip the global gradient norm (None or 0: no clipping)."""
+        if name not in ("adam", "adamw"):
+            raise ValueError("optimizer name must be 'adamw' or 'adam', got %r" % (name,))
+        try:
+            b1, b2 = (float(b) for b in betas)
+        except (TypeError, ValueError):
+            raise TypeError("betas must be a pair of floats, got %r" % (betas,)) from None
+        for k, v in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
+            if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v >= 0):
+                raise ValueError("%s must be a finite number >= 0, got %r" % (k, v))
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError("betas must be in [0, 1), got %r" % (betas,))
+        mgn = 0.0 if max_grad_norm is None else float(max_grad_norm)
+        if not (math.isfinite(mgn) and mgn >= 0):
+            raise ValueError("max_grad_norm must be None or a finite number >= 0, got %r" % (max_grad_norm,))
+        if no_decay is None:
+            rule = _train_ops.default_no_decay
+        elif callable(no_decay):
+            rule = no_decay
+        else:
+            subs = [no_decay] if isinstance(no_decay, str) else list(no_decay)
+            rule = lambda n, subs=subs: any(s in n for s in subs)
+        flags = self.encoder.tensor_flags()
+        info = self.encoder._info
+        frozen = {full for full, (n, _, _, _) in zip(self._names, info) if flags[n] & _C.TENSOR_FROZEN}
+        sizes = [int(np.prod(s)) for _, s, _, _ in info]
+        segs, nstate = _train_ops.make_segments(sizes, self._names, frozen=frozen, no_decay=rule)
+        offs = np.array([o for _, _, o, _ in info], np.int64)
+        if not np.array_equal(segs[:, 0], offs):
+            raise LyricnnError("internal: the parameter layout is not contiguous in table order")
+        self._clf.configure_optimizer(segs, int(nstate), float(lr), b1, b2, float(eps), float(weight_decay), mgn,
+                                      name == "adamw")
+        self._opt = dict(name=name, lr=float(lr), betas=(b1, b2), eps=float(eps), weight_decay=float(weight_decay),
+                         max_grad_norm=max_grad_norm, segments=segs, nstate=int(nstate))
+        self.last_grad_norm = None
+
+    def set_lr(self, lr):
+        """Set the learning rate of the next steps (for schedules)."""
+        if self._opt is None:
+            raise LyricnnError("call configure_optimizer() first")
+        self._clf.set_lr(float(lr))
+        self._opt["lr"] = float(lr)
+
+    @property
+    def lr(self):
+        return None if self._opt is None else self._opt["lr"]
+
+    def _targets(self, labels, B):
+        K = self.num_labels
+        a = np.asarray(labels)
+        if self.problem_type == "single_label_classification":
+            if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+                if np.issubdtype(a.dtype, np.floating) and a.size and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+                    a = a.astype(np.int64)
+                else:
+                    raise TypeError("labels must be integer class ids (batch,) for single_label_classification, "
+                                    "got dtype %s" % a.dtype)
+            if a.shape != (B,):
+                raise ValueError("labels must have shape (%d,) (one class id per row), got %s" % (B, a.shape))
+            a = np.ascontiguousarray(a, dtype=np.int64)
+            bad = np.flatnonzero((a < 0) | (a >= K))
+            if bad.size:
+                raise IndexError("labels[%d] = %d is out of range for num_labels=%d; labels must be in 0..%d"
+                                 % (bad[0], a[bad[0]], K, K - 1))
+            return a, None
+        return None, _f32_2d(a, "labels", B, K)
+
+    def _weight(self, w, name, allowed):
+        if w is None:
+            return None
+        if self.problem_type != allowed:
+            raise ValueError("%s is only used with problem_type=%r; this model's is %r" % (name, allowed, self.problem_type))
+        a = np.asarray(w, dtype=np.float32).reshape(-1)
+        if a.shape != (self.num_labels,):
+            raise ValueError("%s must have %d entries (one per label), got shape %s" % (name, self.num_labels, np.shape(w)))
+        if not (np.isfinite(a).all() and (a >= 0).all()):
+            raise ValueError("%s must be finite and >= 0, got %s" % (name, a))
+        return np.ascontiguousarray(a)
+
+    def train_step(self, input_ids, attention_mask, labels, token_type_ids=None, features=None, class_weight=None,
+                   pos_weight=None):
+        """One training step in C (GIL released): forward in train mode (dropout keyed by (seed, step),
+        BatchNorm batch stats + running-stat update), loss, backward, global-norm clip, optimizer step.
+        Returns the loss (float). labels: int (B,) for single_label_classification; float (B, num_labels)
+        (or (B,) when num_labels == 1) for multi_label_classification / regression."""
+        if self._opt is None:
+            raise LyricnnError("call configure_optimizer() before train_step()")
+        ids, mask, types, feats = self._inputs(input_ids, attention_mask, token_type_ids, features)
+        lab, tgt = self._targets(labels, ids.shape[0])
+        w = self._weight(class_weight, "class_weight", "single_label_classification")
+        pw = self._weight(pos_weight, "pos_weight", "multi_label_classification")
+        if w is None:
+            w = pw
+        if self._bn and ids.shape[0] < 2:
+            raise ValueError("BatchNorm in the head needs batches of at least 2 rows in training, got 1")
+        loss, gnorm = self._clf.train_step(ids, mask, types, feats, lab, tgt, w, self.seed & (2**64 - 1),
+                                           self.step & 0xFFFFFFFF)
+        self.step += 1
+        for nm in self._bn:
+            self._num_batches[nm] += 1
+        self.last_grad_norm = gnorm if gnorm >= 0 else None
+        return float(loss)
+
+    def zero_grad(self):
+        self.encoder.zero_grad()
+
+    # ------------------------------------------------------------------ state
+    def num_parameters(self, trainable_only=False):
+        flags = self.encoder.tensor_flags()
+        return int(sum(int(np.prod(s)) for n, s, _, _ in self.encoder._info
+                       if not (trainable_only and flags[n] & _C.TENSOR_FROZEN)))
+
+    def state_dict(self):
+        """Parameters and buffers with HF names (copies)."""
+        out = {k: v.copy() for k, v in self.params.items()}
+        for k, v in self.buffers.items():
+            out[k] = v.copy()
+        for nm, n in self._num_batches.items():
+            out[nm + ".num_batches_tracked"] = np.array(n, np.int64)
+        return out
+
+    def load_state_dict(self, state, strict=True):
+        """Copy parameters / buffers from a dict {HF name: array}; strict: every key must match."""
+        known = set(self.params) | set(self.buffers) | {nm + ".num_batches_tracked" for nm in self._bn}
+        unknown = [k for k in state if k not in known]
+        missing = [k for k in self.params if k not in state]
+        if strict and (unknown or missing):
+            raise CheckpointError("state dict does not match the model (missing: %s; unknown: %s)"
+                                  % (", ".join(missing[:10]) or "-", ", ".join(unknown[:10]) or "-"))
+        for k, v in state.items():
+            if k in self.params or k in self.buffers:
+                dst = self.params.get(k, self.buffers.get(k))
+                a = np.asarray(v)
+                if a.shape != dst.shape:
+                    raise CheckpointError("%s: shape %s, the model needs %s" % (k, a.shape, dst.shape))
+                np.copyto(dst, a, casting="same_kind")
+            elif k.endswith(".num_batches_tracked") and k[:-len(".num_batches_tracked")] in self._num_batches:
+                self._num_batches[k[:-len(".num_batches_tracked")]] = int(np.asarray(v))
+
+    def optimizer_state(self):
+        """The optimizer state (copies): m, v (compact, trainable tensors only), per-tensor step
+        counters, the segments, hyper-parameters and the model step (the dropout counter)."""
+        if self._opt is None:
+            raise LyricnnError("no optimizer: call configure_optimizer() first")
+        m, v, steps = self._clf.opt_state()
+        o = self._opt
+        return {"m": m.copy(), "v": v.copy(), "steps": steps.copy(), "segments": o["segments"].copy(),
+                "step": int(self.step), "name": o["name"], "lr": o["lr"], "betas": list(o["betas"]), "eps": o["eps"],
+                "weight_decay": o["weight_decay"], "max_grad_norm": o["max_grad_norm"]}
+
+    def load_optimizer_state(self, state):
+        """Restore optimizer_state() output (configures the optimizer with its hyper-parameters)."""
+        try:
+            self.configure_optimizer(state["name"], lr=state["lr"], betas=tuple(state["betas"]), eps=state["eps"],
+                                     weight_decay=state["weight_decay"], max_grad_norm=state["max_grad_norm"])
+        except KeyError as e:
+            raise ValueError("optimizer state lacks %s" % e) from None
+        if not np.array_equal(np.asarray(state["segments"]), self._opt["segments"]):
+            raise ValueError("the optimizer state was saved for another parameter layout (model, head or freezing differ)")
+        m, v, steps = self._clf.opt_state()
+        for key, dst in (("m", m), ("v", v), ("steps", steps)):
+            src = np.asarray(state[key])
+            if src.shape != dst.shape:
+                raise ValueError("optimizer state %r has shape %s but this model needs %s" % (key, src.shape, dst.shape))
+            np.copyto(dst, src.astype(dst.dtype))
+        self.step = int(state.get("step", self.step))
+
+    def hf_config(self):
+        """config.json contents for save_pretrained."""
+        cfg = dict(self.config)
+        for k in ("lyricnn_head",):
+            cfg.pop(k, None)
+        cfg["id2label"] = {str(i): str(self.id2label.get(i, "LABEL_%d" % i)) for i in range(self.num_labels)}
+        cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
+        cfg["problem_type"] = self.problem_type
+        if self.head is None:
+            cfg["architectures"] = [_ARCH[self.model_type]]
+        else:
+            cfg["architectures"] = [_BASE_ARCH[self.model_type]]
+            h = dict(self.head)
+            h["num_features"] = self.num_features
+            h["num_labels"] = self.num_labels
+            h["num_batches_tracked"] = dict(self._num_batches)
+            cfg["lyricnn_head"] = h
+        return cfg
+
+    def save_pretrained(self, save_directory):
+        """Write config.json and model.safetensors (HF names) into save_directory (atomic writes).
+        transformers loads the directory (HF heads: AutoModelForSequenceClassification, same logits)."""
+        from . import checkpoint
+        d = os.fspath(save_directory)
+        os.makedirs(d, exist_ok=True)
+        tensors = {k: v for k, v in self.state_dict().items() if not k.endswith(".num_batches_tracked")}
+        checkpoint.save_safetensors(os.path.join(d, checkpoint.SAFE_WEIGHTS), tensors, metadata={"format": "pt"})
+        tmp = os.path.join(d, ".config.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.hf_config(), f, indent=2, sort_keys=True)
+        os.replace(tmp, os.path.join(d, "config.json"))
+
+    def __repr__(self):
+        return "SequenceClassifier(%s, num_labels=%d, problem_type=%r, head=%s, params=%d%s)" % (
+            self.model_type, self.num_labels, self.problem_type, "hf" if self.head is None else self.head["pooling"],
+            self.num_parameters(), ", frozen encoder" if self.freeze_encoder else "")
