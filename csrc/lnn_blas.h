@@ -14,6 +14,7 @@
 #define lnn_blas_set_num_threads scipy_openblas_set_num_threads
 #define lnn_blas_get_num_threads scipy_openblas_get_num_threads
 #define lnn_blas_get_config scipy_openblas_get_config
+#define lnn_blas_get_corename scipy_openblas_get_corename
 #define LNN_BLAS_HAS_CONFIG 1
 #else
 #define lnn_cblas_sgemm cblas_sgemm
@@ -21,6 +22,7 @@
 #define lnn_blas_set_num_threads openblas_set_num_threads
 #define lnn_blas_get_num_threads openblas_get_num_threads
 #define lnn_blas_get_config openblas_get_config
+#define lnn_blas_get_corename openblas_get_corename
 #define LNN_BLAS_HAS_CONFIG 1
 #else
 static inline void lnn_blas_set_num_threads(int n) { (void)n; }

@@ -131,9 +131,10 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *unused) {
 
 static PyObject *py_build_info(PyObject *self, PyObject *unused) {
     (void)self; (void)unused;
-    const char *blas_config = "";
+    const char *blas_config = "", *blas_core = "";
 #if LNN_BLAS_HAS_CONFIG
     blas_config = lnn_blas_get_config();
+    blas_core = lnn_blas_get_corename();
 #endif
 #ifdef _OPENMP
     PyObject *omp = Py_True;
@@ -144,11 +145,12 @@ static PyObject *py_build_info(PyObject *self, PyObject *unused) {
     int omp_version = 0;
     int omp_max = 1;
 #endif
-    return Py_BuildValue("{s:s, s:s, s:s, s:O, s:i, s:i, s:i, s:s, s:s, s:i, s:s}",
+    return Py_BuildValue("{s:s, s:s, s:s, s:O, s:i, s:i, s:i, s:s, s:s, s:s, s:i, s:s}",
                          "version", LNN_VERSION, "compiler", LNN_COMPILER, "cflags", LNN_CFLAGS,
                          "openmp", omp, "openmp_version", omp_version,
                          "openmp_max_threads", omp_max, "num_threads", lnn_num_threads,
                          "blas", LNN_BLAS_NAME, "blas_config", blas_config ? blas_config : "",
+                         "blas_core", blas_core ? blas_core : "",
                          "blas_num_threads", (int)lnn_blas_get_num_threads(),
                          "cuda", LNN_CUDA_INFO);
 }

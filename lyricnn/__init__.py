@@ -2,10 +2,12 @@
 from ._version import __version__
 from ._loader import _C
 from ._C import CheckpointError, LyricnnError
+from .encoder import Encoder, EncoderOutput
 from .tokenizer import BatchEncoding, Tokenizer
 
 __all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads",
-           "LyricnnError", "CheckpointError", "Tokenizer", "BatchEncoding"]
+           "LyricnnError", "CheckpointError", "Tokenizer", "BatchEncoding",
+           "Encoder", "EncoderOutput"]
 
 
 def build_info():

@@ -290,6 +290,10 @@ class SequenceClassifier:
         self.id2label = {i: "LABEL_%d" % i for i in range(num_labels)}
         self._opt = None
         self.freeze_encoder = False
+        if head is not None and add_pooling_layer:
+            # the configurable head does not use BERT's pooler: kept (and saved) but never trained, as
+            # torch skips parameters without a gradient (no weight decay, no optimizer state)
+            self.encoder.freeze(True, names=["pooler.dense.weight", "pooler.dense.bias"])
         if freeze_encoder:
             self._set_frozen(True)
 
@@ -379,7 +383,16 @@ class SequenceClassifier:
             if num_features is None:
                 num_features = int(saved_head.get("num_features", 0))
         elif head is not None and isinstance(saved_head, dict):
-            use_saved = {k: v for k, v in saved_head.items() if k in HEAD_KEYS} == dict(head)
+            try:  # the same head as the saved one (after defaults): load its weights
+                C = parse_config(config)["hidden_size"]
+                k0, f0 = int(saved_head.get("num_labels", 0)), int(saved_head.get("num_features", 0))
+                same_shape = num_labels in (None, k0) and (num_features or 0) in (0, f0)
+                use_saved = same_shape and normalize_head(head, C, k0, f0) == normalize_head(
+                    {k: v for k, v in saved_head.items() if k in HEAD_KEYS}, C, k0, f0)
+                if use_saved:
+                    num_features = f0
+            except (TypeError, ValueError):
+                use_saved = False
         ckpt_k = None
         if "classifier.weight" in head_state:
             ckpt_k = int(np.shape(head_state["classifier.weight"])[0])

@@ -230,6 +230,8 @@ def build_parser():
     t.add_argument("--resume", action="store_true", help="continue the run in --checkpoint-dir")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--threads", type=int, default=None,
+                   help="engine threads (default: all cores; results are bit-identical for a fixed count)")
 
     e = sub.add_parser("evaluate", help="print metrics of a saved model on a labelled CSV",
                        description="Evaluate a model saved by `train` on a labelled CSV: accuracy, macro "
@@ -241,6 +243,8 @@ def build_parser():
     e.add_argument("--label-col", default=None, help="label column (default: the one used in training)")
     e.add_argument("--feature-cols", default=None, help="feature columns (default: those used in training)")
     e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.add_argument("--threads", type=int, default=None,
+                   help="engine threads (default: all cores; results are bit-identical for a fixed count)")
 
     p = sub.add_parser("predict", help="write predictions of a saved model for a CSV",
                        description="Predict with a model saved by `train`; writes the input CSV with a "
@@ -252,11 +256,16 @@ def build_parser():
     p.add_argument("--feature-cols", default=None, help="feature columns (default: those used in training)")
     p.add_argument("--column", default="prediction", help="name of the prediction column (default: prediction)")
     p.add_argument("--proba", action="store_true", help="add one proba_<class> column per class")
+    p.add_argument("--threads", type=int, default=None,
+                   help="engine threads (default: all cores; results are bit-identical for a fixed count)")
     return ap
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        from . import set_num_threads
+        set_num_threads(args.threads)
     if args.cmd == "demo":
         from . import demo
         return demo.main(output_dir=args.output_dir)

@@ -439,9 +439,11 @@ class _TextEstimator:
         est.tokenizer_ = spec.load_tokenizer()
         from .models import _classifier_class
 
+        # head=None: the head saved in the directory (HF head, or the configurable head recorded in
+        # config.json), with its trained tensors and BatchNorm statistics
         est.model_ = _classifier_class().from_pretrained(
-            directory, num_labels=est.num_labels_, problem_type=est.problem_type_, head=est._resolved_head(),
-            num_features=est.n_features_, seed=int(est.seed), device=est.device, dropout=est.dropout)
+            directory, num_labels=est.num_labels_, problem_type=est.problem_type_, head=None,
+            num_features=est.n_features_ or None, seed=int(est.seed), device=est.device, dropout=est.dropout)
         hist = os.path.join(directory, "history.csv")
         if os.path.isfile(hist):
             try:
@@ -628,7 +630,9 @@ class TextClassifier(_TextEstimator):
         early-stopped or completed fit, load the best weights seen; only with early_stopping=True).
       checkpoint_dir: write last.safetensors every epoch (and every checkpoint_steps steps, and on
         interruption) and best.safetensors at the best score; fit(..., resume=True) continues from it.
-      seed: seeds the head init, batch order and dropout; the same seed gives the same run.
+      seed: seeds the head init, batch order (a pure function of (seed, epoch)) and dropout (keyed by
+        (seed, global step) in the engine); the same seed gives the same run, bit-identical on the CPU
+        for a fixed thread count (lyricnn.set_num_threads), also across fit(..., resume=True).
       device: 'cpu'. verbose: 0 silent, 1 progress bar and per-evaluation lines.
     """
 

@@ -139,3 +139,36 @@ def test_state_errors(tmp_path):
         frozen.load_optimizer_state(m.optimizer_state())
     with pytest.raises(lyricnn.CheckpointError, match="config.json"):
         SequenceClassifier.from_pretrained(tmp_path)
+
+
+def test_train_step_releases_the_gil_and_refuses_concurrent_use():
+    import threading
+    import time
+    cfg = dict(CFG, dim=64, n_layers=2, n_heads=4, hidden_dim=256, max_position_embeddings=256)
+    m = SequenceClassifier.from_config(cfg, num_labels=2)
+    m.configure_optimizer(lr=1e-3)
+    ids = np.random.default_rng(0).integers(3, 50, size=(32, 256))
+    started, done, errors = threading.Event(), threading.Event(), []
+
+    def work():
+        try:
+            started.set()
+            for _ in range(3):
+                m.train_step(ids, None, np.zeros(32, np.int64))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+        finally:
+            done.set()
+
+    th = threading.Thread(target=work)
+    th.start()
+    started.wait()
+    time.sleep(0.02)  # the worker is now inside the C step, without the GIL
+    with pytest.raises(lyricnn.LyricnnError, match="another thread"):
+        m(ids[:1, :4])
+    ticks, t_end = 0, time.monotonic() + 120
+    while not done.is_set() and time.monotonic() < t_end:
+        ticks += 1  # Python keeps running while the steps run in C
+    th.join()
+    assert not errors and m.step == 3
+    assert ticks > 100

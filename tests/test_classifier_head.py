@@ -184,3 +184,24 @@ def test_head_dropout_uses_philox_streams_and_train_differs_from_eval():
     np.testing.assert_array_equal(la, lb)  # keyed by (seed, step) only
     assert not np.array_equal(la, lc)
     assert not np.allclose(la, a(ids, mask).logits)
+
+
+def test_configurable_head_on_bert_leaves_the_unused_pooler_alone(tmp_path):
+    """BERT checkpoint with a pooler + a configurable head: the pooler is kept (and saved) but, as in
+    torch where it gets no gradient, never updated (no weight decay) and has no optimizer state."""
+    torch.manual_seed(0)
+    enc = transformers.BertModel(transformers.BertConfig(**TINY_BERT), add_pooling_layer=True)
+    enc.save_pretrained(tmp_path / "base")
+    m = SequenceClassifier.from_pretrained(tmp_path / "base", num_labels=2, head=dict(hidden=[8]))
+    pool = {k: m.params[k].copy() for k in ("bert.pooler.dense.weight", "bert.pooler.dense.bias")}
+    m.configure_optimizer(lr=1e-2, weight_decay=0.1)
+    ids, mask, _ = batch(3, 6, seed=1)
+    m.train_step(ids, mask, np.array([0, 1, 1]))
+    for k, v in pool.items():
+        np.testing.assert_array_equal(m.params[k], v)
+    assert m.optimizer_state()["m"].size == m.num_parameters() - sum(v.size for v in pool.values())
+    # reloading with the same head spec (written without defaults) reuses the saved head weights
+    m.save_pretrained(tmp_path / "ft")
+    m2 = SequenceClassifier.from_pretrained(tmp_path / "ft", head=dict(hidden=[8]))
+    np.testing.assert_array_equal(m2.params["classifier.weight"], m.params["classifier.weight"])
+    np.testing.assert_array_equal(m2(ids, mask).logits, m(ids, mask).logits)

@@ -6,6 +6,8 @@ import sys
 import numpy as np
 import pytest
 
+import lyricnn
+
 from _fake_seqclf import use_engine
 from lyricnn import cli
 
@@ -17,7 +19,13 @@ TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 
 
 @pytest.fixture(autouse=True)
 def engine(monkeypatch):
-    return use_engine(monkeypatch)
+    # one engine thread: these models are tiny, and on a busy 2-core machine two spinning threads
+    # cost far more than they give
+    n = lyricnn.get_num_threads()
+    lyricnn.set_num_threads(1)
+    yield use_engine(monkeypatch)
+    lyricnn.set_num_threads(n)
+
 
 
 @pytest.fixture

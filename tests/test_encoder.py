@@ -500,3 +500,44 @@ def test_extra_tensors_share_the_buffers():
         Encoder(config, extra_tensors=[("classifier.bias", (3,), 0), ("classifier.bias", (3,), 0)])
     with pytest.raises(KeyError, match="nope"):
         enc.freeze(names=["nope"])
+
+
+def test_gil_released_and_concurrent_use_refused():
+    """A long forward runs without the GIL: the main thread keeps running meanwhile, and a second
+    call on the same encoder is refused instead of racing on its buffers."""
+    import threading
+    import time
+    cfg = dict(model_type="distilbert", vocab_size=100, dim=256, n_layers=4, n_heads=4, hidden_dim=1024,
+               max_position_embeddings=128, dropout=0.0, attention_dropout=0.0)
+    enc = Encoder.from_config(cfg)
+    ids = np.random.default_rng(0).integers(1, 100, size=(16, 128))
+    small = ids[:1, :4]
+    done = threading.Event()
+    errors = []
+
+    def work():
+        n = 0
+        while n < 3:
+            try:
+                enc(ids)
+                n += 1
+            except lyricnn.LyricnnError as e:  # the main thread's small call held it: retry
+                if "another thread" not in str(e):
+                    errors.append(e)
+                    break
+                time.sleep(0.001)
+        done.set()
+
+    th = threading.Thread(target=work)
+    th.start()
+    refused = 0
+    deadline = time.monotonic() + 120
+    while not done.wait(0.002) and time.monotonic() < deadline:  # the main thread runs while the worker is inside the engine
+        try:
+            enc(small)
+        except lyricnn.LyricnnError as e:
+            assert "another thread" in str(e)
+            refused += 1
+    th.join(timeout=120)
+    assert done.is_set() and not errors
+    assert refused > 0

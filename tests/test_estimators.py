@@ -7,6 +7,8 @@ import signal
 import numpy as np
 import pytest
 
+import lyricnn
+
 from lyricnn import checkpoint as ck
 from lyricnn import training
 from lyricnn.estimators import TextClassifier, TextRegressor
@@ -21,8 +23,13 @@ TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 
 
 @pytest.fixture(autouse=True)
 def engine(monkeypatch):
-    """The engine's SequenceClassifier when built, else the numpy stand-in of its contract."""
-    return use_engine(monkeypatch)
+    # one engine thread: these models are tiny, and on a busy 2-core machine two spinning threads
+    # cost far more than they give
+    n = lyricnn.get_num_threads()
+    lyricnn.set_num_threads(1)
+    yield use_engine(monkeypatch)
+    lyricnn.set_num_threads(n)
+
 
 
 WORDS = "the a song night day heart road river light rain my your old new sky".split()
@@ -479,3 +486,44 @@ def test_process_killed_mid_checkpoint_leaves_loadable_checkpoint(tmp_path):
     assert [x.name for x in tmp_path.iterdir()] == [training.LAST]     # cleaned up
     full = make(epochs=2).fit(X, Y)
     assert_same_weights(weights(full), weights(resumed))
+
+
+# ---------------------------------------------------------------- heads, losses, schedules
+
+def test_flatten_batchnorm_head_with_features_save_load(tmp_path):
+    rng = np.random.default_rng(0)
+    F = rng.normal(size=(96, 2))
+    clf = make(epochs=1, max_length=12, head={"pooling": "flatten", "hidden": [16, 8], "batchnorm": True,
+                                              "dropout": 0.1, "features_at": 1})
+    clf.fit(X, Y, features=F)
+    FV = rng.normal(size=(40, 2))
+    p = clf.predict_proba(XV, features=FV)
+    assert p.shape == (40, 2) and np.isfinite(p).all()
+    clf.save(tmp_path / "m")
+    loaded = TextClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(XV, features=FV), p)
+    for k, v in clf.model_.buffers.items():          # BatchNorm running statistics travel too
+        np.testing.assert_array_equal(loaded.model_.buffers[k], v)
+
+
+def test_binary_bce_with_balanced_weights():
+    yb = ["pos"] * 20 + ["neg"] * 76
+    clf = make(epochs=1, loss="bce", class_weight="balanced")
+    clf.fit(X, yb)
+    assert clf.num_labels_ == 1 and clf.problem_type_ == "multi_label_classification"
+    p = clf.predict_proba(XV)
+    assert p.shape == (40, 2)
+    np.testing.assert_allclose(p.sum(1), 1.0)
+    assert set(clf.predict(XV)) <= {"neg", "pos"}
+    with pytest.raises(ValueError, match="binary"):
+        make(loss="bce").fit(X, [str(i % 3) for i in range(96)])
+
+
+def test_plateau_schedule_reduces_lr():
+    ScriptedScores.script = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    clf = ScriptedScores(model=TINY, epochs=1, batch_size=8, lr=1e-3, max_length=16, verbose=0, eval_steps=2,
+                         schedule="plateau", monitor="accuracy", plateau_patience=1, plateau_factor=0.5)
+    clf.fit(X, Y, eval_set=(XV, YV))
+    lrs = clf.history_.dropna(subset=["loss"])["lr"].tolist()
+    # evaluations at steps 2, 4, 6, ...: no improvement after the first -> halve after 2 bad ones
+    assert lrs[:6] == [1e-3] * 6 and lrs[6] == 5e-4 and lrs[-1] < 5e-4

@@ -1,6 +1,5 @@
 """Model name resolution (lyricnn.models) and head/padding options of the estimators."""
 import json
-import os
 
 import pytest
 

@@ -7,6 +7,7 @@ def test_build_info_fields():
     info = lyricnn.build_info()
     for key in ("version", "compiler", "openmp", "num_threads", "blas", "cuda"):
         assert key in info, key
+    assert "blas_core" in info
     assert info["version"] == lyricnn.__version__
     assert "openblas" in info["blas"].lower() or "blas" in info["blas"].lower()
 
