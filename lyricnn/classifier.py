@@ -23,7 +23,7 @@ import numpy as np
 from ._loader import _C
 from ._C import CheckpointError, LyricnnError
 from . import _train_ops
-from .encoder import Encoder, _as_ids, _sinusoidal, parse_config
+from .encoder import Encoder, _check_inputs, _sinusoidal, parse_config
 
 __all__ = ["SequenceClassifier", "SequenceClassifierOutput", "normalize_head"]
 
@@ -456,20 +456,7 @@ class SequenceClassifier:
 
     # ------------------------------------------------------------------ inputs
     def _inputs(self, input_ids, attention_mask, token_type_ids, features):
-        ids = _as_ids(input_ids, "input_ids")
-        mask = None
-        if attention_mask is not None:
-            a = np.asarray(attention_mask)
-            if a.shape != ids.shape:
-                raise ValueError("attention_mask has shape %s but input_ids has shape %s" % (a.shape, ids.shape))
-            if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-                raise TypeError("attention_mask must be numeric or bool, got dtype %s" % a.dtype)
-            mask = np.ascontiguousarray(a != 0, dtype=np.int32)
-        types = None
-        if token_type_ids is not None:
-            if self.model_type != "bert":
-                raise ValueError("token_type_ids are only used by BERT; this is a %s model" % self.model_type)
-            types = _as_ids(token_type_ids, "token_type_ids", ids.shape)
+        ids, mask, types = _check_inputs(input_ids, attention_mask, token_type_ids, self.model_type)
         feats = None
         if features is not None:
             if not self.num_features:

@@ -99,6 +99,25 @@ def _as_ids(x, name, shape=None):
     return np.ascontiguousarray(a)
 
 
+def _check_inputs(input_ids, attention_mask, token_type_ids, model_type):
+    """(ids, mask, types) as the engine takes them: int32 C arrays (mask 0/1, None where not given)."""
+    ids = _as_ids(input_ids, "input_ids")
+    mask = None
+    if attention_mask is not None:
+        m = np.asarray(attention_mask)
+        if m.shape != ids.shape:
+            raise ValueError("attention_mask has shape %s but input_ids has shape %s" % (m.shape, ids.shape))
+        if not (np.issubdtype(m.dtype, np.number) or m.dtype == np.bool_):
+            raise TypeError("attention_mask must be numeric or bool, got dtype %s" % m.dtype)
+        mask = np.ascontiguousarray(m != 0, dtype=np.int32)
+    types = None
+    if token_type_ids is not None:
+        if model_type != "bert":
+            raise ValueError("token_type_ids are only used by BERT; this is a %s model" % model_type)
+        types = _as_ids(token_type_ids, "token_type_ids", ids.shape)
+    return ids, mask, types
+
+
 class Encoder:
     """A DistilBERT or BERT encoder (the HF DistilBertModel / BertModel) on the C engine.
 
@@ -220,20 +239,7 @@ class Encoder:
                  output_hidden_states=False):
         """Forward pass. train=True applies dropout (masks keyed by (seed, step); defaults: the
         encoder's dropout_seed and step counter, which then advances) and keeps what backward needs."""
-        ids = _as_ids(input_ids, "input_ids")
-        mask = None
-        if attention_mask is not None:
-            m = np.asarray(attention_mask)
-            if m.shape != ids.shape:
-                raise ValueError("attention_mask has shape %s but input_ids has shape %s" % (m.shape, ids.shape))
-            if not (np.issubdtype(m.dtype, np.number) or m.dtype == np.bool_):
-                raise TypeError("attention_mask must be numeric or bool, got dtype %s" % m.dtype)
-            mask = np.ascontiguousarray(m != 0, dtype=np.int32)
-        types = None
-        if token_type_ids is not None:
-            if self.model_type != "bert":
-                raise ValueError("token_type_ids are only used by BERT; this is a %s encoder" % self.model_type)
-            types = _as_ids(token_type_ids, "token_type_ids", ids.shape)
+        ids, mask, types = _check_inputs(input_ids, attention_mask, token_type_ids, self.model_type)
         seed = self.dropout_seed if seed is None else int(seed)
         if step is None:
             step = self.step
