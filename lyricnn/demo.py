@@ -18,7 +18,7 @@ from . import build_info, datasets
 from .models import minilm_dir
 
 # (model, n_train, n_val, max_length, epochs, batch_size, lr), chosen to fit ~3 min on 2 cores
-PRETRAINED = dict(model="all-MiniLM-L6-v2", n_train=384, n_val=160, max_length=64, epochs=2, batch_size=16,
+PRETRAINED = dict(model="all-MiniLM-L6-v2", n_train=640, n_val=320, max_length=96, epochs=3, batch_size=16,
                   lr=3e-4)
 RANDOM = dict(model="tiny-distilbert", n_train=1200, n_val=300, max_length=128, epochs=4, batch_size=16, lr=5e-4)
 FAST = dict(n_train=64, n_val=32, max_length=32, epochs=1, batch_size=16)
