@@ -535,8 +535,7 @@ class _TextEstimator:
             if yv is None:
                 lines.append("pred %-*s | %s" % (w, _fmt(p), t))
             else:
-                ok = self._same(yv[i], p)
-                lines.append("%s true %-*s  pred %-*s | %s" % ("OK" if ok else "XX", w, _fmt(yv[i]), w, _fmt(p), t))
+                lines.append("%s true %-*s  pred %-*s | %s" % (self._mark(yv[i], p), w, _fmt(yv[i]), w, _fmt(p), t))
         print("\n".join(lines), file=file)
 
 
@@ -728,8 +727,8 @@ class TextClassifier(_TextEstimator):
             return None, np.array([w[1] / w[0]], dtype=np.float32)
         return w, None
 
-    def _same(self, a, b):
-        return a == b
+    def _mark(self, true, pred):
+        return "OK" if true == pred else "XX"
 
     # -------------------------------------------------------------- metrics
     def _proba_from_logits(self, z):
@@ -844,8 +843,8 @@ class TextRegressor(_TextEstimator):
     def _loss_weights(self, t):
         return None, None
 
-    def _same(self, a, b):
-        return False
+    def _mark(self, true, pred):
+        return "|err| %.3f" % abs(float(true) - float(pred))
 
     def _val_metrics(self, z, t):
         pred = z.astype(np.float64).reshape(len(t), -1)

@@ -111,7 +111,7 @@ def test_learns_love_vs_hate():
     assert h["loss"].iloc[-8:].mean() < h["loss"].iloc[:8].mean()
 
 
-def test_regressor():
+def test_regressor(capsys):
     Xr = ["love " * k + "rain " * (5 - k) for k in range(6)] * 12
     yr = np.array([k / 5 for k in range(6)] * 12)
     reg = TextRegressor(model=TINY, epochs=2, batch_size=8, lr=3e-3, max_length=16, verbose=0)
@@ -124,6 +124,10 @@ def test_regressor():
     r2 = reg.score(Xr, yr)
     assert r2 == pytest.approx(1 - np.sum((yr - p) ** 2) / np.sum((yr - yr.mean()) ** 2), rel=1e-6)
     assert "val_rmse" in reg.history_.columns
+    capsys.readouterr()
+    reg.show_predictions(Xr, yr, n=4)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all(l.startswith("|err| ") and "XX" not in l for l in lines)
 
 
 def test_same_seed_same_run_and_other_seed_differs():
