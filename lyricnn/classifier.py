@@ -23,7 +23,7 @@ import numpy as np
 from ._loader import _C
 from ._C import CheckpointError, LyricnnError
 from . import _train_ops
-from .encoder import Encoder, _check_inputs, _sinusoidal, parse_config
+from .encoder import Encoder, _check_inputs, parse_config
 
 __all__ = ["SequenceClassifier", "SequenceClassifierOutput", "normalize_head"]
 
@@ -328,23 +328,7 @@ class SequenceClassifier:
 
     def _init_encoder(self, seed):
         """As Encoder.from_config: normal(0, initializer_range), zero biases, LayerNorm 1/0, pad row 0."""
-        rng = np.random.default_rng(seed)
-        std = float(self.config.get("initializer_range", 0.02))
-        for name, _, _, _ in self._enc_names:
-            p = self.encoder.params[name]
-            leaf = name.rsplit(".", 1)[-1]
-            if "LayerNorm" in name or "layer_norm" in name:
-                p[...] = 1.0 if leaf == "weight" else 0.0
-            elif leaf == "bias":
-                p[...] = 0.0
-            else:
-                p[...] = rng.normal(0.0, std, size=p.shape).astype(np.float32)
-        s = self.encoder._settings
-        if 0 <= s["pad_token_id"] < s["vocab_size"]:
-            self.encoder.params["embeddings.word_embeddings.weight"][s["pad_token_id"]] = 0.0
-        if self.model_type == "distilbert" and self.config.get("sinusoidal_pos_embds"):
-            w = self.encoder.params["embeddings.position_embeddings.weight"]
-            w[...] = _sinusoidal(*w.shape)
+        self.encoder.init_weights(seed, names=[n for n, _, _, _ in self._enc_names])
 
     @classmethod
     def from_config(cls, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,

@@ -159,10 +159,16 @@ class Encoder:
         """A randomly initialised encoder, as HF initialises one: normal(0, initializer_range) weights
         and embeddings (the padding row zero), zero biases, LayerNorm weight 1 / bias 0."""
         enc = cls(config, add_pooling_layer=add_pooling_layer)
+        enc.init_weights(seed)
+        return enc
+
+    def init_weights(self, seed=0, names=None):
+        """HF's init for the named tensors (default: all): normal(0, initializer_range) weights and
+        embeddings (the padding row zero), zero biases, LayerNorm weight 1 / bias 0."""
         rng = np.random.default_rng(seed)
-        std = float(config.get("initializer_range", 0.02))
-        pad = enc._settings["pad_token_id"]
-        for name, p in enc.params.items():
+        std = float(self.config.get("initializer_range", 0.02))
+        for name in (self.params if names is None else names):
+            p = self.params[name]
             leaf = name.rsplit(".", 1)[-1]
             if "LayerNorm" in name or "layer_norm" in name:
                 p[...] = 1.0 if leaf == "weight" else 0.0
@@ -170,12 +176,12 @@ class Encoder:
                 p[...] = 0.0
             else:
                 p[...] = rng.normal(0.0, std, size=p.shape).astype(np.float32)
-        if 0 <= pad < enc._settings["vocab_size"]:
-            enc.params["embeddings.word_embeddings.weight"][pad] = 0.0
-        if config.get("model_type") == "distilbert" and config.get("sinusoidal_pos_embds"):
-            w = enc.params["embeddings.position_embeddings.weight"]
+        pad = self._settings["pad_token_id"]
+        if 0 <= pad < self._settings["vocab_size"]:
+            self.params["embeddings.word_embeddings.weight"][pad] = 0.0
+        if self.config.get("model_type") == "distilbert" and self.config.get("sinusoidal_pos_embds"):
+            w = self.params["embeddings.position_embeddings.weight"]
             w[...] = _sinusoidal(*w.shape)
-        return enc
 
     def load_tensors(self, tensors):
         """Copy {name: array} into the parameters; every encoder tensor must be present with its shape."""
