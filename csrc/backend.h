@@ -2,7 +2,11 @@
  *
  * A backend (CPU now: backend_cpu.c; CUDA later) fills one lnn_backend with function pointers.
  * All pointers are backend memory (host memory for the CPU). Shapes: B batch, T sequence,
- * C hidden, NH heads, N = B*T rows, OC output features. Row-major, contiguous.
+ * C hidden, NH heads, N rows, OC output features. Row-major, contiguous.
+ *
+ * Rows are either padded (N = B*T, row b*T + t) or packed ("unpadded": only the real tokens of
+ * right-padded sequences, sequence b in rows seq_off[b] .. seq_off[b+1]-1, N = seq_off[B]); the
+ * row-wise ops do not care, the ops that need to know take seq_off (NULL = padded).
  *
  * Gradient conventions:
  * - weight/bias gradients are ACCUMULATED (+=); a NULL gradient pointer skips that work
@@ -36,12 +40,12 @@ typedef struct lnn_backend {
     void (*to_host)(void *host, const void *src, size_t nbytes);     /* backend -> host */
 
     /* ---- ops ---- */
-    /* out(B,T,C) = wte[ids] + wpe[t] (+ wtt[types] when wtt); ids, types (B,T) int32, checked */
-    void (*embedding_forward)(float *out, const int32_t *ids, const int32_t *types, const float *wte,
-                              const float *wpe, const float *wtt, int B, int T, int C);
-    /* dwte[ids] += dout (row pad_id left untouched), dwpe[t] += .., dwtt[types] += ..; NULL skips */
-    void (*embedding_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout,
-                               const int32_t *ids, const int32_t *types, int B, int T, int C, int pad_id);
+    /* out(N,C) = wte[ids] + wpe[pos] (+ wtt[types] when wtt); ids, types, pos (N) int32, checked */
+    void (*embedding_forward)(float *out, const int32_t *ids, const int32_t *types, const int32_t *pos,
+                              const float *wte, const float *wpe, const float *wtt, int N, int C);
+    /* dwte[ids] += dout (row pad_id left untouched), dwpe[pos] += .., dwtt[types] += ..; NULL skips */
+    void (*embedding_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
+                               const int32_t *types, const int32_t *pos, int N, int C, int pad_id);
 
     /* out(N,OC) = inp(N,C) @ w(OC,C)^T (+ b(OC) when b) -- nn.Linear */
     void (*matmul_forward)(float *out, const float *inp, const float *w, const float *b, int N, int C, int OC);
@@ -61,18 +65,22 @@ typedef struct lnn_backend {
     /* dx(N,OC) = dout * act'(x) (dx may alias dout); db(OC) += colsum(dx) (NULL skips) */
     void (*bias_act_backward)(float *dx, float *db, const float *dout, const float *x, int N, int OC, int act);
 
-    /* qkv (B,T,3C) = [Q|K|V]; probs(B,NH,T,T) = softmax(Q K^T / sqrt(C/NH) + mask), masked keys
+    /* qkv (N,3C) = [Q|K|V]; probs(B,NH,T,T) = softmax(Q K^T / sqrt(C/NH) + mask), masked keys
      * (mask[b,t] == 0) add -FLT_MAX as HF does; pdrop(B,NH,T,T) = dropout(probs) (scratch, used
-     * when drop.p > 0); out(B,T,C) = pdrop @ V, heads concatenated. mask may be NULL. */
+     * when drop.p > 0); out(N,C) = pdrop @ V, heads concatenated. mask may be NULL.
+     * Packed (seq_off given, mask ignored): sequence b of length L_b has its (NH,L_b,L_b) probs at
+     * prob_off[b] (int64, B+1), and its dropout mask is the padded layout's (b, h, i, j) element. */
     void (*attention_forward)(float *out, float *probs, float *pdrop, const float *qkv, const int32_t *mask,
-                              int B, int T, int C, int NH, lnn_dropout_t drop);
-    /* dqkv(B,T,3C) += ; dprobs, pdrop (B,NH,T,T) are scratch */
+                              const int32_t *seq_off, const int64_t *prob_off, int B, int T, int C, int NH,
+                              lnn_dropout_t drop);
+    /* dqkv(N,3C) += ; dprobs, pdrop (the probs layout) are scratch */
     void (*attention_backward)(float *dqkv, float *dprobs, float *pdrop, const float *dout, const float *qkv,
-                               const float *probs, int B, int T, int C, int NH, lnn_dropout_t drop);
+                               const float *probs, const int32_t *seq_off, const int64_t *prob_off, int B, int T,
+                               int C, int NH, lnn_dropout_t drop);
 
-    /* out(n) = inp * keep / (1-p) (out may alias inp) */
+    /* out(n) = inp * keep(drop.offset + i) / (1-p) (out may alias inp) */
     void (*dropout_forward)(float *out, const float *inp, size_t n, lnn_dropout_t drop);
-    /* dinp(n) = dout * keep / (1-p) (dinp may alias dout) */
+    /* dinp(n) = dout * keep(drop.offset + i) / (1-p) (dinp may alias dout) */
     void (*dropout_backward)(float *dinp, const float *dout, size_t n, lnn_dropout_t drop);
 
     /* out(n) = tanh(inp) (out may alias inp): the pooler activation */
@@ -80,10 +88,10 @@ typedef struct lnn_backend {
     /* dinp(n) = dout * (1 - out^2) (dinp may alias dout) */
     void (*tanh_backward)(float *dinp, const float *dout, const float *out, size_t n);
 
-    /* out(B,C) = inp(B,T,C)[:, 0, :] */
-    void (*token0_forward)(float *out, const float *inp, int B, int T, int C);
-    /* dinp(B,T,C)[:, 0, :] += dout(B,C) */
-    void (*token0_backward)(float *dinp, const float *dout, int B, int T, int C);
+    /* out(B,C) = the first row of each sequence: inp(B,T,C)[:, 0, :], or row seq_off[b] when packed */
+    void (*token0_forward)(float *out, const float *inp, const int32_t *seq_off, int B, int T, int C);
+    /* dinp[that row] += dout(B,C) */
+    void (*token0_backward)(float *dinp, const float *dout, const int32_t *seq_off, int B, int T, int C);
     /* ---- fine-tuning ops (the kernels of train_ops.h; see there for the semantics) ---- */
     /* BatchNorm1d over x (N,C), torch train/eval semantics, running stats updated in training */
     lnn_status (*batchnorm1d_forward)(float *out, float *save_mean, float *save_rstd, const float *x,

@@ -153,15 +153,13 @@ static void cpu_copy(void *d, const void *s, size_t n) { if (n && d != s) memcpy
 
 /* ------------------------------------------------------------------ embeddings */
 
-/* out(B,T,C) = wte[ids] + wpe[t] (+ wtt[types]) */
-static void embedding_forward(float *out, const int32_t *ids, const int32_t *types, const float *wte,
-                              const float *wpe, const float *wtt, int B, int T, int C) {
-    long N = (long)B * T;
+/* out(N,C) = wte[ids] + wpe[pos] (+ wtt[types]) */
+static void embedding_forward(float *out, const int32_t *ids, const int32_t *types, const int32_t *pos,
+                              const float *wte, const float *wpe, const float *wtt, int N, int C) {
     LNN_OMP_FOR
     for (long n = 0; n < N; n++) {
-        int t = (int)(n % T);
         float *o = out + n * C;
-        const float *w = wte + (size_t)ids[n] * C, *p = wpe + (size_t)t * C;
+        const float *w = wte + (size_t)ids[n] * C, *p = wpe + (size_t)pos[n] * C;
         if (wtt) {
             const float *y = wtt + (size_t)(types ? types[n] : 0) * C;
             for (int c = 0; c < C; c++) o[c] = (w[c] + y[c]) + p[c];
@@ -171,11 +169,10 @@ static void embedding_forward(float *out, const int32_t *ids, const int32_t *typ
     }
 }
 
-/* dwte[ids] += dout except the pad row; dwpe[t] += dout; dwtt[types] += dout (by column blocks) */
+/* dwte[ids] += dout except the pad row; dwpe[pos] += dout; dwtt[types] += dout (by column blocks) */
 static void embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
-                               const int32_t *types, int B, int T, int C, int pad_id) {
+                               const int32_t *types, const int32_t *pos, int N, int C, int pad_id) {
     int nblk = (C + COLBLOCK - 1) / COLBLOCK;
-    long N = (long)B * T;
     LNN_OMP_FOR
     for (int blk = 0; blk < nblk; blk++) {
         int c0 = blk * COLBLOCK, nc = C - c0 < COLBLOCK ? C - c0 : COLBLOCK;
@@ -186,7 +183,7 @@ static void embedding_backward(float *dwte, float *dwpe, float *dwtt, const floa
                 for (int j = 0; j < nc; j++) d[j] += g[j];
             }
             if (dwpe) {
-                float *d = dwpe + (size_t)(n % T) * C + c0;
+                float *d = dwpe + (size_t)pos[n] * C + c0;
                 for (int j = 0; j < nc; j++) d[j] += g[j];
             }
             if (dwtt) {
@@ -380,92 +377,132 @@ static void dropout_apply(float *out, const float *inp, size_t n, size_t offset,
 }
 
 static void dropout_forward(float *out, const float *inp, size_t n, lnn_dropout_t d) {
-    dropout_apply(out, inp, n, 0, d);
+    dropout_apply(out, inp, n, (size_t)d.offset, d);
 }
 
 static void dropout_backward(float *dinp, const float *dout, size_t n, lnn_dropout_t d) {
-    dropout_apply(dinp, dout, n, 0, d);
+    dropout_apply(dinp, dout, n, (size_t)d.offset, d);
 }
 
 /* ------------------------------------------------------------------ attention */
 
+/* Where the (b, h) task of attention works: its rows of qkv/out, its length L and its (L, L)
+ * probs slab; drop0 is the dropout element index of its (0, 0) entry in the padded layout, so
+ * packed and padded runs drop the same entries. */
+typedef struct {
+    size_t row0, prob0, drop0;
+    int L;
+} att_task;
+
+static att_task att_where(const int32_t *seq_off, const int64_t *prob_off, int b, int h, int T, int NH) {
+    att_task w;
+    w.drop0 = ((size_t)b * NH + h) * T * T;
+    if (seq_off) {
+        w.row0 = (size_t)seq_off[b];
+        w.L = seq_off[b + 1] - seq_off[b];
+        w.prob0 = (size_t)prob_off[b] + (size_t)h * w.L * w.L;
+    } else {
+        w.row0 = (size_t)b * T;
+        w.L = T;
+        w.prob0 = w.drop0;
+    }
+    return w;
+}
+
+/* dropout of an (L, L) probs block whose padded rows are T long */
+static void att_dropout(float *out, const float *inp, int L, int T, size_t drop0, lnn_dropout_t d) {
+    if (L == T) {
+        dropout_serial(out, inp, (size_t)L * L, drop0, d);
+        return;
+    }
+    for (int i = 0; i < L; i++)
+        dropout_serial(out + (size_t)i * L, inp + (size_t)i * L, (size_t)L, drop0 + (size_t)i * T, d);
+}
+
 /* One (batch, head) pair per task: scores, mask, softmax, dropout and P V, all single-threaded
  * BLAS calls inside the OpenMP loop (results do not depend on the thread count). */
 static void attention_forward(float *out, float *probs, float *pdrop, const float *qkv, const int32_t *mask,
-                              int B, int T, int C, int NH, lnn_dropout_t drop) {
+                              const int32_t *seq_off, const int64_t *prob_off, int B, int T, int C, int NH,
+                              lnn_dropout_t drop) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    size_t TT = (size_t)T * T;
+    if (seq_off) mask = NULL;
     if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
-    LNN_OMP_FOR
+    LNN_OMP_FOR_DYNAMIC
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        const float *q = qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
-        float *S = probs + (size_t)bh * TT;
+        att_task w = att_where(seq_off, prob_off, b, h, T, NH);
+        int L = w.L;
+        if (L < 1) continue;
+        const float *q = qkv + w.row0 * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+        float *S = probs + w.prob0;
         const int32_t *mb = mask ? mask + (size_t)b * T : NULL;
-        /* S (T,T) = scale * Q K^T */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.f, S, T);
-        for (int i = 0; i < T; i++) {
-            float *s = S + (size_t)i * T;
+        /* S (L,L) = scale * Q K^T */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hs, scale, q, C3, k, C3, 0.f, S, L);
+        for (int i = 0; i < L; i++) {
+            float *s = S + (size_t)i * L;
             if (mb)
-                for (int j = 0; j < T; j++) s[j] = s[j] + (mb[j] ? 0.f : -FLT_MAX);
+                for (int j = 0; j < L; j++) s[j] = s[j] + (mb[j] ? 0.f : -FLT_MAX);
             float mx = -INFINITY;
             SIMD_MAX(mx)
-            for (int j = 0; j < T; j++) mx = s[j] > mx ? s[j] : mx;
+            for (int j = 0; j < L; j++) mx = s[j] > mx ? s[j] : mx;
             float sum = 0.f;
             SIMD_SUM(sum)
-            for (int j = 0; j < T; j++) { s[j] = lnn_expf(s[j] - mx); sum += s[j]; }
+            for (int j = 0; j < L; j++) { s[j] = lnn_expf(s[j] - mx); sum += s[j]; }
             float inv = 1.0f / sum;
-            for (int j = 0; j < T; j++) s[j] *= inv;
+            for (int j = 0; j < L; j++) s[j] *= inv;
         }
         const float *P = S;
         if (drop.p > 0.f) {
-            float *Pd = pdrop + (size_t)bh * TT;
-            dropout_serial(Pd, S, TT, (size_t)bh * TT, drop);
+            float *Pd = pdrop + w.prob0;
+            att_dropout(Pd, S, L, T, w.drop0, drop);
             P = Pd;
         }
-        /* out_h (T,hs) = P V_h, into the head's columns of out (B,T,C) */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.f, P, T, v, C3, 0.f,
-                        out + (size_t)b * T * C + h * hs, C);
+        /* out_h (L,hs) = P V_h, into the head's columns of out (N,C) */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hs, L, 1.f, P, L, v, C3, 0.f,
+                        out + w.row0 * C + h * hs, C);
     }
 }
 
 static void attention_backward(float *dqkv, float *dprobs, float *pdrop, const float *dout, const float *qkv,
-                               const float *probs, int B, int T, int C, int NH, lnn_dropout_t drop) {
+                               const float *probs, const int32_t *seq_off, const int64_t *prob_off, int B, int T,
+                               int C, int NH, lnn_dropout_t drop) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    size_t TT = (size_t)T * T;
     if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
-    LNN_OMP_FOR
+    LNN_OMP_FOR_DYNAMIC
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        size_t o3 = (size_t)b * T * C3 + h * hs;
+        att_task w = att_where(seq_off, prob_off, b, h, T, NH);
+        int L = w.L;
+        if (L < 1) continue;
+        size_t o3 = w.row0 * C3 + h * hs;
         const float *q = qkv + o3, *k = q + C, *v = q + 2 * C;
         float *dq = dqkv + o3, *dk = dq + C, *dv = dq + 2 * C;
-        const float *P = probs + (size_t)bh * TT, *Pd = P;
-        const float *dO = dout + (size_t)b * T * C + h * hs;
-        float *dP = dprobs + (size_t)bh * TT;
+        const float *P = probs + w.prob0, *Pd = P;
+        const float *dO = dout + w.row0 * C + h * hs;
+        float *dP = dprobs + w.prob0;
         if (drop.p > 0.f) {
-            float *tmp = pdrop + (size_t)bh * TT;
-            dropout_serial(tmp, P, TT, (size_t)bh * TT, drop);
+            float *tmp = pdrop + w.prob0;
+            att_dropout(tmp, P, L, T, w.drop0, drop);
             Pd = tmp;
         }
-        /* dPd (T,T) = dO V^T; dV (T,hs) += Pd^T dO */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.f, dO, C, v, C3, 0.f, dP, T);
-        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.f, Pd, T, dO, C, 1.f, dv, C3);
-        if (drop.p > 0.f) dropout_serial(dP, dP, TT, (size_t)bh * TT, drop);
+        /* dPd (L,L) = dO V^T; dV (L,hs) += Pd^T dO */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hs, 1.f, dO, C, v, C3, 0.f, dP, L);
+        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, L, 1.f, Pd, L, dO, C, 1.f, dv, C3);
+        if (drop.p > 0.f) att_dropout(dP, dP, L, T, w.drop0, drop);
         /* softmax backward, with the score scale folded in: dS = scale * P * (dP - <dP, P>) */
-        for (int i = 0; i < T; i++) {
-            const float *p = P + (size_t)i * T;
-            float *g = dP + (size_t)i * T;
+        for (int i = 0; i < L; i++) {
+            const float *p = P + (size_t)i * L;
+            float *g = dP + (size_t)i * L;
             float dot = 0.f;
             SIMD_SUM(dot)
-            for (int j = 0; j < T; j++) dot += g[j] * p[j];
-            for (int j = 0; j < T; j++) g[j] = scale * p[j] * (g[j] - dot);
+            for (int j = 0; j < L; j++) dot += g[j] * p[j];
+            for (int j = 0; j < L; j++) g[j] = scale * p[j] * (g[j] - dot);
         }
         /* dQ += dS K; dK += dS^T Q */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.f, dP, T, k, C3, 1.f, dq, C3);
-        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.f, dP, T, q, C3, 1.f, dk, C3);
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hs, L, 1.f, dP, L, k, C3, 1.f, dq, C3);
+        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, L, 1.f, dP, L, q, C3, 1.f, dk, C3);
     }
 }
 
@@ -479,13 +516,15 @@ static void tanh_backward(float *dinp, const float *dout, const float *out, size
     for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * (1.f - out[i] * out[i]);
 }
 
-static void token0_forward(float *out, const float *inp, int B, int T, int C) {
-    for (int b = 0; b < B; b++) memcpy(out + (size_t)b * C, inp + (size_t)b * T * C, sizeof(float) * C);
+#define TOKEN0_ROW(b) ((size_t)(seq_off ? seq_off[b] : (int64_t)(b) * T))
+
+static void token0_forward(float *out, const float *inp, const int32_t *seq_off, int B, int T, int C) {
+    for (int b = 0; b < B; b++) memcpy(out + (size_t)b * C, inp + TOKEN0_ROW(b) * C, sizeof(float) * C);
 }
 
-static void token0_backward(float *dinp, const float *dout, int B, int T, int C) {
+static void token0_backward(float *dinp, const float *dout, const int32_t *seq_off, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
-        float *d = dinp + (size_t)b * T * C;
+        float *d = dinp + TOKEN0_ROW(b) * C;
         const float *g = dout + (size_t)b * C;
         for (int c = 0; c < C; c++) d[c] += g[c];
     }

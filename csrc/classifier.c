@@ -87,6 +87,7 @@ lnn_status lnn_classifier_create(lnn_classifier **out, lnn_model *enc, const lnn
     if (!c) goto oom;
     c->enc = enc;
     c->spec = *spec;
+    c->unpad = spec->source != LNN_SRC_FLATTEN; /* flatten reads the padded positions */
     int n = spec->n_ops;
     c->ops = malloc(sizeof *c->ops * (size_t)n);
     c->act = calloc((size_t)n + 1, sizeof *c->act);
@@ -276,12 +277,15 @@ static lnn_status forward(lnn_classifier *c, const int32_t *ids, const int32_t *
     int C = enc->cfg.C, src = c->spec.source;
     lnn_status st = ensure_arena(c, B, T);
     if (st) return st;
-    /* encoder: the CPU backend's memory is host memory, so the model writes straight into our arena */
+    /* encoder: the CPU backend's memory is host memory, so the model writes straight into our arena.
+     * Unpadding is switched on for our call only: the Encoder API keeps HF's values at padded positions. */
+    enc->unpad = c->unpad && src != LNN_SRC_FLATTEN;
     st = lnn_model_forward(enc, ids, types, mask, B, T, train, seed, step, src == LNN_SRC_POOLER ? NULL : c->last,
                            src == LNN_SRC_POOLER ? c->pooled : NULL, NULL);
+    enc->unpad = 0;
     if (st) return st;
     if (src == LNN_SRC_CLS) {
-        be->token0_forward(c->act[0], c->last, B, T, C);
+        be->token0_forward(c->act[0], c->last, NULL, B, T, C);
     } else if (src == LNN_SRC_MEAN) {
         size_t N = (size_t)B * T;
         for (size_t i = 0; i < N; i++) c->mask64[i] = mask ? (mask[i] != 0) : 1;
@@ -507,7 +511,7 @@ lnn_status lnn_classifier_train_step(lnn_classifier *c, const int32_t *ids, cons
             st = lnn_model_backward(enc, dout, NULL);
         } else {
             be->zero(c->dlast, NC * sizeof(float));
-            if (src == LNN_SRC_CLS) be->token0_backward(c->dlast, dout, B, T, C);
+            if (src == LNN_SRC_CLS) be->token0_backward(c->dlast, dout, NULL, B, T, C);
             else st = be->pool_backward(c->dlast, dout, c->mask64, B, T, C, LNN_POOL_MEAN);
             if (!st) st = lnn_model_backward(enc, c->dlast, NULL);
         }

@@ -55,6 +55,7 @@ typedef struct lnn_classifier {
     lnn_head_spec spec;   /* ops copied */
     lnn_head_op *ops;
     int n_enc_tensors;    /* table indices [0, n_enc_tensors) are the encoder's */
+    int unpad;            /* run the encoder on the real tokens only (model.h); on unless flatten */
     float *buffers;       /* BatchNorm running stats (backend memory) */
     size_t n_buffers;
     /* activations for batch B */

@@ -314,6 +314,45 @@ static PyMethodDef Classifier_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *Classifier_get_unpad(ClassifierObject *self, void *closure) {
+    (void)closure;
+    if (!self->c) {
+        PyErr_SetString(lnn_Error, "the classifier is not initialised");
+        return NULL;
+    }
+    return PyBool_FromLong(self->c->unpad);
+}
+
+static int Classifier_set_unpad(ClassifierObject *self, PyObject *v, void *closure) {
+    (void)closure;
+    if (clf_busy(self)) return -1;
+    int on = v ? PyObject_IsTrue(v) : -1;
+    if (on < 0) {
+        if (!v) PyErr_SetString(PyExc_TypeError, "unpad cannot be deleted; set it to True or False");
+        return -1;
+    }
+    self->c->unpad = on;
+    return 0;
+}
+
+static PyObject *Classifier_get_rows(ClassifierObject *self, void *closure) {
+    (void)closure;
+    if (!self->c) {
+        PyErr_SetString(lnn_Error, "the classifier is not initialised");
+        return NULL;
+    }
+    return PyLong_FromSize_t(self->c->enc->fwd_N);
+}
+
+static PyGetSetDef Classifier_getset[] = {
+    {"encoder_rows", (getter)Classifier_get_rows, NULL,
+     "Token rows the encoder ran on in the last forward (B*T padded, the real tokens unpadded).", NULL},
+    {"unpad", (getter)Classifier_get_unpad, (setter)Classifier_set_unpad,
+     "Run the encoder on the real tokens of right-padded batches only (same values, less work; "
+     "ignored for flatten pooling).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyTypeObject ClassifierType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "lyricnn._C.Classifier",
     .tp_basicsize = sizeof(ClassifierObject),
@@ -323,6 +362,7 @@ static PyTypeObject ClassifierType = {
     .tp_init = (initproc)Classifier_init,
     .tp_dealloc = (destructor)Classifier_dealloc,
     .tp_methods = Classifier_methods,
+    .tp_getset = Classifier_getset,
 };
 
 int lnn_register_classifier(PyObject *m) {

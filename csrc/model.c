@@ -244,6 +244,7 @@ void lnn_model_free(lnn_model *m) {
     free(m->p.layers);
     free(m->g.layers);
     free(m->a.layers);
+    free(m->host_off);
     free(m->layer_idx);
     lnn_params_free(&m->tab);
     free(m);
@@ -264,6 +265,9 @@ static size_t layout_acts(lnn_model *m, lnn_acts *a, float *base, int B, int T, 
     TAKE(a->ids, N);
     TAKE(a->types, N);
     TAKE(a->mask, N);
+    TAKE(a->pos, N);
+    TAKE(a->seq_off, (size_t)B + 1);
+    TAKE(a->prob_off, 2 * ((size_t)B + 1));
     TAKE(a->emb_res, N * C);
     TAKE(a->emb_mean, N);
     TAKE(a->emb_rstd, N);
@@ -344,8 +348,109 @@ static lnn_status ensure_arena(lnn_model *m, int B, int T, int train) {
 /* dropout sites: 0 embeddings; per layer l: 1+3l attention probs, 2+3l attention output (BERT),
  * 3+3l FFN output */
 static lnn_dropout_t site(const lnn_model *m, float p, uint32_t stream) {
-    lnn_dropout_t d = {p, m->seed, m->step, stream};
+    lnn_dropout_t d = {p, m->seed, m->step, stream, 0};
     return d;
+}
+
+/* Hidden-state dropout over the rows of the last forward (forward or backward: the op is its own
+ * adjoint). Packed rows take the padded layout's element indices, sequence by sequence, so the
+ * two layouts drop the same entries. */
+static void dropout_rows(const lnn_model *m, float *out, const float *inp, float p, uint32_t stream) {
+    const lnn_backend *be = m->be;
+    size_t C = (size_t)m->cfg.C;
+    lnn_dropout_t d = site(m, p, stream);
+    if (!m->fwd_packed) {
+        be->dropout_forward(out, inp, m->fwd_N * C, d);
+        return;
+    }
+    for (int b = 0; b < m->fwd_B; b++) {
+        size_t r0 = (size_t)m->host_off[b], n = (size_t)(m->host_off[b + 1] - m->host_off[b]) * C;
+        d.offset = (uint64_t)b * m->fwd_T * C;
+        be->dropout_forward(out + r0 * C, inp + r0 * C, n, d);
+    }
+}
+
+/* Lengths of a right-padded mask (ones then zeros, at least one one per row) into off (B+1);
+ * returns 0 when the mask is not of that form or has no padding (then the padded run is used). */
+static int packed_offsets(const int32_t *mask, int B, int T, int32_t *off) {
+    off[0] = 0;
+    for (int b = 0; b < B; b++) {
+        const int32_t *r = mask + (size_t)b * T;
+        int len = 0;
+        while (len < T && r[len]) len++;
+        if (len == 0) return 0;
+        for (int t = len; t < T; t++)
+            if (r[t]) return 0;
+        off[b + 1] = off[b] + len;
+    }
+    return off[B] < B * T;
+}
+
+/* Stage ids/types/positions (packed or padded) on the host and copy them to the backend. */
+static lnn_status stage_inputs(lnn_model *m, const int32_t *ids, const int32_t *types, const int32_t *mask, int B,
+                               int T, int pack) {
+    const lnn_backend *be = m->be;
+    lnn_acts *a = &m->a;
+    size_t N = pack ? (size_t)m->host_off[B] : (size_t)B * T;
+    int32_t *h = malloc(sizeof(int32_t) * 3 * N);
+    int64_t *po = pack ? malloc(sizeof(int64_t) * ((size_t)B + 1)) : NULL;
+    if (!h || (pack && !po)) {
+        free(h);
+        free(po);
+        lnn_set_error("out of memory");
+        return LNN_ERR_MEMORY;
+    }
+    int32_t *hid = h, *htt = h + N, *hpos = h + 2 * N;
+    if (pack) {
+        po[0] = 0;
+        for (int b = 0; b < B; b++) {
+            int r0 = m->host_off[b], L = m->host_off[b + 1] - r0;
+            memcpy(hid + r0, ids + (size_t)b * T, sizeof(int32_t) * L);
+            if (types) memcpy(htt + r0, types + (size_t)b * T, sizeof(int32_t) * L);
+            for (int t = 0; t < L; t++) hpos[r0 + t] = t;
+            po[b + 1] = po[b] + (int64_t)m->cfg.NH * L * L;
+        }
+        be->to_device(a->ids, hid, N * sizeof(int32_t));
+        if (types) be->to_device(a->types, htt, N * sizeof(int32_t));
+        be->to_device(a->seq_off, m->host_off, ((size_t)B + 1) * sizeof(int32_t));
+        be->to_device(a->prob_off, po, ((size_t)B + 1) * sizeof(int64_t));
+    } else {
+        for (size_t i = 0; i < N; i++) hpos[i] = (int32_t)(i % (size_t)T);
+        be->to_device(a->ids, ids, N * sizeof(int32_t));
+        if (types) be->to_device(a->types, types, N * sizeof(int32_t));
+        if (mask) be->to_device(a->mask, mask, N * sizeof(int32_t));
+    }
+    be->to_device(a->pos, hpos, N * sizeof(int32_t));
+    free(h);
+    free(po);
+    return LNN_OK;
+}
+
+/* Copy the packed rows of x to host (B,T,C) with zeros at the padded positions (or all rows). */
+static void rows_to_host(const lnn_model *m, float *host, const float *x) {
+    size_t C = (size_t)m->cfg.C, T = (size_t)m->fwd_T;
+    if (!m->fwd_packed) {
+        m->be->to_host(host, x, m->fwd_N * C * sizeof(float));
+        return;
+    }
+    for (int b = 0; b < m->fwd_B; b++) {
+        size_t r0 = (size_t)m->host_off[b], L = (size_t)(m->host_off[b + 1] - m->host_off[b]);
+        m->be->to_host(host + b * T * C, x + r0 * C, L * C * sizeof(float));
+        memset(host + (b * T + L) * C, 0, (T - L) * C * sizeof(float));
+    }
+}
+
+/* The adjoint: host (B,T,C) -> the rows of the last forward (padded positions dropped). */
+static void rows_to_device(const lnn_model *m, float *x, const float *host) {
+    size_t C = (size_t)m->cfg.C, T = (size_t)m->fwd_T;
+    if (!m->fwd_packed) {
+        m->be->to_device(x, host, m->fwd_N * C * sizeof(float));
+        return;
+    }
+    for (int b = 0; b < m->fwd_B; b++) {
+        size_t r0 = (size_t)m->host_off[b], L = (size_t)(m->host_off[b + 1] - m->host_off[b]);
+        m->be->to_device(x + r0 * C, host + b * T * C, L * C * sizeof(float));
+    }
 }
 
 lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *types, const int32_t *mask, int B,
@@ -370,8 +475,8 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
                       "(e.g. max_length=%d)", T, c->max_pos, c->max_pos);
         return LNN_ERR_VALUE;
     }
-    size_t N = (size_t)B * T;
-    for (size_t i = 0; i < N; i++) {
+    size_t NT = (size_t)B * T;
+    for (size_t i = 0; i < NT; i++) {
         if (ids[i] < 0 || ids[i] >= c->vocab_size) {
             lnn_set_error("input_ids[%zu, %zu] = %d is outside the vocabulary [0, %d)", i / T, i % T, ids[i],
                           c->vocab_size);
@@ -380,7 +485,7 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
     }
     if (types) {
         int tv = c->model_type == LNN_BERT ? c->type_vocab_size : 0;
-        for (size_t i = 0; i < N; i++) {
+        for (size_t i = 0; i < NT; i++) {
             if (types[i] < 0 || types[i] >= tv) {
                 lnn_set_error("token_type_ids[%zu, %zu] = %d is outside [0, %d)", i / T, i % T, types[i], tv);
                 return LNN_ERR_INDEX;
@@ -390,22 +495,38 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
     m->has_train_forward = 0;
     lnn_status st = ensure_arena(m, B, T, train);
     if (st) return st;
+    if (m->host_off_cap < B + 1) {
+        int32_t *o = realloc(m->host_off, sizeof(int32_t) * ((size_t)B + 1));
+        if (!o) {
+            lnn_set_error("out of memory");
+            return LNN_ERR_MEMORY;
+        }
+        m->host_off = o;
+        m->host_off_cap = B + 1;
+    }
+    int pack = m->unpad && mask && !hidden && packed_offsets(mask, B, T, m->host_off);
+    st = stage_inputs(m, ids, types, mask, B, T, pack);
+    if (st) return st;
     lnn_acts *a = &m->a;
     m->seed = seed;
     m->step = step;
+    m->fwd_B = B;
+    m->fwd_T = T;
+    m->fwd_packed = pack;
+    size_t N = pack ? (size_t)m->host_off[B] : (size_t)B * T;
+    m->fwd_N = N;
     int C = c->C, F = c->F, NH = c->NH, L = c->n_layers, bert = c->model_type == LNN_BERT;
     float hp = train ? c->hidden_dropout : 0.f, ap = train ? c->attn_dropout : 0.f;
-
-    be->to_device(a->ids, ids, N * sizeof(int32_t));
-    if (types) be->to_device(a->types, types, N * sizeof(int32_t));
-    if (mask) be->to_device(a->mask, mask, N * sizeof(int32_t));
-    const int32_t *dtypes = types ? a->types : NULL, *dmask = mask ? a->mask : NULL;
+    const int32_t *dtypes = types ? a->types : NULL, *dmask = mask && !pack ? a->mask : NULL;
+    const int32_t *doff = pack ? a->seq_off : NULL;
+    const int64_t *dpoff = pack ? a->prob_off : NULL;
 
     /* embeddings -> LayerNorm -> dropout */
-    be->embedding_forward(a->emb_res, a->ids, dtypes, m->p.top.wte, m->p.top.wpe, bert ? m->p.top.wtt : NULL, B, T, C);
+    be->embedding_forward(a->emb_res, a->ids, dtypes, a->pos, m->p.top.wte, m->p.top.wpe, bert ? m->p.top.wtt : NULL,
+                          (int)N, C);
     be->layernorm_forward(a->x0, a->emb_mean, a->emb_rstd, a->emb_res, a->emb_res, NULL, m->p.top.emb_ln_w,
                           m->p.top.emb_ln_b, (int)N, C, c->ln_eps);
-    if (hp > 0.f) be->dropout_forward(a->x0, a->x0, N * C, site(m, hp, 0));
+    if (hp > 0.f) dropout_rows(m, a->x0, a->x0, hp, 0);
     if (hidden) be->to_host(hidden, a->x0, N * C * sizeof(float));
 
     const float *x = a->x0;
@@ -413,30 +534,29 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
         const lnn_layer_params *w = &m->p.layers[l];
         lnn_layer_acts *s = &a->layers[l];
         be->matmul_forward(s->qkv, x, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
-        be->attention_forward(s->att, s->probs, a->pdrop, s->qkv, dmask, B, T, C, NH, site(m, ap, 1 + 3 * l));
+        be->attention_forward(s->att, s->probs, a->pdrop, s->qkv, dmask, doff, dpoff, B, T, C, NH,
+                              site(m, ap, 1 + 3 * l));
         be->matmul_forward(s->r1, s->att, w->o_w, w->o_b, (int)N, C, C);
-        if (bert && hp > 0.f) be->dropout_forward(s->r1, s->r1, N * C, site(m, hp, 2 + 3 * l));
+        if (bert && hp > 0.f) dropout_rows(m, s->r1, s->r1, hp, 2 + 3 * l);
         be->layernorm_forward(s->h1, s->mean1, s->rstd1, s->r1, s->r1, x, w->ln1_w, w->ln1_b, (int)N, C, c->ln_eps);
         be->matmul_forward(s->f1, s->h1, w->f1_w, NULL, (int)N, C, F);
         be->bias_act_forward(s->g, s->f1, w->f1_b, (int)N, F, c->act);
         be->matmul_forward(s->r2, s->g, w->f2_w, w->f2_b, (int)N, F, C);
-        if (hp > 0.f) be->dropout_forward(s->r2, s->r2, N * C, site(m, hp, 3 + 3 * l));
+        if (hp > 0.f) dropout_rows(m, s->r2, s->r2, hp, 3 + 3 * l);
         be->layernorm_forward(s->out, s->mean2, s->rstd2, s->r2, s->r2, s->h1, w->ln2_w, w->ln2_b, (int)N, C,
                               c->ln_eps);
         if (hidden) be->to_host(hidden + (size_t)(l + 1) * N * C, s->out, N * C * sizeof(float));
         x = s->out;
     }
-    if (last) be->to_host(last, x, N * C * sizeof(float));
+    if (last) rows_to_host(m, last, x);
     if (bert && c->pooler) {
-        be->token0_forward(a->cls, x, B, T, C);
+        be->token0_forward(a->cls, x, doff, B, T, C);
         be->matmul_forward(a->pooled, a->cls, m->p.top.pool_w, m->p.top.pool_b, B, C, C);
         be->tanh_forward(a->pooled, a->pooled, (size_t)B * C);
         if (pooled) be->to_host(pooled, a->pooled, (size_t)B * C * sizeof(float));
     }
     if (train) {
         m->has_train_forward = 1;
-        m->fwd_B = B;
-        m->fwd_T = T;
         m->fwd_has_mask = mask != NULL;
         m->fwd_has_types = types != NULL;
     }
@@ -465,14 +585,16 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
     lnn_acts *a = &m->a;
     int B = m->fwd_B, T = m->fwd_T, C = c->C, F = c->F, NH = c->NH, L = c->n_layers;
     int bert = c->model_type == LNN_BERT;
-    size_t N = (size_t)B * T, NC = N * C * sizeof(float);
+    size_t N = m->fwd_N, NC = N * C * sizeof(float);
     float hp = c->hidden_dropout, ap = c->attn_dropout;
+    const int32_t *doff = m->fwd_packed ? a->seq_off : NULL;
+    const int64_t *dpoff = m->fwd_packed ? a->prob_off : NULL;
     const int32_t *dtypes = m->fwd_has_types ? a->types : NULL;
     int lowest = lowest_trainable_level(m);
     if (lowest > L + 1 || (lowest == L + 1 && !(bert && c->pooler && dpooled))) return LNN_OK; /* nothing to do */
 
     /* dX: gradient w.r.t. the last hidden state */
-    if (dlast) be->to_device(a->dX, dlast, NC);
+    if (dlast) rows_to_device(m, a->dX, dlast);
     else be->zero(a->dX, NC);
 
     if (bert && c->pooler && dpooled) { /* pooled = tanh(cls @ Wp^T + bp), cls = x[:, 0] */
@@ -482,7 +604,7 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
         be->zero(a->dcls, BC * sizeof(float));
         be->matmul_backward(lowest <= L ? a->dcls : NULL, m->g.top.pool_w, m->g.top.pool_b, a->dpool, a->cls,
                             m->p.top.pool_w, B, C, C);
-        if (lowest <= L) be->token0_backward(a->dX, a->dcls, B, T, C);
+        if (lowest <= L) be->token0_backward(a->dX, a->dcls, doff, B, T, C);
     }
 
     for (int l = L - 1; l >= 0 && l + 1 >= lowest; l--) {
@@ -495,7 +617,7 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
         be->layernorm_backward(a->dR, gw->ln2_w, gw->ln2_b, a->dX, s->r2, w->ln2_w, s->mean2, s->rstd2, (int)N, C);
         const float *dff = a->dR;
         if (hp > 0.f) {
-            be->dropout_backward(a->dA, a->dR, N * C, site(m, hp, 3 + 3 * l));
+            dropout_rows(m, a->dA, a->dR, hp, 3 + 3 * l);
             dff = a->dA;
         }
         be->zero(a->dG, N * F * sizeof(float));
@@ -507,13 +629,13 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
         be->layernorm_backward(a->dX, gw->ln1_w, gw->ln1_b, a->dR, s->r1, w->ln1_w, s->mean1, s->rstd1, (int)N, C);
         const float *dao = a->dX;
         if (bert && hp > 0.f) {
-            be->dropout_backward(a->dA, a->dX, N * C, site(m, hp, 2 + 3 * l));
+            dropout_rows(m, a->dA, a->dX, hp, 2 + 3 * l);
             dao = a->dA;
         }
         be->zero(a->dR, NC);
         be->matmul_backward(a->dR, gw->o_w, gw->o_b, dao, s->att, w->o_w, (int)N, C, C); /* dR = d att */
         be->zero(a->dqkv, 3 * NC);
-        be->attention_backward(a->dqkv, a->dprobs, a->pdrop, a->dR, s->qkv, s->probs, B, T, C, NH,
+        be->attention_backward(a->dqkv, a->dprobs, a->pdrop, a->dR, s->qkv, s->probs, doff, dpoff, B, T, C, NH,
                                site(m, ap, 1 + 3 * l));
         /* dX (holding the residual part) += dqkv @ Wqkv */
         be->matmul_backward(need_dx ? a->dX : NULL, gw->qkv_w, gw->qkv_b, a->dqkv, x, w->qkv_w, (int)N, C, 3 * C);
@@ -521,11 +643,12 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
 
     if (lowest == 0) {
         const lnn_top_params *g = &m->g.top;
-        if (hp > 0.f) be->dropout_backward(a->dX, a->dX, N * C, site(m, hp, 0));
+        if (hp > 0.f) dropout_rows(m, a->dX, a->dX, hp, 0);
         be->zero(a->dR, NC);
         be->layernorm_backward(a->dR, g->emb_ln_w, g->emb_ln_b, a->dX, a->emb_res, m->p.top.emb_ln_w, a->emb_mean,
                                a->emb_rstd, (int)N, C);
-        be->embedding_backward(g->wte, g->wpe, bert ? g->wtt : NULL, a->dR, a->ids, dtypes, B, T, C, c->pad_id);
+        be->embedding_backward(g->wte, g->wpe, bert ? g->wtt : NULL, a->dR, a->ids, dtypes, a->pos, (int)N, C,
+                               c->pad_id);
     }
     return LNN_OK;
 }

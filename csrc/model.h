@@ -93,7 +93,9 @@ typedef struct {
 } lnn_layer_acts;
 
 typedef struct {
-    int32_t *ids, *types, *mask;            /* (B,T) */
+    int32_t *ids, *types, *mask, *pos;      /* (N): token, type, mask, position of each row */
+    int32_t *seq_off;                       /* (B+1) packed rows: sequence b is rows seq_off[b].. */
+    int64_t *prob_off;                      /* (B+1) packed: where sequence b's (NH,L,L) probs start */
     float *emb_res, *emb_mean, *emb_rstd;   /* (N,C), (N), (N) */
     float *x0;                              /* (N,C) embeddings output */
     lnn_layer_acts *layers;                 /* n_layers slots in training, 1 (reused) in inference */
@@ -124,6 +126,14 @@ typedef struct lnn_model {
     /* state of the last forward */
     int has_train_forward;         /* backward allowed */
     int fwd_B, fwd_T, fwd_has_mask, fwd_has_types;
+    /* unpadding: when unpad is set and a mask shows right padding, the forward runs on the real
+     * tokens only (packed rows; attention per sequence), which gives the padded run's values on
+     * every real token (and its dropout masks); `last` then holds zeros at padded positions. */
+    int unpad;                     /* allowed (set by the owner; the HF-parity Encoder keeps it off) */
+    int fwd_packed;                /* the last forward ran packed */
+    size_t fwd_N;                  /* rows of the last forward */
+    int32_t *host_off;             /* (B+1) host copy of seq_off (capacity host_off_cap) */
+    int host_off_cap;
     uint64_t seed;
     uint32_t step;
 } lnn_model;
@@ -138,7 +148,8 @@ void lnn_model_update_views(lnn_model *m);
 void lnn_model_free(lnn_model *m);
 
 /* Forward on host inputs ids/types/mask (B,T) int32 (types, mask may be NULL). Writes
- * last (B,T,C) and, for BERT, pooled (B,C) (may be NULL) on the host; hidden (L+1,B,T,C) if not NULL.
+ * last (B,T,C) and, for BERT, pooled (B,C) (may be NULL) on the host; hidden (L+1,B,T,C) if not NULL
+ * (hidden turns unpadding off: every position is computed as HF does).
  * train: dropout on, activations kept for backward; masks are keyed by (seed, step). */
 lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *types, const int32_t *mask, int B,
                              int T, int train, uint64_t seed, uint32_t step, float *last, float *pooled,

@@ -34,6 +34,7 @@ typedef struct {
     uint64_t seed;  /* user seed */
     uint32_t step;  /* training step (forward count) */
     uint32_t stream;/* which dropout site in the graph */
+    uint64_t offset;/* element index of the first element handed to a dropout op (packed rows) */
 } lnn_dropout_t;
 
 /* The four random words for elements 4*block .. 4*block+3 of a site. */

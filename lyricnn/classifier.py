@@ -515,6 +515,20 @@ class SequenceClassifier:
     def lr(self):
         return None if self._opt is None else self._opt["lr"]
 
+    @property
+    def unpad(self):
+        """Run the encoder on the real tokens only (default True; flatten pooling always pads).
+
+        With a right-padded ``attention_mask`` the padded positions are dropped before the encoder and
+        attention runs per sequence: logits, losses, gradients and dropout masks are those of the
+        padded run (to float rounding), at the cost of the real tokens only. Set False to run every
+        padded position as ``transformers`` does (e.g. to compare timings)."""
+        return self._clf.unpad
+
+    @unpad.setter
+    def unpad(self, value):
+        self._clf.unpad = bool(value)
+
     def _targets(self, labels, B):
         K = self.num_labels
         a = np.asarray(labels)
