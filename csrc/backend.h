@@ -68,15 +68,16 @@ typedef struct lnn_backend {
     /* qkv (N,3C) = [Q|K|V]; probs(B,NH,T,T) = softmax(Q K^T / sqrt(C/NH) + mask), masked keys
      * (mask[b,t] == 0) add -FLT_MAX as HF does; pdrop(B,NH,T,T) = dropout(probs) (scratch, used
      * when drop.p > 0); out(N,C) = pdrop @ V, heads concatenated. mask may be NULL.
+     * keep (the probs layout, uint8) receives the dropout mask for the backward (when drop.p > 0).
      * Packed (seq_off given, mask ignored): sequence b of length L_b has its (NH,L_b,L_b) probs at
      * prob_off[b] (int64, B+1), and its dropout mask is the padded layout's (b, h, i, j) element. */
-    void (*attention_forward)(float *out, float *probs, float *pdrop, const float *qkv, const int32_t *mask,
-                              const int32_t *seq_off, const int64_t *prob_off, int B, int T, int C, int NH,
-                              lnn_dropout_t drop);
-    /* dqkv(N,3C) += ; dprobs, pdrop (the probs layout) are scratch */
-    void (*attention_backward)(float *dqkv, float *dprobs, float *pdrop, const float *dout, const float *qkv,
-                               const float *probs, const int32_t *seq_off, const int64_t *prob_off, int B, int T,
-                               int C, int NH, lnn_dropout_t drop);
+    void (*attention_forward)(float *out, float *probs, float *pdrop, uint8_t *keep, const float *qkv,
+                              const int32_t *mask, const int32_t *seq_off, const int64_t *prob_off, int B, int T,
+                              int C, int NH, lnn_dropout_t drop);
+    /* dqkv(N,3C) += ; keep is the forward's mask; dprobs, pdrop (the probs layout) are scratch */
+    void (*attention_backward)(float *dqkv, float *dprobs, float *pdrop, const uint8_t *keep, const float *dout,
+                               const float *qkv, const float *probs, const int32_t *seq_off, const int64_t *prob_off,
+                               int B, int T, int C, int NH, lnn_dropout_t drop);
 
     /* out(n) = inp * keep(drop.offset + i) / (1-p) (out may alias inp) */
     void (*dropout_forward)(float *out, const float *inp, size_t n, lnn_dropout_t drop);

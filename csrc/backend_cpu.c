@@ -331,35 +331,56 @@ static void bias_act_backward(float *dx, float *db, const float *dout, const flo
 
 /* ------------------------------------------------------------------ dropout */
 
-/* out[i] = inp[i] * keep(offset + i) / (1 - p), i < n; serial (called inside parallel loops) */
-static void dropout_serial(float *out, const float *inp, size_t n, size_t offset, lnn_dropout_t d) {
+/* out[i] = inp[i] * keep(offset + i) / (1 - p), i < n; the keep bits go to keep[i] too when keep is
+ * not NULL; serial (called inside parallel loops) */
+static void dropout_serial_keep(float *out, uint8_t *keep, const float *inp, size_t n, size_t offset,
+                                lnn_dropout_t d) {
     if (d.p <= 0.f) {
         cpu_copy(out, inp, n * sizeof(float));
+        if (keep) memset(keep, 1, n);
         return;
     }
     if (d.p >= 1.f) {
         memset(out, 0, n * sizeof(float));
+        if (keep) memset(keep, 0, n);
         return;
     }
     uint32_t thr = lnn_dropout_threshold(d.p);
     float scale = 1.0f / (1.0f - d.p);
     size_t i = 0;
+#define KEEP_ONE(idx, word)                                  \
+    do {                                                     \
+        int k_ = (word) >= thr;                              \
+        out[idx] = k_ ? inp[idx] * scale : 0.f;              \
+        if (keep) keep[idx] = (uint8_t)k_;                   \
+    } while (0)
     /* head: up to the next multiple of 64 elements (16 Philox blocks) */
     while (i < n && ((offset + i) & 63)) {
         size_t gi = offset + i;
         lnn_philox_out r = lnn_dropout_bits(d, (uint64_t)(gi >> 2));
-        for (int l = (int)(gi & 3); l < 4 && i < n; l++, i++) out[i] = r.v[l] >= thr ? inp[i] * scale : 0.f;
+        for (int l = (int)(gi & 3); l < 4 && i < n; l++, i++) KEEP_ONE(i, r.v[l]);
     }
     uint32_t w[64];
     for (; i + 64 <= n; i += 64) {
         lnn_dropout_bits16(d, (uint64_t)((offset + i) >> 2), w);
-        for (int l = 0; l < 64; l++) out[i + l] = w[l] >= thr ? inp[i + l] * scale : 0.f;
+        for (int l = 0; l < 64; l++) KEEP_ONE(i + l, w[l]);
     }
     while (i < n) {
         size_t gi = offset + i;
         lnn_philox_out r = lnn_dropout_bits(d, (uint64_t)(gi >> 2));
-        for (int l = (int)(gi & 3); l < 4 && i < n; l++, i++) out[i] = r.v[l] >= thr ? inp[i] * scale : 0.f;
+        for (int l = (int)(gi & 3); l < 4 && i < n; l++, i++) KEEP_ONE(i, r.v[l]);
     }
+#undef KEEP_ONE
+}
+
+static void dropout_serial(float *out, const float *inp, size_t n, size_t offset, lnn_dropout_t d) {
+    dropout_serial_keep(out, NULL, inp, n, offset, d);
+}
+
+/* out[i] = inp[i] * keep[i] / (1 - p): a stored mask applied again (out may alias inp) */
+static void keep_apply(float *out, const float *inp, const uint8_t *keep, size_t n, float p) {
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) out[i] = keep[i] ? inp[i] * scale : 0.f;
 }
 
 /* the same over all threads, in chunks of 4096 elements */
@@ -409,21 +430,22 @@ static att_task att_where(const int32_t *seq_off, const int64_t *prob_off, int b
     return w;
 }
 
-/* dropout of an (L, L) probs block whose padded rows are T long */
-static void att_dropout(float *out, const float *inp, int L, int T, size_t drop0, lnn_dropout_t d) {
+/* dropout of an (L, L) probs block whose padded rows are T long, its mask into keep */
+static void att_dropout(float *out, uint8_t *keep, const float *inp, int L, int T, size_t drop0, lnn_dropout_t d) {
     if (L == T) {
-        dropout_serial(out, inp, (size_t)L * L, drop0, d);
+        dropout_serial_keep(out, keep, inp, (size_t)L * L, drop0, d);
         return;
     }
     for (int i = 0; i < L; i++)
-        dropout_serial(out + (size_t)i * L, inp + (size_t)i * L, (size_t)L, drop0 + (size_t)i * T, d);
+        dropout_serial_keep(out + (size_t)i * L, keep + (size_t)i * L, inp + (size_t)i * L, (size_t)L,
+                            drop0 + (size_t)i * T, d);
 }
 
 /* One (batch, head) pair per task: scores, mask, softmax, dropout and P V, all single-threaded
  * BLAS calls inside the OpenMP loop (results do not depend on the thread count). */
-static void attention_forward(float *out, float *probs, float *pdrop, const float *qkv, const int32_t *mask,
-                              const int32_t *seq_off, const int64_t *prob_off, int B, int T, int C, int NH,
-                              lnn_dropout_t drop) {
+static void attention_forward(float *out, float *probs, float *pdrop, uint8_t *keep, const float *qkv,
+                              const int32_t *mask, const int32_t *seq_off, const int64_t *prob_off, int B, int T,
+                              int C, int NH, lnn_dropout_t drop) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     if (seq_off) mask = NULL;
@@ -455,7 +477,7 @@ static void attention_forward(float *out, float *probs, float *pdrop, const floa
         const float *P = S;
         if (drop.p > 0.f) {
             float *Pd = pdrop + w.prob0;
-            att_dropout(Pd, S, L, T, w.drop0, drop);
+            att_dropout(Pd, keep + w.prob0, S, L, T, w.drop0, drop);
             P = Pd;
         }
         /* out_h (L,hs) = P V_h, into the head's columns of out (N,C) */
@@ -464,9 +486,9 @@ static void attention_forward(float *out, float *probs, float *pdrop, const floa
     }
 }
 
-static void attention_backward(float *dqkv, float *dprobs, float *pdrop, const float *dout, const float *qkv,
-                               const float *probs, const int32_t *seq_off, const int64_t *prob_off, int B, int T,
-                               int C, int NH, lnn_dropout_t drop) {
+static void attention_backward(float *dqkv, float *dprobs, float *pdrop, const uint8_t *keep, const float *dout,
+                               const float *qkv, const float *probs, const int32_t *seq_off, const int64_t *prob_off,
+                               int B, int T, int C, int NH, lnn_dropout_t drop) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
@@ -482,15 +504,17 @@ static void attention_backward(float *dqkv, float *dprobs, float *pdrop, const f
         const float *P = probs + w.prob0, *Pd = P;
         const float *dO = dout + w.row0 * C + h * hs;
         float *dP = dprobs + w.prob0;
-        if (drop.p > 0.f) {
+        const uint8_t *kb = drop.p > 0.f ? keep + w.prob0 : NULL;
+        size_t LL = (size_t)L * L;
+        if (kb) {
             float *tmp = pdrop + w.prob0;
-            att_dropout(tmp, P, L, T, w.drop0, drop);
+            keep_apply(tmp, P, kb, LL, drop.p);
             Pd = tmp;
         }
         /* dPd (L,L) = dO V^T; dV (L,hs) += Pd^T dO */
         lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hs, 1.f, dO, C, v, C3, 0.f, dP, L);
         lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, L, 1.f, Pd, L, dO, C, 1.f, dv, C3);
-        if (drop.p > 0.f) att_dropout(dP, dP, L, T, w.drop0, drop);
+        if (kb) keep_apply(dP, dP, kb, LL, drop.p);
         /* softmax backward, with the score scale folded in: dS = scale * P * (dP - <dP, P>) */
         for (int i = 0; i < L; i++) {
             const float *p = P + (size_t)i * L;

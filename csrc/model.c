@@ -273,10 +273,12 @@ static size_t layout_acts(lnn_model *m, lnn_acts *a, float *base, int B, int T, 
     TAKE(a->emb_rstd, N);
     TAKE(a->x0, N * C);
     int slots = train ? c->n_layers : (c->n_layers ? 1 : 0);
+    int drop = train && (c->attn_dropout > 0.f);
     for (int s = 0; s < slots; s++) {
         lnn_layer_acts *l = &a->layers[s];
         TAKE(l->qkv, 3 * N * C);
         TAKE(l->probs, P);
+        TAKE(l->keep, drop ? (P + 3) / 4 : 0);
         TAKE(l->att, N * C);
         TAKE(l->r1, N * C);
         TAKE(l->mean1, N);
@@ -290,7 +292,6 @@ static size_t layout_acts(lnn_model *m, lnn_acts *a, float *base, int B, int T, 
         TAKE(l->out, N * C);
     }
     for (int s = slots; s < c->n_layers; s++) a->layers[s] = a->layers[0]; /* inference: one slot, reused */
-    int drop = train && (c->attn_dropout > 0.f);
     TAKE(a->pdrop, drop ? P : 0);
     TAKE(a->cls, (size_t)B * C);
     TAKE(a->pooled, (size_t)B * C);
@@ -534,7 +535,7 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
         const lnn_layer_params *w = &m->p.layers[l];
         lnn_layer_acts *s = &a->layers[l];
         be->matmul_forward(s->qkv, x, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
-        be->attention_forward(s->att, s->probs, a->pdrop, s->qkv, dmask, doff, dpoff, B, T, C, NH,
+        be->attention_forward(s->att, s->probs, a->pdrop, s->keep, s->qkv, dmask, doff, dpoff, B, T, C, NH,
                               site(m, ap, 1 + 3 * l));
         be->matmul_forward(s->r1, s->att, w->o_w, w->o_b, (int)N, C, C);
         if (bert && hp > 0.f) dropout_rows(m, s->r1, s->r1, hp, 2 + 3 * l);
@@ -635,8 +636,8 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
         be->zero(a->dR, NC);
         be->matmul_backward(a->dR, gw->o_w, gw->o_b, dao, s->att, w->o_w, (int)N, C, C); /* dR = d att */
         be->zero(a->dqkv, 3 * NC);
-        be->attention_backward(a->dqkv, a->dprobs, a->pdrop, a->dR, s->qkv, s->probs, doff, dpoff, B, T, C, NH,
-                               site(m, ap, 1 + 3 * l));
+        be->attention_backward(a->dqkv, a->dprobs, a->pdrop, s->keep, a->dR, s->qkv, s->probs, doff, dpoff, B, T, C,
+                               NH, site(m, ap, 1 + 3 * l));
         /* dX (holding the residual part) += dqkv @ Wqkv */
         be->matmul_backward(need_dx ? a->dX : NULL, gw->qkv_w, gw->qkv_b, a->dqkv, x, w->qkv_w, (int)N, C, 3 * C);
     }

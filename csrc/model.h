@@ -81,6 +81,7 @@ typedef struct {
 typedef struct {
     float *qkv;           /* (N,3C) */
     float *probs;         /* (B,NH,T,T) softmax, before dropout */
+    uint8_t *keep;        /* (B,NH,T,T) attention dropout mask (training with attention dropout) */
     float *att;           /* (N,C) attention output, heads concatenated */
     float *r1;            /* (N,C) out_lin(att) (+dropout) + x: input of LN1 */
     float *mean1, *rstd1; /* (N) */
