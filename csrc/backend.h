@@ -79,6 +79,16 @@ typedef struct lnn_backend {
                                const float *qkv, const float *probs, const int32_t *seq_off, const int64_t *prob_off,
                                int B, int T, int C, int NH, lnn_dropout_t drop);
 
+    /* The same for each sequence's first query row only (the last layer of a token-0 head): out(B,C),
+     * probs/keep/pdrop/dprobs (B,NH,T) (row of L_b keys at (b*NH+h)*T); the dropout mask is the full
+     * attention's row 0. Backward: dqkv(N,3C) += (query row 0, all key/value rows), dout (B,C). */
+    void (*attention_cls_forward)(float *out, float *probs, float *pdrop, uint8_t *keep, const float *qkv,
+                                  const int32_t *mask, const int32_t *seq_off, int B, int T, int C, int NH,
+                                  lnn_dropout_t drop);
+    void (*attention_cls_backward)(float *dqkv, float *dprobs, float *pdrop, const uint8_t *keep, const float *dout,
+                                   const float *qkv, const float *probs, const int32_t *seq_off, int B, int T,
+                                   int C, int NH, lnn_dropout_t drop);
+
     /* out(n) = inp * keep(drop.offset + i) / (1-p) (out may alias inp) */
     void (*dropout_forward)(float *out, const float *inp, size_t n, lnn_dropout_t drop);
     /* dinp(n) = dout * keep(drop.offset + i) / (1-p) (dinp may alias dout) */

@@ -430,6 +430,28 @@ static att_task att_where(const int32_t *seq_off, const int64_t *prob_off, int b
     return w;
 }
 
+/* s(L) = softmax(s + mask), masked keys (mb[j] == 0) adding -FLT_MAX as HF does; mb may be NULL */
+static void softmax_row(float *s, const int32_t *mb, int L) {
+    if (mb)
+        for (int j = 0; j < L; j++) s[j] = s[j] + (mb[j] ? 0.f : -FLT_MAX);
+    float mx = -INFINITY;
+    SIMD_MAX(mx)
+    for (int j = 0; j < L; j++) mx = s[j] > mx ? s[j] : mx;
+    float sum = 0.f;
+    SIMD_SUM(sum)
+    for (int j = 0; j < L; j++) { s[j] = lnn_expf(s[j] - mx); sum += s[j]; }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < L; j++) s[j] *= inv;
+}
+
+/* g(L) = scale * p * (g - <g, p>): softmax backward with the score scale folded in */
+static void softmax_row_backward(float *g, const float *p, int L, float scale) {
+    float dot = 0.f;
+    SIMD_SUM(dot)
+    for (int j = 0; j < L; j++) dot += g[j] * p[j];
+    for (int j = 0; j < L; j++) g[j] = scale * p[j] * (g[j] - dot);
+}
+
 /* dropout of an (L, L) probs block whose padded rows are T long, its mask into keep */
 static void att_dropout(float *out, uint8_t *keep, const float *inp, int L, int T, size_t drop0, lnn_dropout_t d) {
     if (L == T) {
@@ -461,19 +483,7 @@ static void attention_forward(float *out, float *probs, float *pdrop, uint8_t *k
         const int32_t *mb = mask ? mask + (size_t)b * T : NULL;
         /* S (L,L) = scale * Q K^T */
         lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hs, scale, q, C3, k, C3, 0.f, S, L);
-        for (int i = 0; i < L; i++) {
-            float *s = S + (size_t)i * L;
-            if (mb)
-                for (int j = 0; j < L; j++) s[j] = s[j] + (mb[j] ? 0.f : -FLT_MAX);
-            float mx = -INFINITY;
-            SIMD_MAX(mx)
-            for (int j = 0; j < L; j++) mx = s[j] > mx ? s[j] : mx;
-            float sum = 0.f;
-            SIMD_SUM(sum)
-            for (int j = 0; j < L; j++) { s[j] = lnn_expf(s[j] - mx); sum += s[j]; }
-            float inv = 1.0f / sum;
-            for (int j = 0; j < L; j++) s[j] *= inv;
-        }
+        for (int i = 0; i < L; i++) softmax_row(S + (size_t)i * L, mb, L);
         const float *P = S;
         if (drop.p > 0.f) {
             float *Pd = pdrop + w.prob0;
@@ -516,17 +526,71 @@ static void attention_backward(float *dqkv, float *dprobs, float *pdrop, const u
         lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, L, 1.f, Pd, L, dO, C, 1.f, dv, C3);
         if (kb) keep_apply(dP, dP, kb, LL, drop.p);
         /* softmax backward, with the score scale folded in: dS = scale * P * (dP - <dP, P>) */
-        for (int i = 0; i < L; i++) {
-            const float *p = P + (size_t)i * L;
-            float *g = dP + (size_t)i * L;
-            float dot = 0.f;
-            SIMD_SUM(dot)
-            for (int j = 0; j < L; j++) dot += g[j] * p[j];
-            for (int j = 0; j < L; j++) g[j] = scale * p[j] * (g[j] - dot);
-        }
+        for (int i = 0; i < L; i++) softmax_row_backward(dP + (size_t)i * L, P + (size_t)i * L, L, scale);
         /* dQ += dS K; dK += dS^T Q */
         lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hs, L, 1.f, dP, L, k, C3, 1.f, dq, C3);
         lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, L, 1.f, dP, L, q, C3, 1.f, dk, C3);
+    }
+}
+
+/* Attention of each sequence's first query only (the last layer when the head reads token 0):
+ * out(B,C), probs/keep (B,NH,T) with sequence b's row of L_b keys at (b*NH + h)*T. The dropout
+ * mask is the full attention's row 0, so the values are the full layer's at token 0. */
+static void attention_cls_forward(float *out, float *probs, float *pdrop, uint8_t *keep, const float *qkv,
+                                  const int32_t *mask, const int32_t *seq_off, int B, int T, int C, int NH,
+                                  lnn_dropout_t drop) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    if (seq_off) mask = NULL;
+    if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
+    LNN_OMP_FOR
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        att_task w = att_where(seq_off, NULL, b, h, T, NH);
+        int L = w.L;
+        size_t p0 = (size_t)bh * T;
+        const float *q = qkv + w.row0 * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+        float *s = probs + p0, *o = out + (size_t)b * C + h * hs;
+        /* s (1,L) = scale * q K^T; softmax; dropout; o (1,hs) = p V */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, L, hs, scale, q, C3, k, C3, 0.f, s, L);
+        softmax_row(s, mask ? mask + (size_t)b * T : NULL, L);
+        const float *P = s;
+        if (drop.p > 0.f) {
+            dropout_serial_keep(pdrop + p0, keep + p0, s, (size_t)L, w.drop0, drop);
+            P = pdrop + p0;
+        }
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, hs, L, 1.f, P, L, v, C3, 0.f, o, C);
+    }
+}
+
+/* dqkv(N,3C) += (the first query row, every key and value row); dout (B,C) */
+static void attention_cls_backward(float *dqkv, float *dprobs, float *pdrop, const uint8_t *keep, const float *dout,
+                                   const float *qkv, const float *probs, const int32_t *seq_off, int B, int T, int C,
+                                   int NH, lnn_dropout_t drop) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
+    LNN_OMP_FOR
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        att_task w = att_where(seq_off, NULL, b, h, T, NH);
+        int L = w.L;
+        size_t p0 = (size_t)bh * T, o3 = w.row0 * C3 + h * hs;
+        const float *q = qkv + o3, *k = q + C, *v = q + 2 * C, *P = probs + p0, *Pd = P;
+        float *dq = dqkv + o3, *dk = dq + C, *dv = dq + 2 * C, *dP = dprobs + p0;
+        const float *dO = dout + (size_t)b * C + h * hs;
+        if (drop.p > 0.f) {
+            keep_apply(pdrop + p0, P, keep + p0, (size_t)L, drop.p);
+            Pd = pdrop + p0;
+        }
+        /* dPd (1,L) = dO V^T; dV (L,hs) += Pd^T dO */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, L, hs, 1.f, dO, C, v, C3, 0.f, dP, L);
+        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, 1, 1.f, Pd, L, dO, C, 1.f, dv, C3);
+        if (drop.p > 0.f) keep_apply(dP, dP, keep + p0, (size_t)L, drop.p);
+        softmax_row_backward(dP, P, L, scale);
+        /* dq (1,hs) += dS K; dK (L,hs) += dS^T q */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, hs, L, 1.f, dP, L, k, C3, 1.f, dq, C3);
+        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, 1, 1.f, dP, L, q, C3, 1.f, dk, C3);
     }
 }
 
@@ -574,6 +638,8 @@ static const lnn_backend cpu_backend = {
     .bias_act_backward = bias_act_backward,
     .attention_forward = attention_forward,
     .attention_backward = attention_backward,
+    .attention_cls_forward = attention_cls_forward,
+    .attention_cls_backward = attention_cls_backward,
     .dropout_forward = dropout_forward,
     .dropout_backward = dropout_backward,
     .tanh_forward = tanh_forward,

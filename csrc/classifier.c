@@ -278,11 +278,13 @@ static lnn_status forward(lnn_classifier *c, const int32_t *ids, const int32_t *
     lnn_status st = ensure_arena(c, B, T);
     if (st) return st;
     /* encoder: the CPU backend's memory is host memory, so the model writes straight into our arena.
-     * Unpadding is switched on for our call only: the Encoder API keeps HF's values at padded positions. */
+     * Unpadding (and the token-0-only last layer) is switched on for our call only: the Encoder API
+     * keeps HF's values at every position. */
     enc->unpad = c->unpad && src != LNN_SRC_FLATTEN;
+    enc->cls_only = c->unpad && (src == LNN_SRC_CLS || src == LNN_SRC_POOLER);
     st = lnn_model_forward(enc, ids, types, mask, B, T, train, seed, step, src == LNN_SRC_POOLER ? NULL : c->last,
                            src == LNN_SRC_POOLER ? c->pooled : NULL, NULL);
-    enc->unpad = 0;
+    enc->unpad = enc->cls_only = 0;
     if (st) return st;
     if (src == LNN_SRC_CLS) {
         be->token0_forward(c->act[0], c->last, NULL, B, T, C);

@@ -344,7 +344,19 @@ static PyObject *Classifier_get_rows(ClassifierObject *self, void *closure) {
     return PyLong_FromSize_t(self->c->enc->fwd_N);
 }
 
+static PyObject *Classifier_get_last_rows(ClassifierObject *self, void *closure) {
+    (void)closure;
+    if (!self->c) {
+        PyErr_SetString(lnn_Error, "the classifier is not initialised");
+        return NULL;
+    }
+    return PyLong_FromSize_t(self->c->enc->fwd_cls ? (size_t)self->c->enc->fwd_B : self->c->enc->fwd_N);
+}
+
 static PyGetSetDef Classifier_getset[] = {
+    {"last_layer_rows", (getter)Classifier_get_last_rows, NULL,
+     "Rows the encoder's last layer ran on after its attention in the last forward (the batch size when a "
+     "token-0 head let it skip the other positions).", NULL},
     {"encoder_rows", (getter)Classifier_get_rows, NULL,
      "Token rows the encoder ran on in the last forward (B*T padded, the real tokens unpadded).", NULL},
     {"unpad", (getter)Classifier_get_unpad, (setter)Classifier_set_unpad,

@@ -294,6 +294,7 @@ static size_t layout_acts(lnn_model *m, lnn_acts *a, float *base, int B, int T, 
     for (int s = slots; s < c->n_layers; s++) a->layers[s] = a->layers[0]; /* inference: one slot, reused */
     TAKE(a->pdrop, drop ? P : 0);
     TAKE(a->cls, (size_t)B * C);
+    TAKE(a->xcls, (size_t)B * C);
     TAKE(a->pooled, (size_t)B * C);
     if (train) {
         TAKE(a->dX, N * C);
@@ -356,10 +357,17 @@ static lnn_dropout_t site(const lnn_model *m, float p, uint32_t stream) {
 /* Hidden-state dropout over the rows of the last forward (forward or backward: the op is its own
  * adjoint). Packed rows take the padded layout's element indices, sequence by sequence, so the
  * two layouts drop the same entries. */
-static void dropout_rows(const lnn_model *m, float *out, const float *inp, float p, uint32_t stream) {
+static void dropout_rows(const lnn_model *m, float *out, const float *inp, float p, uint32_t stream, int cls) {
     const lnn_backend *be = m->be;
     size_t C = (size_t)m->cfg.C;
     lnn_dropout_t d = site(m, p, stream);
+    if (cls) { /* the token-0 rows (B,C) of the last layer */
+        for (int b = 0; b < m->fwd_B; b++) {
+            d.offset = (uint64_t)b * m->fwd_T * C;
+            be->dropout_forward(out + b * C, inp + b * C, C, d);
+        }
+        return;
+    }
     if (!m->fwd_packed) {
         be->dropout_forward(out, inp, m->fwd_N * C, d);
         return;
@@ -427,9 +435,17 @@ static lnn_status stage_inputs(lnn_model *m, const int32_t *ids, const int32_t *
     return LNN_OK;
 }
 
-/* Copy the packed rows of x to host (B,T,C) with zeros at the padded positions (or all rows). */
+/* Copy the rows of the last layer's output x to host (B,T,C), zeros at the positions not computed
+ * (padding when packed, all but token 0 when the last layer ran for token 0 only). */
 static void rows_to_host(const lnn_model *m, float *host, const float *x) {
     size_t C = (size_t)m->cfg.C, T = (size_t)m->fwd_T;
+    if (m->fwd_cls) {
+        for (int b = 0; b < m->fwd_B; b++) {
+            m->be->to_host(host + b * T * C, x + b * C, C * sizeof(float));
+            memset(host + (b * T + 1) * C, 0, (T - 1) * C * sizeof(float));
+        }
+        return;
+    }
     if (!m->fwd_packed) {
         m->be->to_host(host, x, m->fwd_N * C * sizeof(float));
         return;
@@ -444,6 +460,10 @@ static void rows_to_host(const lnn_model *m, float *host, const float *x) {
 /* The adjoint: host (B,T,C) -> the rows of the last forward (padded positions dropped). */
 static void rows_to_device(const lnn_model *m, float *x, const float *host) {
     size_t C = (size_t)m->cfg.C, T = (size_t)m->fwd_T;
+    if (m->fwd_cls) {
+        for (int b = 0; b < m->fwd_B; b++) m->be->to_device(x + b * C, host + b * T * C, C * sizeof(float));
+        return;
+    }
     if (!m->fwd_packed) {
         m->be->to_device(x, host, m->fwd_N * C * sizeof(float));
         return;
@@ -514,6 +534,7 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
     m->fwd_B = B;
     m->fwd_T = T;
     m->fwd_packed = pack;
+    m->fwd_cls = m->cls_only && !hidden && c->n_layers > 0;
     size_t N = pack ? (size_t)m->host_off[B] : (size_t)B * T;
     m->fwd_N = N;
     int C = c->C, F = c->F, NH = c->NH, L = c->n_layers, bert = c->model_type == LNN_BERT;
@@ -527,31 +548,41 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
                           (int)N, C);
     be->layernorm_forward(a->x0, a->emb_mean, a->emb_rstd, a->emb_res, a->emb_res, NULL, m->p.top.emb_ln_w,
                           m->p.top.emb_ln_b, (int)N, C, c->ln_eps);
-    if (hp > 0.f) dropout_rows(m, a->x0, a->x0, hp, 0);
+    if (hp > 0.f) dropout_rows(m, a->x0, a->x0, hp, 0, 0);
     if (hidden) be->to_host(hidden, a->x0, N * C * sizeof(float));
 
     const float *x = a->x0;
     for (int l = 0; l < L; l++) {
         const lnn_layer_params *w = &m->p.layers[l];
         lnn_layer_acts *s = &a->layers[l];
+        int cls = m->fwd_cls && l == L - 1; /* token 0 only from the attention output on */
+        int R = cls ? B : (int)N;            /* rows after the attention */
+        const float *xres = x;
         be->matmul_forward(s->qkv, x, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
-        be->attention_forward(s->att, s->probs, a->pdrop, s->keep, s->qkv, dmask, doff, dpoff, B, T, C, NH,
-                              site(m, ap, 1 + 3 * l));
-        be->matmul_forward(s->r1, s->att, w->o_w, w->o_b, (int)N, C, C);
-        if (bert && hp > 0.f) dropout_rows(m, s->r1, s->r1, hp, 2 + 3 * l);
-        be->layernorm_forward(s->h1, s->mean1, s->rstd1, s->r1, s->r1, x, w->ln1_w, w->ln1_b, (int)N, C, c->ln_eps);
-        be->matmul_forward(s->f1, s->h1, w->f1_w, NULL, (int)N, C, F);
-        be->bias_act_forward(s->g, s->f1, w->f1_b, (int)N, F, c->act);
-        be->matmul_forward(s->r2, s->g, w->f2_w, w->f2_b, (int)N, F, C);
-        if (hp > 0.f) dropout_rows(m, s->r2, s->r2, hp, 3 + 3 * l);
-        be->layernorm_forward(s->out, s->mean2, s->rstd2, s->r2, s->r2, s->h1, w->ln2_w, w->ln2_b, (int)N, C,
-                              c->ln_eps);
+        if (cls) {
+            be->attention_cls_forward(s->att, s->probs, a->pdrop, s->keep, s->qkv, dmask, doff, B, T, C, NH,
+                                      site(m, ap, 1 + 3 * l));
+            be->token0_forward(a->xcls, x, doff, B, T, C);
+            xres = a->xcls;
+        } else {
+            be->attention_forward(s->att, s->probs, a->pdrop, s->keep, s->qkv, dmask, doff, dpoff, B, T, C, NH,
+                                  site(m, ap, 1 + 3 * l));
+        }
+        be->matmul_forward(s->r1, s->att, w->o_w, w->o_b, R, C, C);
+        if (bert && hp > 0.f) dropout_rows(m, s->r1, s->r1, hp, 2 + 3 * l, cls);
+        be->layernorm_forward(s->h1, s->mean1, s->rstd1, s->r1, s->r1, xres, w->ln1_w, w->ln1_b, R, C, c->ln_eps);
+        be->matmul_forward(s->f1, s->h1, w->f1_w, NULL, R, C, F);
+        be->bias_act_forward(s->g, s->f1, w->f1_b, R, F, c->act);
+        be->matmul_forward(s->r2, s->g, w->f2_w, w->f2_b, R, F, C);
+        if (hp > 0.f) dropout_rows(m, s->r2, s->r2, hp, 3 + 3 * l, cls);
+        be->layernorm_forward(s->out, s->mean2, s->rstd2, s->r2, s->r2, s->h1, w->ln2_w, w->ln2_b, R, C, c->ln_eps);
         if (hidden) be->to_host(hidden + (size_t)(l + 1) * N * C, s->out, N * C * sizeof(float));
         x = s->out;
     }
     if (last) rows_to_host(m, last, x);
     if (bert && c->pooler) {
-        be->token0_forward(a->cls, x, doff, B, T, C);
+        if (m->fwd_cls) be->copy(a->cls, x, (size_t)B * C * sizeof(float)); /* x holds the token-0 rows */
+        else be->token0_forward(a->cls, x, doff, B, T, C);
         be->matmul_forward(a->pooled, a->cls, m->p.top.pool_w, m->p.top.pool_b, B, C, C);
         be->tanh_forward(a->pooled, a->pooled, (size_t)B * C);
         if (pooled) be->to_host(pooled, a->pooled, (size_t)B * C * sizeof(float));
@@ -605,7 +636,10 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
         be->zero(a->dcls, BC * sizeof(float));
         be->matmul_backward(lowest <= L ? a->dcls : NULL, m->g.top.pool_w, m->g.top.pool_b, a->dpool, a->cls,
                             m->p.top.pool_w, B, C, C);
-        if (lowest <= L) be->token0_backward(a->dX, a->dcls, doff, B, T, C);
+        if (lowest <= L) {
+            if (m->fwd_cls) be->token0_backward(a->dX, a->dcls, NULL, B, 1, C); /* dX holds token-0 rows */
+            else be->token0_backward(a->dX, a->dcls, doff, B, T, C);
+        }
     }
 
     for (int l = L - 1; l >= 0 && l + 1 >= lowest; l--) {
@@ -613,38 +647,50 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
         lnn_layer_acts *s = &a->layers[l];
         const float *x = l ? a->layers[l - 1].out : a->x0;
         int need_dx = l + 1 > lowest; /* something below needs the gradient w.r.t. x */
+        int cls = m->fwd_cls && l == L - 1;
+        int R = cls ? B : (int)N; /* rows after the attention (dX holds R rows on entry) */
+        size_t RC = (size_t)R * C * sizeof(float);
         /* out = LN2(r2), r2 = drop(lin2(g)) + h1 */
-        be->zero(a->dR, NC);
-        be->layernorm_backward(a->dR, gw->ln2_w, gw->ln2_b, a->dX, s->r2, w->ln2_w, s->mean2, s->rstd2, (int)N, C);
+        be->zero(a->dR, RC);
+        be->layernorm_backward(a->dR, gw->ln2_w, gw->ln2_b, a->dX, s->r2, w->ln2_w, s->mean2, s->rstd2, R, C);
         const float *dff = a->dR;
         if (hp > 0.f) {
-            dropout_rows(m, a->dA, a->dR, hp, 3 + 3 * l);
+            dropout_rows(m, a->dA, a->dR, hp, 3 + 3 * l, cls);
             dff = a->dA;
         }
-        be->zero(a->dG, N * F * sizeof(float));
-        be->matmul_backward(a->dG, gw->f2_w, gw->f2_b, dff, s->g, w->f2_w, (int)N, F, C);
-        be->bias_act_backward(a->dG, gw->f1_b, a->dG, s->f1, (int)N, F, c->act);
-        be->matmul_backward(a->dR, gw->f1_w, NULL, a->dG, s->h1, w->f1_w, (int)N, C, F); /* dR = d h1 */
+        be->zero(a->dG, (size_t)R * F * sizeof(float));
+        be->matmul_backward(a->dG, gw->f2_w, gw->f2_b, dff, s->g, w->f2_w, R, F, C);
+        be->bias_act_backward(a->dG, gw->f1_b, a->dG, s->f1, R, F, c->act);
+        be->matmul_backward(a->dR, gw->f1_w, NULL, a->dG, s->h1, w->f1_w, R, C, F); /* dR = d h1 */
         /* h1 = LN1(r1), r1 = drop(out_lin(att)) + x */
-        be->zero(a->dX, NC);
-        be->layernorm_backward(a->dX, gw->ln1_w, gw->ln1_b, a->dR, s->r1, w->ln1_w, s->mean1, s->rstd1, (int)N, C);
+        be->zero(a->dX, RC);
+        be->layernorm_backward(a->dX, gw->ln1_w, gw->ln1_b, a->dR, s->r1, w->ln1_w, s->mean1, s->rstd1, R, C);
         const float *dao = a->dX;
         if (bert && hp > 0.f) {
-            dropout_rows(m, a->dA, a->dX, hp, 2 + 3 * l);
+            dropout_rows(m, a->dA, a->dX, hp, 2 + 3 * l, cls);
             dao = a->dA;
         }
-        be->zero(a->dR, NC);
-        be->matmul_backward(a->dR, gw->o_w, gw->o_b, dao, s->att, w->o_w, (int)N, C, C); /* dR = d att */
+        be->zero(a->dR, RC);
+        be->matmul_backward(a->dR, gw->o_w, gw->o_b, dao, s->att, w->o_w, R, C, C); /* dR = d att */
+        if (cls && need_dx) { /* the residual gradient of the token-0 rows, scattered into all N rows */
+            be->copy(a->dA, a->dX, RC);
+            be->zero(a->dX, NC);
+            be->token0_backward(a->dX, a->dA, doff, B, T, C);
+        }
         be->zero(a->dqkv, 3 * NC);
-        be->attention_backward(a->dqkv, a->dprobs, a->pdrop, s->keep, a->dR, s->qkv, s->probs, doff, dpoff, B, T, C,
-                               NH, site(m, ap, 1 + 3 * l));
+        if (cls)
+            be->attention_cls_backward(a->dqkv, a->dprobs, a->pdrop, s->keep, a->dR, s->qkv, s->probs, doff, B, T, C,
+                                       NH, site(m, ap, 1 + 3 * l));
+        else
+            be->attention_backward(a->dqkv, a->dprobs, a->pdrop, s->keep, a->dR, s->qkv, s->probs, doff, dpoff, B, T,
+                                   C, NH, site(m, ap, 1 + 3 * l));
         /* dX (holding the residual part) += dqkv @ Wqkv */
         be->matmul_backward(need_dx ? a->dX : NULL, gw->qkv_w, gw->qkv_b, a->dqkv, x, w->qkv_w, (int)N, C, 3 * C);
     }
 
     if (lowest == 0) {
         const lnn_top_params *g = &m->g.top;
-        if (hp > 0.f) dropout_rows(m, a->dX, a->dX, hp, 0);
+        if (hp > 0.f) dropout_rows(m, a->dX, a->dX, hp, 0, 0);
         be->zero(a->dR, NC);
         be->layernorm_backward(a->dR, g->emb_ln_w, g->emb_ln_b, a->dX, a->emb_res, m->p.top.emb_ln_w, a->emb_mean,
                                a->emb_rstd, (int)N, C);

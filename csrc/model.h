@@ -102,6 +102,7 @@ typedef struct {
     lnn_layer_acts *layers;                 /* n_layers slots in training, 1 (reused) in inference */
     float *pdrop;                           /* (B,NH,T,T) dropped probs scratch */
     float *cls, *pooled;                    /* (B,C) pooler input / output */
+    float *xcls;                            /* (B,C) token-0 rows of the last layer's input */
     /* backward scratch (training layout only) */
     float *dX, *dR, *dA;                    /* (N,C) */
     float *dqkv;                            /* (N,3C) */
@@ -131,6 +132,11 @@ typedef struct lnn_model {
      * tokens only (packed rows; attention per sequence), which gives the padded run's values on
      * every real token (and its dropout masks); `last` then holds zeros at padded positions. */
     int unpad;                     /* allowed (set by the owner; the HF-parity Encoder keeps it off) */
+    /* cls_only: the owner reads token 0 of the last layer only (a CLS or pooler head), so that layer
+     * runs its attention for query 0 and everything after it on B rows; `last` then holds the
+     * token-0 rows and zeros elsewhere. Set by the owner per call, like unpad. */
+    int cls_only;
+    int fwd_cls;                   /* the last forward ran its last layer for token 0 only */
     int fwd_packed;                /* the last forward ran packed */
     size_t fwd_N;                  /* rows of the last forward */
     int32_t *host_off;             /* (B+1) host copy of seq_off (capacity host_off_cap) */

@@ -23,12 +23,18 @@ def _pair(kind, tmp_path, **kw):
     return hf, a, b
 
 
-@pytest.mark.parametrize("kind,head", [("distilbert", None), ("bert", None),
-                                       ("distilbert", dict(pooling="mean", hidden=[16], dropout=0.1))])
-def test_unpadded_training_equals_the_padded_run_with_dropout(kind, head, tmp_path):
+@pytest.mark.parametrize("kind,head,left", [("distilbert", None, False), ("bert", None, False),
+                                            ("distilbert", dict(pooling="mean", hidden=[16], dropout=0.1), False),
+                                            ("bert", None, True), ("distilbert", dict(pooling="cls"), True)])
+def test_unpadded_training_equals_the_padded_run_with_dropout(kind, head, left, tmp_path):
+    """Right padding: packed rows, and for token-0 heads a last layer that runs query 0 only. Left
+    padding: padded rows, still with the token-0 last layer."""
     kw = {} if head is None else dict(head=head)
     _, a, b = _pair(kind, tmp_path, **kw)
     ids, mask, tt = batch(5, 11, seed=3, lengths=LENGTHS, types=kind == "bert")
+    if left:
+        ids, mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()
+    token0 = head is None or head.get("pooling") == "cls"
     labels = np.array([0, 2, 1, 2, 0])
     for m in (a, b):
         m.configure_optimizer("adamw", lr=1e-3, weight_decay=0.01, max_grad_norm=1.0)
@@ -37,7 +43,9 @@ def test_unpadded_training_equals_the_padded_run_with_dropout(kind, head, tmp_pa
         la.append(a.train_step(ids, mask, labels, token_type_ids=tt))
         lb.append(b.train_step(ids, mask, labels, token_type_ids=tt))
         if step == 0:
-            assert a._clf.encoder_rows == sum(LENGTHS) and b._clf.encoder_rows == 5 * 11
+            rows = 5 * 11 if left else sum(LENGTHS)
+            assert a._clf.encoder_rows == rows and b._clf.encoder_rows == 5 * 11
+            assert a._clf.last_layer_rows == (5 if token0 else rows) and b._clf.last_layer_rows == 5 * 11
             for name in a.grads:  # after clipping
                 np.testing.assert_allclose(a.grads[name], b.grads[name], atol=1e-7, rtol=1e-4, err_msg=name)
     # dropout is on: equal losses mean the same entries were dropped in both layouts
@@ -99,3 +107,20 @@ def test_unpad_flag_validation(tmp_path):
     _, a, _ = _pair("distilbert", tmp_path)
     with pytest.raises(TypeError):
         del a._clf.unpad
+
+
+@pytest.mark.parametrize("kind", ["distilbert", "bert"])
+def test_one_layer_encoder_with_token0_head(kind, tmp_path):
+    """With one layer the token-0 layer is the whole encoder (and the embeddings take its gradient)."""
+    cfg = dict(n_layers=1) if kind == "distilbert" else dict(num_hidden_layers=1)
+    hf = hf_classifier(kind, num_labels=2, seed=9, **cfg, **DROPOUT[kind])
+    a, b = twin(hf, tmp_path), twin(hf, tmp_path)
+    b.unpad = False
+    ids, mask, tt = batch(3, 7, seed=4, lengths=[7, 2, 5], types=kind == "bert")
+    labels = np.array([1, 0, 1])
+    for m in (a, b):
+        m.configure_optimizer("adamw", lr=1e-3, max_grad_norm=0)
+        m.train_step(ids, mask, labels, token_type_ids=tt)
+    assert a._clf.last_layer_rows == 3
+    for name in a.grads:
+        np.testing.assert_allclose(a.grads[name], b.grads[name], atol=1e-7, rtol=1e-4, err_msg=name)
