@@ -70,24 +70,17 @@ typedef struct lnn_backend {
      * when drop.p > 0); out(N,C) = pdrop @ V, heads concatenated. mask may be NULL.
      * keep (the probs layout, uint8) receives the dropout mask for the backward (when drop.p > 0).
      * Packed (seq_off given, mask ignored): sequence b of length L_b has its (NH,L_b,L_b) probs at
-     * prob_off[b] (int64, B+1), and its dropout mask is the padded layout's (b, h, i, j) element. */
+     * prob_off[b] (int64, B+1), and its dropout mask is the padded layout's (b, h, i, j) element.
+     * q_first: only each sequence's first query (the last layer of a token-0 head): out (B,C), probs
+     * (B,NH,T) with the row of L_b keys at (b*NH+h)*T, the dropout mask the full attention's row 0. */
     void (*attention_forward)(float *out, float *probs, float *pdrop, uint8_t *keep, const float *qkv,
-                              const int32_t *mask, const int32_t *seq_off, const int64_t *prob_off, int B, int T,
-                              int C, int NH, lnn_dropout_t drop);
-    /* dqkv(N,3C) += ; keep is the forward's mask; dprobs, pdrop (the probs layout) are scratch */
+                              const int32_t *mask, const int32_t *seq_off, const int64_t *prob_off, int q_first,
+                              int B, int T, int C, int NH, lnn_dropout_t drop);
+    /* dqkv(N,3C) += (with q_first: query row 0 and every key/value row; dout (B,C)); keep is the
+     * forward's mask; dprobs, pdrop (the probs layout) are scratch */
     void (*attention_backward)(float *dqkv, float *dprobs, float *pdrop, const uint8_t *keep, const float *dout,
                                const float *qkv, const float *probs, const int32_t *seq_off, const int64_t *prob_off,
-                               int B, int T, int C, int NH, lnn_dropout_t drop);
-
-    /* The same for each sequence's first query row only (the last layer of a token-0 head): out(B,C),
-     * probs/keep/pdrop/dprobs (B,NH,T) (row of L_b keys at (b*NH+h)*T); the dropout mask is the full
-     * attention's row 0. Backward: dqkv(N,3C) += (query row 0, all key/value rows), dout (B,C). */
-    void (*attention_cls_forward)(float *out, float *probs, float *pdrop, uint8_t *keep, const float *qkv,
-                                  const int32_t *mask, const int32_t *seq_off, int B, int T, int C, int NH,
-                                  lnn_dropout_t drop);
-    void (*attention_cls_backward)(float *dqkv, float *dprobs, float *pdrop, const uint8_t *keep, const float *dout,
-                                   const float *qkv, const float *probs, const int32_t *seq_off, int B, int T,
-                                   int C, int NH, lnn_dropout_t drop);
+                               int q_first, int B, int T, int C, int NH, lnn_dropout_t drop);
 
     /* out(n) = inp * keep(drop.offset + i) / (1-p) (out may alias inp) */
     void (*dropout_forward)(float *out, const float *inp, size_t n, lnn_dropout_t drop);

@@ -407,26 +407,30 @@ static void dropout_backward(float *dinp, const float *dout, size_t n, lnn_dropo
 
 /* ------------------------------------------------------------------ attention */
 
-/* Where the (b, h) task of attention works: its rows of qkv/out, its length L and its (L, L)
- * probs slab; drop0 is the dropout element index of its (0, 0) entry in the padded layout, so
- * packed and padded runs drop the same entries. */
+/* Where the (b, h) task of attention works: the rows of its keys/values (row0, L of them), its Lq
+ * queries (all L, or only the first when q_first) and their out rows (orow; row b when q_first),
+ * and its (Lq, L) probs slab (prob0); drop0 is the dropout element index of its (0, 0) entry in
+ * the padded layout, so packed, padded and first-query runs drop the same entries. */
 typedef struct {
-    size_t row0, prob0, drop0;
-    int L;
+    size_t row0, orow, prob0, drop0;
+    int L, Lq;
 } att_task;
 
-static att_task att_where(const int32_t *seq_off, const int64_t *prob_off, int b, int h, int T, int NH) {
+static att_task att_where(const int32_t *seq_off, const int64_t *prob_off, int q_first, int b, int h, int T,
+                          int NH) {
     att_task w;
     w.drop0 = ((size_t)b * NH + h) * T * T;
     if (seq_off) {
         w.row0 = (size_t)seq_off[b];
         w.L = seq_off[b + 1] - seq_off[b];
-        w.prob0 = (size_t)prob_off[b] + (size_t)h * w.L * w.L;
     } else {
         w.row0 = (size_t)b * T;
         w.L = T;
-        w.prob0 = w.drop0;
     }
+    w.Lq = q_first ? 1 : w.L;
+    w.orow = q_first ? (size_t)b : w.row0;
+    if (q_first) w.prob0 = ((size_t)b * NH + h) * T;
+    else w.prob0 = seq_off ? (size_t)prob_off[b] + (size_t)h * w.L * w.L : w.drop0;
     return w;
 }
 
@@ -452,13 +456,14 @@ static void softmax_row_backward(float *g, const float *p, int L, float scale) {
     for (int j = 0; j < L; j++) g[j] = scale * p[j] * (g[j] - dot);
 }
 
-/* dropout of an (L, L) probs block whose padded rows are T long, its mask into keep */
-static void att_dropout(float *out, uint8_t *keep, const float *inp, int L, int T, size_t drop0, lnn_dropout_t d) {
+/* dropout of an (Lq, L) probs block whose padded rows are T long, its mask into keep */
+static void att_dropout(float *out, uint8_t *keep, const float *inp, int Lq, int L, int T, size_t drop0,
+                        lnn_dropout_t d) {
     if (L == T) {
-        dropout_serial_keep(out, keep, inp, (size_t)L * L, drop0, d);
+        dropout_serial_keep(out, keep, inp, (size_t)Lq * L, drop0, d);
         return;
     }
-    for (int i = 0; i < L; i++)
+    for (int i = 0; i < Lq; i++)
         dropout_serial_keep(out + (size_t)i * L, keep + (size_t)i * L, inp + (size_t)i * L, (size_t)L,
                             drop0 + (size_t)i * T, d);
 }
@@ -466,8 +471,8 @@ static void att_dropout(float *out, uint8_t *keep, const float *inp, int L, int 
 /* One (batch, head) pair per task: scores, mask, softmax, dropout and P V, all single-threaded
  * BLAS calls inside the OpenMP loop (results do not depend on the thread count). */
 static void attention_forward(float *out, float *probs, float *pdrop, uint8_t *keep, const float *qkv,
-                              const int32_t *mask, const int32_t *seq_off, const int64_t *prob_off, int B, int T,
-                              int C, int NH, lnn_dropout_t drop) {
+                              const int32_t *mask, const int32_t *seq_off, const int64_t *prob_off, int q_first,
+                              int B, int T, int C, int NH, lnn_dropout_t drop) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     if (seq_off) mask = NULL;
@@ -475,122 +480,58 @@ static void attention_forward(float *out, float *probs, float *pdrop, uint8_t *k
     LNN_OMP_FOR_DYNAMIC
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        att_task w = att_where(seq_off, prob_off, b, h, T, NH);
-        int L = w.L;
+        att_task w = att_where(seq_off, prob_off, q_first, b, h, T, NH);
+        int L = w.L, Lq = w.Lq;
         if (L < 1) continue;
         const float *q = qkv + w.row0 * C3 + h * hs, *k = q + C, *v = q + 2 * C;
         float *S = probs + w.prob0;
         const int32_t *mb = mask ? mask + (size_t)b * T : NULL;
-        /* S (L,L) = scale * Q K^T */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hs, scale, q, C3, k, C3, 0.f, S, L);
-        for (int i = 0; i < L; i++) softmax_row(S + (size_t)i * L, mb, L);
+        /* S (Lq,L) = scale * Q K^T; softmax; dropout */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, L, hs, scale, q, C3, k, C3, 0.f, S, L);
+        for (int i = 0; i < Lq; i++) softmax_row(S + (size_t)i * L, mb, L);
         const float *P = S;
         if (drop.p > 0.f) {
             float *Pd = pdrop + w.prob0;
-            att_dropout(Pd, keep + w.prob0, S, L, T, w.drop0, drop);
+            att_dropout(Pd, keep + w.prob0, S, Lq, L, T, w.drop0, drop);
             P = Pd;
         }
-        /* out_h (L,hs) = P V_h, into the head's columns of out (N,C) */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hs, L, 1.f, P, L, v, C3, 0.f,
-                        out + w.row0 * C + h * hs, C);
+        /* out_h (Lq,hs) = P V_h, into the head's columns of out */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hs, L, 1.f, P, L, v, C3, 0.f,
+                        out + w.orow * C + h * hs, C);
     }
 }
 
 static void attention_backward(float *dqkv, float *dprobs, float *pdrop, const uint8_t *keep, const float *dout,
                                const float *qkv, const float *probs, const int32_t *seq_off, const int64_t *prob_off,
-                               int B, int T, int C, int NH, lnn_dropout_t drop) {
+                               int q_first, int B, int T, int C, int NH, lnn_dropout_t drop) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
     LNN_OMP_FOR_DYNAMIC
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        att_task w = att_where(seq_off, prob_off, b, h, T, NH);
-        int L = w.L;
+        att_task w = att_where(seq_off, prob_off, q_first, b, h, T, NH);
+        int L = w.L, Lq = w.Lq;
         if (L < 1) continue;
-        size_t o3 = w.row0 * C3 + h * hs;
+        size_t o3 = w.row0 * C3 + h * hs, n = (size_t)Lq * L;
         const float *q = qkv + o3, *k = q + C, *v = q + 2 * C;
         float *dq = dqkv + o3, *dk = dq + C, *dv = dq + 2 * C;
         const float *P = probs + w.prob0, *Pd = P;
-        const float *dO = dout + w.row0 * C + h * hs;
+        const float *dO = dout + w.orow * C + h * hs;
         float *dP = dprobs + w.prob0;
         const uint8_t *kb = drop.p > 0.f ? keep + w.prob0 : NULL;
-        size_t LL = (size_t)L * L;
         if (kb) {
-            float *tmp = pdrop + w.prob0;
-            keep_apply(tmp, P, kb, LL, drop.p);
-            Pd = tmp;
+            keep_apply(pdrop + w.prob0, P, kb, n, drop.p);
+            Pd = pdrop + w.prob0;
         }
-        /* dPd (L,L) = dO V^T; dV (L,hs) += Pd^T dO */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hs, 1.f, dO, C, v, C3, 0.f, dP, L);
-        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, L, 1.f, Pd, L, dO, C, 1.f, dv, C3);
-        if (kb) keep_apply(dP, dP, kb, LL, drop.p);
-        /* softmax backward, with the score scale folded in: dS = scale * P * (dP - <dP, P>) */
-        for (int i = 0; i < L; i++) softmax_row_backward(dP + (size_t)i * L, P + (size_t)i * L, L, scale);
-        /* dQ += dS K; dK += dS^T Q */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hs, L, 1.f, dP, L, k, C3, 1.f, dq, C3);
-        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, L, 1.f, dP, L, q, C3, 1.f, dk, C3);
-    }
-}
-
-/* Attention of each sequence's first query only (the last layer when the head reads token 0):
- * out(B,C), probs/keep (B,NH,T) with sequence b's row of L_b keys at (b*NH + h)*T. The dropout
- * mask is the full attention's row 0, so the values are the full layer's at token 0. */
-static void attention_cls_forward(float *out, float *probs, float *pdrop, uint8_t *keep, const float *qkv,
-                                  const int32_t *mask, const int32_t *seq_off, int B, int T, int C, int NH,
-                                  lnn_dropout_t drop) {
-    int hs = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)hs);
-    if (seq_off) mask = NULL;
-    if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
-    LNN_OMP_FOR
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        att_task w = att_where(seq_off, NULL, b, h, T, NH);
-        int L = w.L;
-        size_t p0 = (size_t)bh * T;
-        const float *q = qkv + w.row0 * C3 + h * hs, *k = q + C, *v = q + 2 * C;
-        float *s = probs + p0, *o = out + (size_t)b * C + h * hs;
-        /* s (1,L) = scale * q K^T; softmax; dropout; o (1,hs) = p V */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, L, hs, scale, q, C3, k, C3, 0.f, s, L);
-        softmax_row(s, mask ? mask + (size_t)b * T : NULL, L);
-        const float *P = s;
-        if (drop.p > 0.f) {
-            dropout_serial_keep(pdrop + p0, keep + p0, s, (size_t)L, w.drop0, drop);
-            P = pdrop + p0;
-        }
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, hs, L, 1.f, P, L, v, C3, 0.f, o, C);
-    }
-}
-
-/* dqkv(N,3C) += (the first query row, every key and value row); dout (B,C) */
-static void attention_cls_backward(float *dqkv, float *dprobs, float *pdrop, const uint8_t *keep, const float *dout,
-                                   const float *qkv, const float *probs, const int32_t *seq_off, int B, int T, int C,
-                                   int NH, lnn_dropout_t drop) {
-    int hs = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)hs);
-    if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
-    LNN_OMP_FOR
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        att_task w = att_where(seq_off, NULL, b, h, T, NH);
-        int L = w.L;
-        size_t p0 = (size_t)bh * T, o3 = w.row0 * C3 + h * hs;
-        const float *q = qkv + o3, *k = q + C, *v = q + 2 * C, *P = probs + p0, *Pd = P;
-        float *dq = dqkv + o3, *dk = dq + C, *dv = dq + 2 * C, *dP = dprobs + p0;
-        const float *dO = dout + (size_t)b * C + h * hs;
-        if (drop.p > 0.f) {
-            keep_apply(pdrop + p0, P, keep + p0, (size_t)L, drop.p);
-            Pd = pdrop + p0;
-        }
-        /* dPd (1,L) = dO V^T; dV (L,hs) += Pd^T dO */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, L, hs, 1.f, dO, C, v, C3, 0.f, dP, L);
-        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, 1, 1.f, Pd, L, dO, C, 1.f, dv, C3);
-        if (drop.p > 0.f) keep_apply(dP, dP, keep + p0, (size_t)L, drop.p);
-        softmax_row_backward(dP, P, L, scale);
-        /* dq (1,hs) += dS K; dK (L,hs) += dS^T q */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, hs, L, 1.f, dP, L, k, C3, 1.f, dq, C3);
-        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, 1, 1.f, dP, L, q, C3, 1.f, dk, C3);
+        /* dPd (Lq,L) = dO V^T; dV (L,hs) += Pd^T dO */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, L, hs, 1.f, dO, C, v, C3, 0.f, dP, L);
+        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, Lq, 1.f, Pd, L, dO, C, 1.f, dv, C3);
+        if (kb) keep_apply(dP, dP, kb, n, drop.p);
+        for (int i = 0; i < Lq; i++) softmax_row_backward(dP + (size_t)i * L, P + (size_t)i * L, L, scale);
+        /* dQ (Lq,hs) += dS K; dK (L,hs) += dS^T Q */
+        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hs, L, 1.f, dP, L, k, C3, 1.f, dq, C3);
+        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, Lq, 1.f, dP, L, q, C3, 1.f, dk, C3);
     }
 }
 
@@ -638,8 +579,6 @@ static const lnn_backend cpu_backend = {
     .bias_act_backward = bias_act_backward,
     .attention_forward = attention_forward,
     .attention_backward = attention_backward,
-    .attention_cls_forward = attention_cls_forward,
-    .attention_cls_backward = attention_cls_backward,
     .dropout_forward = dropout_forward,
     .dropout_backward = dropout_backward,
     .tanh_forward = tanh_forward,

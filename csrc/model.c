@@ -435,42 +435,27 @@ static lnn_status stage_inputs(lnn_model *m, const int32_t *ids, const int32_t *
     return LNN_OK;
 }
 
-/* Copy the rows of the last layer's output x to host (B,T,C), zeros at the positions not computed
- * (padding when packed, all but token 0 when the last layer ran for token 0 only). */
-static void rows_to_host(const lnn_model *m, float *host, const float *x) {
-    size_t C = (size_t)m->cfg.C, T = (size_t)m->fwd_T;
-    if (m->fwd_cls) {
-        for (int b = 0; b < m->fwd_B; b++) {
-            m->be->to_host(host + b * T * C, x + b * C, C * sizeof(float));
-            memset(host + (b * T + 1) * C, 0, (T - 1) * C * sizeof(float));
+/* Move the rows of the last layer's output between the backend (x) and host (B,T,C), sequence by
+ * sequence when packed or token-0 only. to_host also zeroes the positions that were not computed
+ * (padding when packed, all but token 0 when the last layer ran for token 0 only); the other way
+ * (gradients) leaves them out. */
+static void rows_move(const lnn_model *m, float *host, float *x, int to_host) {
+    size_t C = (size_t)m->cfg.C, T = (size_t)m->fwd_T, row = C * sizeof(float);
+    if (!m->fwd_cls && !m->fwd_packed) {
+        if (to_host) m->be->to_host(host, x, m->fwd_N * row);
+        else m->be->to_device(x, host, m->fwd_N * row);
+        return;
+    }
+    for (int b = 0; b < m->fwd_B; b++) {
+        size_t r0 = m->fwd_cls ? (size_t)b : (size_t)m->host_off[b];
+        size_t L = m->fwd_cls ? 1 : (size_t)(m->host_off[b + 1] - m->host_off[b]);
+        float *h = host + b * T * C;
+        if (to_host) {
+            m->be->to_host(h, x + r0 * C, L * row);
+            memset(h + L * C, 0, (T - L) * row);
+        } else {
+            m->be->to_device(x + r0 * C, h, L * row);
         }
-        return;
-    }
-    if (!m->fwd_packed) {
-        m->be->to_host(host, x, m->fwd_N * C * sizeof(float));
-        return;
-    }
-    for (int b = 0; b < m->fwd_B; b++) {
-        size_t r0 = (size_t)m->host_off[b], L = (size_t)(m->host_off[b + 1] - m->host_off[b]);
-        m->be->to_host(host + b * T * C, x + r0 * C, L * C * sizeof(float));
-        memset(host + (b * T + L) * C, 0, (T - L) * C * sizeof(float));
-    }
-}
-
-/* The adjoint: host (B,T,C) -> the rows of the last forward (padded positions dropped). */
-static void rows_to_device(const lnn_model *m, float *x, const float *host) {
-    size_t C = (size_t)m->cfg.C, T = (size_t)m->fwd_T;
-    if (m->fwd_cls) {
-        for (int b = 0; b < m->fwd_B; b++) m->be->to_device(x + b * C, host + b * T * C, C * sizeof(float));
-        return;
-    }
-    if (!m->fwd_packed) {
-        m->be->to_device(x, host, m->fwd_N * C * sizeof(float));
-        return;
-    }
-    for (int b = 0; b < m->fwd_B; b++) {
-        size_t r0 = (size_t)m->host_off[b], L = (size_t)(m->host_off[b + 1] - m->host_off[b]);
-        m->be->to_device(x + r0 * C, host + b * T * C, L * C * sizeof(float));
     }
 }
 
@@ -559,14 +544,11 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
         int R = cls ? B : (int)N;            /* rows after the attention */
         const float *xres = x;
         be->matmul_forward(s->qkv, x, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
+        be->attention_forward(s->att, s->probs, a->pdrop, s->keep, s->qkv, dmask, doff, dpoff, cls, B, T, C, NH,
+                              site(m, ap, 1 + 3 * l));
         if (cls) {
-            be->attention_cls_forward(s->att, s->probs, a->pdrop, s->keep, s->qkv, dmask, doff, B, T, C, NH,
-                                      site(m, ap, 1 + 3 * l));
             be->token0_forward(a->xcls, x, doff, B, T, C);
             xres = a->xcls;
-        } else {
-            be->attention_forward(s->att, s->probs, a->pdrop, s->keep, s->qkv, dmask, doff, dpoff, B, T, C, NH,
-                                  site(m, ap, 1 + 3 * l));
         }
         be->matmul_forward(s->r1, s->att, w->o_w, w->o_b, R, C, C);
         if (bert && hp > 0.f) dropout_rows(m, s->r1, s->r1, hp, 2 + 3 * l, cls);
@@ -579,7 +561,7 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
         if (hidden) be->to_host(hidden + (size_t)(l + 1) * N * C, s->out, N * C * sizeof(float));
         x = s->out;
     }
-    if (last) rows_to_host(m, last, x);
+    if (last) rows_move(m, last, (float *)x, 1);
     if (bert && c->pooler) {
         if (m->fwd_cls) be->copy(a->cls, x, (size_t)B * C * sizeof(float)); /* x holds the token-0 rows */
         else be->token0_forward(a->cls, x, doff, B, T, C);
@@ -626,7 +608,7 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
     if (lowest > L + 1 || (lowest == L + 1 && !(bert && c->pooler && dpooled))) return LNN_OK; /* nothing to do */
 
     /* dX: gradient w.r.t. the last hidden state */
-    if (dlast) rows_to_device(m, a->dX, dlast);
+    if (dlast) rows_move(m, (float *)dlast, a->dX, 0);
     else be->zero(a->dX, NC);
 
     if (bert && c->pooler && dpooled) { /* pooled = tanh(cls @ Wp^T + bp), cls = x[:, 0] */
@@ -678,12 +660,8 @@ lnn_status lnn_model_backward(lnn_model *m, const float *dlast, const float *dpo
             be->token0_backward(a->dX, a->dA, doff, B, T, C);
         }
         be->zero(a->dqkv, 3 * NC);
-        if (cls)
-            be->attention_cls_backward(a->dqkv, a->dprobs, a->pdrop, s->keep, a->dR, s->qkv, s->probs, doff, B, T, C,
-                                       NH, site(m, ap, 1 + 3 * l));
-        else
-            be->attention_backward(a->dqkv, a->dprobs, a->pdrop, s->keep, a->dR, s->qkv, s->probs, doff, dpoff, B, T,
-                                   C, NH, site(m, ap, 1 + 3 * l));
+        be->attention_backward(a->dqkv, a->dprobs, a->pdrop, s->keep, a->dR, s->qkv, s->probs, doff, dpoff, cls, B, T,
+                               C, NH, site(m, ap, 1 + 3 * l));
         /* dX (holding the residual part) += dqkv @ Wqkv */
         be->matmul_backward(need_dx ? a->dX : NULL, gw->qkv_w, gw->qkv_b, a->dqkv, x, w->qkv_w, (int)N, C, 3 * C);
     }
