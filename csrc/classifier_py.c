@@ -19,11 +19,15 @@ typedef struct {
     int busy;
 } ClassifierObject;
 
+/* 1 with the error set when __init__ did not run (or failed) */
+static int clf_missing(ClassifierObject *self) {
+    if (self->c) return 0;
+    PyErr_SetString(lnn_Error, "the classifier is not initialised");
+    return 1;
+}
+
 static int clf_busy(ClassifierObject *self) {
-    if (!self->c) {
-        PyErr_SetString(lnn_Error, "the classifier is not initialised");
-        return 1;
-    }
+    if (clf_missing(self)) return 1;
     if (self->busy || *self->engine_busy) {
         PyErr_SetString(lnn_Error, "this model is running in another thread; use one model per thread");
         return 1;
@@ -316,10 +320,7 @@ static PyMethodDef Classifier_methods[] = {
 
 static PyObject *Classifier_get_unpad(ClassifierObject *self, void *closure) {
     (void)closure;
-    if (!self->c) {
-        PyErr_SetString(lnn_Error, "the classifier is not initialised");
-        return NULL;
-    }
+    if (clf_missing(self)) return NULL;
     return PyBool_FromLong(self->c->unpad);
 }
 
@@ -337,19 +338,13 @@ static int Classifier_set_unpad(ClassifierObject *self, PyObject *v, void *closu
 
 static PyObject *Classifier_get_rows(ClassifierObject *self, void *closure) {
     (void)closure;
-    if (!self->c) {
-        PyErr_SetString(lnn_Error, "the classifier is not initialised");
-        return NULL;
-    }
+    if (clf_missing(self)) return NULL;
     return PyLong_FromSize_t(self->c->enc->fwd_N);
 }
 
 static PyObject *Classifier_get_last_rows(ClassifierObject *self, void *closure) {
     (void)closure;
-    if (!self->c) {
-        PyErr_SetString(lnn_Error, "the classifier is not initialised");
-        return NULL;
-    }
+    if (clf_missing(self)) return NULL;
     return PyLong_FromSize_t(self->c->enc->fwd_cls ? (size_t)self->c->enc->fwd_B : self->c->enc->fwd_N);
 }
 
@@ -378,11 +373,5 @@ static PyTypeObject ClassifierType = {
 };
 
 int lnn_register_classifier(PyObject *m) {
-    if (PyType_Ready(&ClassifierType) < 0) return -1;
-    Py_INCREF(&ClassifierType);
-    if (PyModule_AddObject(m, "Classifier", (PyObject *)&ClassifierType) < 0) {
-        Py_DECREF(&ClassifierType);
-        return -1;
-    }
-    return 0;
+    return lnn_add_type(m, "Classifier", &ClassifierType);
 }

@@ -307,12 +307,7 @@ static PyTypeObject EngineType = {
 };
 
 int lnn_register_engine(PyObject *m) {
-    if (PyType_Ready(&EngineType) < 0) return -1;
-    Py_INCREF(&EngineType);
-    if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
-        Py_DECREF(&EngineType);
-        return -1;
-    }
+    if (lnn_add_type(m, "Engine", &EngineType) < 0) return -1;
     if (PyModule_AddIntConstant(m, "TENSOR_NO_DECAY", LNN_TENSOR_NO_DECAY) < 0) return -1;
     if (PyModule_AddIntConstant(m, "TENSOR_FROZEN", LNN_TENSOR_FROZEN) < 0) return -1;
     return 0;

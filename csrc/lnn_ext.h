@@ -43,6 +43,9 @@ PyArrayObject *lnn_check_array(PyObject *obj, const char *argname, int typenum, 
 /* Shape as "(2, 3, 4)" into buf, for messages. */
 const char *lnn_shape_str(int ndim, const npy_intp *shape, char *buf, size_t n);
 
+/* Ready a static type and add it to the module as `name`; 0, or -1 with the error set. */
+int lnn_add_type(PyObject *m, const char *name, PyTypeObject *type);
+
 /* Each component registers its functions and types on the module here. */
 int lnn_register_tokenizer(PyObject *m);
 int lnn_register_engine(PyObject *m);

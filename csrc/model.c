@@ -571,7 +571,6 @@ lnn_status lnn_model_forward(lnn_model *m, const int32_t *ids, const int32_t *ty
     }
     if (train) {
         m->has_train_forward = 1;
-        m->fwd_has_mask = mask != NULL;
         m->fwd_has_types = types != NULL;
     }
     return LNN_OK;

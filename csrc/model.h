@@ -127,7 +127,7 @@ typedef struct lnn_model {
     int B, T, train_layout;        /* the shape the arena views are laid out for */
     /* state of the last forward */
     int has_train_forward;         /* backward allowed */
-    int fwd_B, fwd_T, fwd_has_mask, fwd_has_types;
+    int fwd_B, fwd_T, fwd_has_types;
     /* unpadding: when unpad is set and a mask shows right padding, the forward runs on the real
      * tokens only (packed rows; attention per sequence), which gives the padded run's values on
      * every real token (and its dropout masks); `last` then holds zeros at padded positions. */

@@ -37,6 +37,16 @@ PyObject *lnn_raise_status(lnn_status st) {
     return NULL;
 }
 
+int lnn_add_type(PyObject *m, const char *name, PyTypeObject *type) {
+    if (PyType_Ready(type) < 0) return -1;
+    Py_INCREF(type);
+    if (PyModule_AddObject(m, name, (PyObject *)type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
+
 const char *lnn_shape_str(int ndim, const npy_intp *shape, char *buf, size_t n) {
     size_t off = 0;
     off += (size_t)snprintf(buf + off, n - off, "(");
