@@ -5,7 +5,7 @@ VPY    := $(VENV)/bin/python
 PIP    := $(VPY) -m pip --disable-pip-version-check
 FUZZ_SECONDS ?= 30
 
-.PHONY: all venv deps build test demo bench fuzz nvcc-check clean pretrained
+.PHONY: all venv deps sysdeps build test test-blas-fallback demo bench fuzz nvcc-check clean pretrained
 
 all: build
 
@@ -32,14 +32,34 @@ pretrained: | $(VPY)
 
 venv: $(VENV)/.deps-build
 
+# oneDNN, whose sgemm picks its kernels from CPUID (csrc/lnn_blas.h, README "Why oneDNN for the GEMMs"):
+# installed with apt-get where that works (root on Debian/Ubuntu). Without it the build falls back to the
+# scipy-openblas32 wheel: same results to float rounding, slower GEMMs on AVX-512 CPUs.
+DNNL_H := /usr/include/oneapi/dnnl/dnnl.h
+sysdeps:
+	@if [ ! -f $(DNNL_H) ] && [ "$${LYRICNN_BLAS:-auto}" != scipy-openblas32 ] && [ "$${LYRICNN_BLAS:-auto}" != system ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing oneDNN (apt-get install libdnnl-dev)"; \
+	    { apt-get install -y -qq libdnnl-dev || { apt-get update -qq && apt-get install -y -qq libdnnl-dev; }; } >/dev/null 2>&1 \
+	      || echo "note: apt-get could not install libdnnl-dev; building with the scipy-openblas32 wheel"; \
+	  else \
+	    echo "note: oneDNN not found and apt-get is not usable here; building with the scipy-openblas32 wheel" \
+	         "(ask for libdnnl-dev to get the faster GEMMs)"; \
+	  fi; \
+	fi
+
 deps: $(VENV)/.deps-test
 
 # editable install: compiles lyricnn._C in place from csrc/
-build: $(VENV)/.deps-build
+build: $(VENV)/.deps-build sysdeps
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 
 test: deps build
 	$(VPY) -m pytest -q tests
+
+# the parity tests against a second build with the fallback GEMM library (scipy-openblas32), in a scratch copy
+test-blas-fallback: deps
+	bash tools/check_blas_fallback.sh $(VPY)
 
 $(VENV)/.deps-demo: requirements/demo.txt $(VENV)/.deps-build
 	$(PIP) install -q -r requirements/demo.txt

@@ -2,9 +2,11 @@
 
 Environment switches (all optional):
   LYRICNN_OPENMP=0        build without OpenMP (default: on when the compiler passes a probe)
-  LYRICNN_BLAS=scipy-openblas32|system
-                          scipy-openblas32 (default): the OpenBLAS wheel NumPy/SciPy use, `pip install
-                          scipy-openblas32`; system: the system OpenBLAS (apt-get install libopenblas-dev)
+  LYRICNN_BLAS=auto|onednn|scipy-openblas32|system
+                          the GEMM library (csrc/lnn_blas.h). auto (default): onednn where it is installed,
+                          else scipy-openblas32. onednn: oneDNN's dnnl_sgemm (apt-get install libdnnl-dev),
+                          kernels picked from CPUID; scipy-openblas32: the OpenBLAS wheel NumPy/SciPy use
+                          (`pip install scipy-openblas32`); system: the system OpenBLAS (libopenblas-dev)
   LYRICNN_CUDA=auto|0|1   look for nvcc (auto), never (0), or require it (1)
   LYRICNN_PORTABLE=1      no -march=native (for wheels that move between machines)
   LYRICNN_DEBUG=1         -O0 -g
@@ -75,8 +77,32 @@ def _openmp():
     return [], [], "off (probe failed)"
 
 
+_ONEDNN_PROBE = ("#include <oneapi/dnnl/dnnl.h>\nint main(void){float a=1,b=1,c=0;"
+                 "return dnnl_sgemm('N','N',1,1,1,1.f,&a,1,&b,1,0.f,&c,1)==dnnl_success&&c==1.f?0:1;}\n")
+
+
+def _onednn():
+    for inc in ([], ["-I/usr/local/include"]):
+        for ld in ([], ["-L/usr/local/lib"]):
+            if _try_compile(_ONEDNN_PROBE, inc, ld + ["-ldnnl"]):
+                return dict(include_dirs=[i[2:] for i in inc], library_dirs=[l[2:] for l in ld],
+                            libraries=["dnnl"], define_macros=[("LNN_BLAS_ONEDNN", "1")],
+                            extra_link_args=[], name="oneDNN (libdnnl)")
+    return None
+
+
 def _blas():
-    choice = _env("LYRICNN_BLAS", "scipy-openblas32")
+    choice = _env("LYRICNN_BLAS", "auto")
+    if choice in ("auto", "onednn"):
+        found = _onednn()
+        if found:
+            return found
+        if choice == "onednn":
+            raise BuildError("LYRICNN_BLAS=onednn but oneDNN (dnnl.h and libdnnl) was not found. Fix: "
+                             "`apt-get install libdnnl-dev`, or unset LYRICNN_BLAS to fall back to OpenBLAS.")
+        print("lyricnn: oneDNN not found (apt-get install libdnnl-dev for its faster GEMM kernels); "
+              "using the scipy-openblas32 wheel.", file=sys.stderr)
+        choice = "scipy-openblas32"
     if choice == "scipy-openblas32":
         try:
             import scipy_openblas32 as sob
@@ -101,7 +127,7 @@ def _blas():
                                 extra_link_args=[], name="system " + " ".join(libs))
         raise BuildError("LYRICNN_BLAS=system but no CBLAS was found. Fix: `apt-get install libopenblas-dev` "
                          "or unset LYRICNN_BLAS to use the scipy-openblas32 wheel.")
-    raise BuildError("LYRICNN_BLAS must be 'scipy-openblas32' or 'system', got %r" % choice)
+    raise BuildError("LYRICNN_BLAS must be 'auto', 'onednn', 'scipy-openblas32' or 'system', got %r" % choice)
 
 
 def _cuda():

@@ -110,10 +110,9 @@ static void colsum_acc(float *db, const float *x, int N, int OC) {
  * BLAS single-threaded (a second, spinning BLAS pool beside OpenMP's costs up to 2x on small
  * machines; tiles are computed over the full K, so results do not depend on the thread count).
  * C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C, row-major. */
-static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-                 float beta, float *C, int ldc) {
+void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc) {
     if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
-    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     int nt = lnn_num_threads > 0 ? lnn_num_threads : 1;
     if ((double)M * N * K < 4.0e6) nt = 1;
     /* grid gm x gn = nt with tiles as square as possible, at least 32 rows / 64 columns each */
@@ -128,7 +127,7 @@ static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *
     }
     int ntiles = gm * gn;
     if (ntiles <= 1) {
-        lnn_cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        lnn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #ifdef _OPENMP
@@ -141,7 +140,7 @@ static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *
         if (m1 <= m0 || n1 <= n0) continue;
         const float *Ap = ta ? A + m0 : A + (size_t)m0 * lda;
         const float *Bp = tb ? B + (size_t)n0 * ldb : B + n0;
-        lnn_cblas_sgemm(CblasRowMajor, TA, TB, m1 - m0, n1 - n0, K, alpha, Ap, lda, Bp, ldb, beta,
+        lnn_sgemm(ta, tb, m1 - m0, n1 - n0, K, alpha, Ap, lda, Bp, ldb, beta,
                         C + (size_t)m0 * ldc + n0, ldc);
     }
 }
@@ -204,16 +203,16 @@ static void matmul_forward(float *out, const float *inp, const float *w, const f
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, sizeof(float) * OC);
         beta = 1.f;
     }
-    gemm(0, 1, N, OC, C, 1.f, inp, C, w, C, beta, out, OC);
+    lnn_gemm(0, 1, N, OC, C, 1.f, inp, C, w, C, beta, out, OC);
 }
 
 /* dinp(N,C) += dout @ w; dw(OC,C) += dout^T @ inp; db += colsum(dout) */
 static void matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, int N, int C, int OC) {
     if (dinp)
-        gemm(0, 0, N, C, OC, 1.f, dout, OC, w, C, 1.f, dinp, C);
+        lnn_gemm(0, 0, N, C, OC, 1.f, dout, OC, w, C, 1.f, dinp, C);
     if (dw)
-        gemm(1, 0, OC, C, N, 1.f, dout, OC, inp, C, 1.f, dw, C);
+        lnn_gemm(1, 0, OC, C, N, 1.f, dout, OC, inp, C, 1.f, dw, C);
     if (db) colsum_acc(db, dout, N, OC);
 }
 
@@ -487,7 +486,7 @@ static void attention_forward(float *out, float *probs, float *pdrop, uint8_t *k
         float *S = probs + w.prob0;
         const int32_t *mb = mask ? mask + (size_t)b * T : NULL;
         /* S (Lq,L) = scale * Q K^T; softmax; dropout */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, L, hs, scale, q, C3, k, C3, 0.f, S, L);
+        lnn_sgemm(0, 1, Lq, L, hs, scale, q, C3, k, C3, 0.f, S, L);
         for (int i = 0; i < Lq; i++) softmax_row(S + (size_t)i * L, mb, L);
         const float *P = S;
         if (drop.p > 0.f) {
@@ -496,7 +495,7 @@ static void attention_forward(float *out, float *probs, float *pdrop, uint8_t *k
             P = Pd;
         }
         /* out_h (Lq,hs) = P V_h, into the head's columns of out */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hs, L, 1.f, P, L, v, C3, 0.f,
+        lnn_sgemm(0, 0, Lq, hs, L, 1.f, P, L, v, C3, 0.f,
                         out + w.orow * C + h * hs, C);
     }
 }
@@ -525,13 +524,13 @@ static void attention_backward(float *dqkv, float *dprobs, float *pdrop, const u
             Pd = pdrop + w.prob0;
         }
         /* dPd (Lq,L) = dO V^T; dV (L,hs) += Pd^T dO */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, L, hs, 1.f, dO, C, v, C3, 0.f, dP, L);
-        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, Lq, 1.f, Pd, L, dO, C, 1.f, dv, C3);
+        lnn_sgemm(0, 1, Lq, L, hs, 1.f, dO, C, v, C3, 0.f, dP, L);
+        lnn_sgemm(1, 0, L, hs, Lq, 1.f, Pd, L, dO, C, 1.f, dv, C3);
         if (kb) keep_apply(dP, dP, kb, n, drop.p);
         for (int i = 0; i < Lq; i++) softmax_row_backward(dP + (size_t)i * L, P + (size_t)i * L, L, scale);
         /* dQ (Lq,hs) += dS K; dK (L,hs) += dS^T Q */
-        lnn_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hs, L, 1.f, dP, L, k, C3, 1.f, dq, C3);
-        lnn_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hs, Lq, 1.f, dP, L, q, C3, 1.f, dk, C3);
+        lnn_sgemm(0, 0, Lq, hs, L, 1.f, dP, L, k, C3, 1.f, dq, C3);
+        lnn_sgemm(1, 0, L, hs, Lq, 1.f, dP, L, q, C3, 1.f, dk, C3);
     }
 }
 

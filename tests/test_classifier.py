@@ -242,3 +242,32 @@ def test_real_minilm_as_bert_classifier():
     with torch.no_grad():
         ref = hf(input_ids=_t(ids.astype(np.int64)), attention_mask=_t(mask.astype(np.int64))).logits.numpy()
     np.testing.assert_allclose(m(ids, mask).logits, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_train_steps_bit_identical_on_any_thread_count(tmp_path):
+    # every sum in a step is split the same way on any thread count (GEMMs: tiles of C over the full K,
+    # one single-threaded library call each), so 1 and 2 threads give the same bits; the model is large
+    # enough that the encoder GEMMs are split into tiles
+    import lyricnn
+    torch.manual_seed(0)
+    cfg = transformers.DistilBertConfig(vocab_size=200, dim=128, n_layers=2, n_heads=4, hidden_dim=512,
+                                        max_position_embeddings=128, num_labels=3)
+    transformers.DistilBertForSequenceClassification(cfg).save_pretrained(tmp_path)
+    r = np.random.default_rng(0)
+    ids = r.integers(5, 200, (8, 96)).astype(np.int32)
+    mask = (np.arange(96)[None] < r.integers(5, 97, 8)[:, None]).astype(np.int32)
+    y = r.integers(0, 3, 8)
+    n0, runs = lyricnn.get_num_threads(), []
+    try:
+        for nt in (1, 2):
+            lyricnn.set_num_threads(nt)
+            m = SequenceClassifier.from_pretrained(tmp_path, num_labels=3, seed=0,
+                                                   head=dict(pooling="mean", hidden=[256]))
+            m.configure_optimizer("adamw", lr=1e-3)
+            losses = [m.train_step(ids, mask, y) for _ in range(3)]
+            runs.append((losses, {k: v.copy() for k, v in m.params.items()}))
+    finally:
+        lyricnn.set_num_threads(n0)
+    assert runs[0][0] == runs[1][0]
+    for k, v in runs[0][1].items():
+        np.testing.assert_array_equal(v, runs[1][1][k], err_msg=k)

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 import lyricnn
@@ -9,7 +11,13 @@ def test_build_info_fields():
         assert key in info, key
     assert "blas_core" in info
     assert info["version"] == lyricnn.__version__
-    assert "openblas" in info["blas"].lower() or "blas" in info["blas"].lower()
+    # the GEMM library the build picked (csrc/lnn_blas.h) and the kernel family it runs
+    assert any(name in info["blas"].lower() for name in ("onednn", "openblas", "blas")), info["blas"]
+    assert info["blas_core"], info
+    # tools/check_blas_fallback.sh runs the tests against a second build with the fallback library
+    expect = os.environ.get("LYRICNN_EXPECT_BLAS")
+    if expect:
+        assert expect in info["blas"].lower(), (expect, info["blas"])
 
 
 def test_threads_roundtrip():
