@@ -107,8 +107,9 @@ static void colsum_acc(float *db, const float *x, int N, int OC) {
 /* ------------------------------------------------------------------ GEMM */
 
 /* One thread pool: the engine's OpenMP threads split C into a grid of tiles and each calls the
- * BLAS single-threaded (a second, spinning BLAS pool beside OpenMP's costs up to 2x on small
- * machines; tiles are computed over the full K, so results do not depend on the thread count).
+ * library single-threaded (a second, spinning BLAS pool beside OpenMP's costs up to 2x on small
+ * machines). Tiles are computed over the full K, so with oneDNN results do not depend on the thread
+ * count; OpenBLAS rounds a tile's edge rows with other kernels, so there they agree to rounding only.
  * C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C, row-major. */
 void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
               float beta, float *C, int ldc) {

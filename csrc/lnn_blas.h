@@ -13,7 +13,7 @@
 
 /* The engine's GEMM (backend_cpu.c): C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C, row-major; ta/tb:
  * 0 = as stored, 1 = transposed. Splits C into tiles over the engine's OpenMP threads, each tile one
- * single-threaded lnn_sgemm over the full K, so results do not depend on the thread count. */
+ * single-threaded lnn_sgemm over the full K. */
 void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
               float beta, float *C, int ldc);
 
