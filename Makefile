@@ -57,7 +57,7 @@ build: $(VENV)/.deps-build sysdeps
 test: deps build
 	$(VPY) -m pytest -q tests
 
-# the parity tests against a second build with the fallback GEMM library (scipy-openblas32), in a scratch copy
+# the parity tests against a second build, in a scratch copy: fallback GEMM library (scipy-openblas32), no -march=native
 test-blas-fallback: deps
 	bash tools/check_blas_fallback.sh $(VPY)
 

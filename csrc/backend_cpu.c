@@ -360,11 +360,23 @@ static void dropout_serial_keep(float *out, uint8_t *keep, const float *inp, siz
         lnn_philox_out r = lnn_dropout_bits(d, (uint64_t)(gi >> 2));
         for (int l = (int)(gi & 3); l < 4 && i < n; l++, i++) KEEP_ONE(i, r.v[l]);
     }
+#ifdef LNN_PHILOX_AVX512
+    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512i one = _mm512_set1_epi8(1);
+    for (; i + 64 <= n; i += 64) {
+        uint64_t m = lnn_dropout_keep64(d, (uint64_t)((offset + i) >> 2), thr);
+        for (int q = 0; q < 4; q++)
+            _mm512_storeu_ps(out + i + 16 * q,
+                             _mm512_maskz_mul_ps((__mmask16)(m >> (16 * q)), _mm512_loadu_ps(inp + i + 16 * q), vs));
+        if (keep) _mm512_storeu_si512(keep + i, _mm512_maskz_mov_epi8(m, one));
+    }
+#else
     uint32_t w[64];
     for (; i + 64 <= n; i += 64) {
         lnn_dropout_bits16(d, (uint64_t)((offset + i) >> 2), w);
         for (int l = 0; l < 64; l++) KEEP_ONE(i + l, w[l]);
     }
+#endif
     while (i < n) {
         size_t gi = offset + i;
         lnn_philox_out r = lnn_dropout_bits(d, (uint64_t)(gi >> 2));

@@ -75,6 +75,48 @@ static inline void lnn_dropout_bits16(lnn_dropout_t d, uint64_t blk0, uint32_t o
     }
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__BMI2__)
+#include <immintrin.h>
+#define LNN_PHILOX_AVX512 1
+
+/* hi/lo 32 bits of the 16 products a[k] * m (k = 0..15) */
+static inline void lnn_mul_hilo16(__m512i a, __m512i m, __m512i *hi, __m512i *lo) {
+    __m512i e = _mm512_mul_epu32(a, m), o = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e, 32), o);
+    *lo = _mm512_mask_blend_epi32(0xAAAA, e, _mm512_slli_epi64(o, 32));
+}
+
+/* Keep bits of the 64 elements 4*blk0 .. 4*blk0+63 of a site (bit j set: element 4*blk0+j kept,
+ * its word >= thr): lnn_dropout_bits16 and the comparison, 16 Philox blocks per AVX-512 lane set. */
+static inline uint64_t lnn_dropout_keep64(lnn_dropout_t d, uint64_t blk0, uint32_t thr) {
+    const __m512i M0 = _mm512_set1_epi32((int)0xD2511F53u), M1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i base = _mm512_set1_epi32((int)(uint32_t)blk0);
+    __m512i c0 = _mm512_add_epi32(base, lane);
+    __mmask16 carry = _mm512_cmplt_epu32_mask(c0, base); /* blk0 + k crossed a 2^32 boundary */
+    __m512i c1 = _mm512_mask_add_epi32(_mm512_set1_epi32((int)(uint32_t)(blk0 >> 32)), carry,
+                                       _mm512_set1_epi32((int)(uint32_t)(blk0 >> 32)), _mm512_set1_epi32(1));
+    __m512i c2 = _mm512_set1_epi32((int)d.stream), c3 = _mm512_set1_epi32((int)d.step);
+    uint32_t k0 = (uint32_t)d.seed, k1 = (uint32_t)(d.seed >> 32);
+    for (int r = 0; r < 10; r++) {
+        if (r) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
+        __m512i hi0, lo0, hi1, lo1;
+        lnn_mul_hilo16(c0, M0, &hi0, &lo0);
+        lnn_mul_hilo16(c2, M1, &hi1, &lo1);
+        c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32((int)k0));
+        c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)k1));
+        c1 = lo1;
+        c3 = lo0;
+    }
+    const __m512i t = _mm512_set1_epi32((int)thr);
+    /* word l of block k is element 4k+l: spread each word's 16 compare bits to every 4th position */
+    return _pdep_u64(_mm512_cmpge_epu32_mask(c0, t), 0x1111111111111111ull) |
+           _pdep_u64(_mm512_cmpge_epu32_mask(c1, t), 0x2222222222222222ull) |
+           _pdep_u64(_mm512_cmpge_epu32_mask(c2, t), 0x4444444444444444ull) |
+           _pdep_u64(_mm512_cmpge_epu32_mask(c3, t), 0x8888888888888888ull);
+}
+#endif
+
 /* Integer threshold: an element is dropped when its word < threshold. */
 static inline uint32_t lnn_dropout_threshold(float p) {
     if (p <= 0.f) return 0;

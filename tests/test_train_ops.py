@@ -472,7 +472,9 @@ def test_adam_vs_torch(decoupled):
         if not frozen:
             st = topt.state[p]
             sl = slice(seg[3], seg[3] + seg[1])
-            close(opt.m[sl], st["exp_avg"].reshape(-1), rtol=1e-5, atol=1e-8)
+            # atol: torch's lerp is one FMA; a build without FMA (LYRICNN_PORTABLE=1) rounds twice,
+            # 1 ulp of the gradients' scale where m is near 0
+            close(opt.m[sl], st["exp_avg"].reshape(-1), rtol=1e-5, atol=1e-6)
             close(opt.v[sl], st["exp_avg_sq"].reshape(-1), rtol=1e-5, atol=1e-10)
     assert np.array_equal(params[segs[0, 0]:segs[0, 0] + segs[0, 1]], frozen0)
     assert list(opt.steps) == [0 if s[3] else 6 for s in SPECS]

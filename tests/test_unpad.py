@@ -50,8 +50,8 @@ def test_unpadded_training_equals_the_padded_run_with_dropout(kind, head, left, 
                 np.testing.assert_allclose(a.grads[name], b.grads[name], atol=1e-7, rtol=1e-4, err_msg=name)
     # dropout is on: equal losses mean the same entries were dropped in both layouts
     np.testing.assert_allclose(la, lb, rtol=2e-6)
-    for name in a.params:
-        np.testing.assert_allclose(a.params[name], b.params[name], atol=2e-6, rtol=1e-5, err_msg=name)
+    for name in a.params:  # 3 Adam steps of lr 1e-3: rounding-level gradient differences move by ~1e-6
+        np.testing.assert_allclose(a.params[name], b.params[name], atol=1e-5, rtol=1e-5, err_msg=name)
     assert la[0] != la[1]  # dropout masks change from step to step
     np.testing.assert_allclose(a(ids, mask, token_type_ids=tt).logits, b(ids, mask, token_type_ids=tt).logits,
                                atol=2e-6, rtol=1e-5)
