@@ -30,6 +30,11 @@ void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
  * one around the call (and put back), so the engine alone decides how a GEMM is split. */
 static inline void lnn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                              const float *B, int ldb, float beta, float *C, int ldc) {
+    if (K <= 0) { /* BLAS semantics, C = beta C (oneDNN returns early and leaves C as it was) */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
 #ifdef _OPENMP
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt != 1) omp_set_num_threads(1);
