@@ -269,6 +269,25 @@ static PyObject *Classifier_set_lr(ClassifierObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_batchnorm_momentum(op, momentum): the running-stats factor of BatchNorm op `op` for the next
+ * training forwards (torch's momentum=None: 1 / num_batches_tracked, set by Python before each step) */
+static PyObject *Classifier_set_batchnorm_momentum(ClassifierObject *self, PyObject *args) {
+    int i;
+    double mo;
+    if (!PyArg_ParseTuple(args, "id", &i, &mo)) return NULL;
+    if (clf_busy(self)) return NULL;
+    if (i < 0 || i >= self->c->spec.n_ops || self->c->ops[i].kind != LNN_HOP_BATCHNORM) {
+        PyErr_Format(PyExc_IndexError, "op %d is not a BatchNorm op of this head", i);
+        return NULL;
+    }
+    if (!(mo >= 0 && mo <= 1)) {
+        PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1], got %g", mo);
+        return NULL;
+    }
+    self->c->ops[i].momentum = (float)mo;
+    Py_RETURN_NONE;
+}
+
 /* train_step(input_ids, attention_mask, token_type_ids, features, labels, targets, weight, seed, step)
  *   -> (loss, grad_norm) */
 static PyObject *Classifier_train_step(ClassifierObject *self, PyObject *args, PyObject *kw) {
@@ -313,6 +332,8 @@ static PyMethodDef Classifier_methods[] = {
     {"configure_optimizer", (PyCFunction)(void (*)(void))Classifier_configure_optimizer, METH_VARARGS | METH_KEYWORDS,
      "configure_optimizer(segments, nstate, lr, beta1, beta2, eps, weight_decay, max_grad_norm, decoupled)"},
     {"set_lr", (PyCFunction)Classifier_set_lr, METH_VARARGS, "set_lr(lr)"},
+    {"set_batchnorm_momentum", (PyCFunction)Classifier_set_batchnorm_momentum, METH_VARARGS,
+     "set_batchnorm_momentum(op, momentum)"},
     {"train_step", (PyCFunction)(void (*)(void))Classifier_train_step, METH_VARARGS | METH_KEYWORDS,
      "train_step(input_ids, attention_mask, token_type_ids, features, labels, targets, weight, seed, step)"},
     {NULL, NULL, 0, NULL},

@@ -73,7 +73,8 @@ def normalize_head(head, hidden_size, num_labels, num_features=0):
     (False); dropout after each hidden activation (0.0); input_dropout on the pooled vector (0.0);
     activation "relu" | "tanh"; features_at: index of the Linear layer the feature vector is
     concatenated before (0 = the first, len(hidden) = the output layer; default len(hidden) when
-    num_features > 0); max_length (required for flatten); momentum (0.1) and eps (1e-5) of BatchNorm1d.
+    num_features > 0); max_length (required for flatten); momentum (0.1; None = the cumulative average
+    of all training batches, as torch's momentum=None) and eps (1e-5) of BatchNorm1d.
     """
     if not isinstance(head, dict):
         raise TypeError("head must be None (the HF head) or a dict, got %s" % type(head).__name__)
@@ -110,9 +111,10 @@ def normalize_head(head, hidden_size, num_labels, num_features=0):
     if h["activation"] not in _ACTS:
         raise ValueError("head activation must be one of %s, got %r" % (sorted(_ACTS), h["activation"]))
     h["batchnorm"] = bool(h["batchnorm"])
-    h["momentum"], h["eps"] = float(h["momentum"]), float(h["eps"])
-    if not (0.0 <= h["momentum"] <= 1.0 and h["eps"] > 0):
-        raise ValueError("head momentum must be in [0, 1] and eps > 0")
+    h["momentum"] = None if h["momentum"] is None else float(h["momentum"])
+    h["eps"] = float(h["eps"])
+    if not ((h["momentum"] is None or 0.0 <= h["momentum"] <= 1.0) and h["eps"] > 0):
+        raise ValueError("head momentum must be in [0, 1] (or None for a cumulative average) and eps > 0")
     nh = len(h["hidden"])
     if num_features:
         if h["features_at"] is None:
@@ -170,7 +172,9 @@ def _head_plan(model_type, config, head, C, K, F, hdrop):
             nm = "head.%d.norm" % j
             tensors.append((nm + ".weight", (w,), ND))
             tensors.append((nm + ".bias", (w,), ND))
-            ops.append((BATCHNORM, w, w, nm + ".weight", nm + ".bias", 0.0, head["momentum"], head["eps"]))
+            # momentum None: the factor 1 / num_batches_tracked is set before each training step
+            mo = 1.0 if head["momentum"] is None else head["momentum"]
+            ops.append((BATCHNORM, w, w, nm + ".weight", nm + ".bias", 0.0, mo, head["eps"]))
             bn.append(nm)
         elem(_ACTS[head["activation"]], w)
         if head["dropout"] > 0:
@@ -287,6 +291,9 @@ class SequenceClassifier:
             self.buffers[nm + ".running_var"][...] = 1.0
             off += 2 * w
         self._num_batches = {nm: 0 for nm in bn}
+        # BatchNorm ops (same order as bn) whose running stats are a cumulative average (momentum None)
+        cumulative = isinstance(head, dict) and "momentum" in head and head["momentum"] is None
+        self._bn_cumulative = [i for i, o in enumerate(ops) if o[0] == BATCHNORM] if cumulative else []
         self.id2label = {i: "LABEL_%d" % i for i in range(num_labels)}
         self._opt = None
         self.freeze_encoder = False
@@ -577,6 +584,8 @@ class SequenceClassifier:
             w = pw
         if self._bn and ids.shape[0] < 2:
             raise ValueError("BatchNorm in the head needs batches of at least 2 rows in training, got 1")
+        for op, nm in zip(self._bn_cumulative, self._bn):  # torch: num_batches_tracked += 1, factor 1/that
+            self._clf.set_batchnorm_momentum(op, 1.0 / (self._num_batches[nm] + 1))
         loss, gnorm = self._clf.train_step(ids, mask, types, feats, lab, tgt, w, self.seed & (2**64 - 1),
                                            self.step & 0xFFFFFFFF)
         self.step += 1

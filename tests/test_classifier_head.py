@@ -72,6 +72,9 @@ CASES = {
     "mean_tanh_features_first_mse": dict(kind="bert", K=1, Fn=5, pt="regression",
                                          head=dict(pooling="mean", hidden=[12], batchnorm=True, activation="tanh",
                                                    features_at=0, momentum=0.3, eps=1e-3)),
+    # momentum=None: running stats are the cumulative average of the training batches (factor 1, 1/2, ...)
+    "cumulative_bn_ce": dict(kind="distilbert", K=3, Fn=0, pt="single_label_classification",
+                             head=dict(pooling="mean", hidden=[16, 8], batchnorm=True, momentum=None)),
     "flatten_halving_ce": dict(kind="distilbert", K=3, Fn=0, pt="single_label_classification",
                                head=dict(pooling="flatten", hidden="halving", max_length=10)),
 }
@@ -206,3 +209,31 @@ def test_configurable_head_on_bert_leaves_the_unused_pooler_alone(tmp_path):
     m2 = SequenceClassifier.from_pretrained(tmp_path / "ft", head=dict(hidden=[8]))
     np.testing.assert_array_equal(m2.params["classifier.weight"], m.params["classifier.weight"])
     np.testing.assert_array_equal(m2(ids, mask).logits, m(ids, mask).logits)
+
+
+def test_cumulative_batchnorm_resumes_its_average(tmp_path):
+    # momentum=None survives save/load with num_batches_tracked, so the average goes on where it stopped
+    cfg = dict(model_type="distilbert", **{k: v for k, v in TINY_DISTIL.items()})
+    head = dict(pooling="mean", hidden=[8], batchnorm=True, momentum=None)
+    ids, mask, _ = batch(4, 8, seed=3, lengths=[8, 5, 6, 2])
+    y = np.array([0, 1, 1, 0])
+    a = SequenceClassifier.from_config(cfg, num_labels=2, head=head, seed=3)
+    a.configure_optimizer(lr=0.0)  # lr 0: the encoder and head stay fixed, only the running stats move
+    a.train_step(ids, mask, y)
+    a.save_pretrained(tmp_path / "m")
+    b = SequenceClassifier.from_pretrained(tmp_path / "m", num_labels=2)
+    assert b.head["momentum"] is None and b.state_dict()["head.0.norm.num_batches_tracked"] == 1
+    ids2, mask2, _ = batch(4, 8, seed=5, lengths=[3, 8, 7, 4])
+    fresh = SequenceClassifier.from_pretrained(tmp_path / "m", num_labels=2)
+    fresh._num_batches["head.0.norm"] = 0  # as if the count were lost: the second batch would replace the stats
+    for m in (a, b, fresh):
+        m.configure_optimizer(lr=0.0)
+        m.train_step(ids2, mask2, y)
+    np.testing.assert_array_equal(a.buffers["head.0.norm.running_mean"], b.buffers["head.0.norm.running_mean"])
+    assert not np.allclose(a.buffers["head.0.norm.running_mean"], fresh.buffers["head.0.norm.running_mean"])
+    with pytest.raises(IndexError, match="not a BatchNorm op"):
+        a._clf.set_batchnorm_momentum(0, 0.5)
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\]"):
+        a._clf.set_batchnorm_momentum(a._bn_cumulative[0], 1.5)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        SequenceClassifier.from_config(cfg, num_labels=2, head=dict(head, momentum=-0.1))
