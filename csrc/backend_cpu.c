@@ -141,8 +141,7 @@ void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         if (m1 <= m0 || n1 <= n0) continue;
         const float *Ap = ta ? A + m0 : A + (size_t)m0 * lda;
         const float *Bp = tb ? B + (size_t)n0 * ldb : B + n0;
-        lnn_sgemm(ta, tb, m1 - m0, n1 - n0, K, alpha, Ap, lda, Bp, ldb, beta,
-                        C + (size_t)m0 * ldc + n0, ldc);
+        lnn_sgemm(ta, tb, m1 - m0, n1 - n0, K, alpha, Ap, lda, Bp, ldb, beta, C + (size_t)m0 * ldc + n0, ldc);
     }
 }
 
@@ -508,8 +507,7 @@ static void attention_forward(float *out, float *probs, float *pdrop, uint8_t *k
             P = Pd;
         }
         /* out_h (Lq,hs) = P V_h, into the head's columns of out */
-        lnn_sgemm(0, 0, Lq, hs, L, 1.f, P, L, v, C3, 0.f,
-                        out + w.orow * C + h * hs, C);
+        lnn_sgemm(0, 0, Lq, hs, L, 1.f, P, L, v, C3, 0.f, out + w.orow * C + h * hs, C);
     }
 }
 

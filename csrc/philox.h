@@ -94,8 +94,8 @@ static inline uint64_t lnn_dropout_keep64(lnn_dropout_t d, uint64_t blk0, uint32
     __m512i base = _mm512_set1_epi32((int)(uint32_t)blk0);
     __m512i c0 = _mm512_add_epi32(base, lane);
     __mmask16 carry = _mm512_cmplt_epu32_mask(c0, base); /* blk0 + k crossed a 2^32 boundary */
-    __m512i c1 = _mm512_mask_add_epi32(_mm512_set1_epi32((int)(uint32_t)(blk0 >> 32)), carry,
-                                       _mm512_set1_epi32((int)(uint32_t)(blk0 >> 32)), _mm512_set1_epi32(1));
+    __m512i hi = _mm512_set1_epi32((int)(uint32_t)(blk0 >> 32));
+    __m512i c1 = _mm512_mask_add_epi32(hi, carry, hi, _mm512_set1_epi32(1));
     __m512i c2 = _mm512_set1_epi32((int)d.stream), c3 = _mm512_set1_epi32((int)d.step);
     uint32_t k0 = (uint32_t)d.seed, k1 = (uint32_t)(d.seed >> 32);
     for (int r = 0; r < 10; r++) {

@@ -111,8 +111,7 @@ void lnn_head_linear_forward(float *out, const float *x, const float *weight, co
                              int64_t N, int64_t K, int64_t M) {
     if (N <= 0 || M <= 0) return;
     if (K > 0) {
-        lnn_gemm(0, 1, (int)N, (int)M, (int)K, 1.0f, x,
-                        (int)K, weight, (int)K, 0.0f, out, (int)M);
+        lnn_gemm(0, 1, (int)N, (int)M, (int)K, 1.0f, x, (int)K, weight, (int)K, 0.0f, out, (int)M);
     } else {
         memset(out, 0, (size_t)(N * M) * sizeof(float));
     }
@@ -129,11 +128,9 @@ void lnn_head_linear_backward(float *dx, float *dweight, float *dbias, const flo
                               const float *x, const float *weight, int64_t N, int64_t K, int64_t M) {
     if (N <= 0 || M <= 0) return;
     if (dx && K > 0) /* (N, M) @ (M, K) */
-        lnn_gemm(0, 0, (int)N, (int)K, (int)M, 1.0f,
-                        dout, (int)M, weight, (int)K, 1.0f, dx, (int)K);
+        lnn_gemm(0, 0, (int)N, (int)K, (int)M, 1.0f, dout, (int)M, weight, (int)K, 1.0f, dx, (int)K);
     if (dweight && K > 0) /* (M, N) @ (N, K) */
-        lnn_gemm(1, 0, (int)M, (int)K, (int)N, 1.0f,
-                        dout, (int)M, x, (int)K, 1.0f, dweight, (int)K);
+        lnn_gemm(1, 0, (int)M, (int)K, (int)N, 1.0f, dout, (int)M, x, (int)K, 1.0f, dweight, (int)K);
     if (dbias) {
         LNN_OMP_FOR
         for (int64_t j = 0; j < M; j++) {

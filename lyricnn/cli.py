@@ -179,6 +179,11 @@ def cmd_predict(a):
     return 0
 
 
+def _threads_arg(parser):
+    parser.add_argument("--threads", type=int, default=None,
+                        help="engine threads (default: all cores; results are bit-identical for a fixed count)")
+
+
 def build_parser():
     ap = argparse.ArgumentParser(prog="python -m lyricnn",
                                  description="Fine-tune DistilBERT/BERT text classifiers and regressors on CSV data "
@@ -230,8 +235,7 @@ def build_parser():
     t.add_argument("--resume", action="store_true", help="continue the run in --checkpoint-dir")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--threads", type=int, default=None,
-                   help="engine threads (default: all cores; results are bit-identical for a fixed count)")
+    _threads_arg(t)
 
     e = sub.add_parser("evaluate", help="print metrics of a saved model on a labelled CSV",
                        description="Evaluate a model saved by `train` on a labelled CSV: accuracy, macro "
@@ -243,8 +247,7 @@ def build_parser():
     e.add_argument("--label-col", default=None, help="label column (default: the one used in training)")
     e.add_argument("--feature-cols", default=None, help="feature columns (default: those used in training)")
     e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
-    e.add_argument("--threads", type=int, default=None,
-                   help="engine threads (default: all cores; results are bit-identical for a fixed count)")
+    _threads_arg(e)
 
     p = sub.add_parser("predict", help="write predictions of a saved model for a CSV",
                        description="Predict with a model saved by `train`; writes the input CSV with a "
@@ -256,8 +259,7 @@ def build_parser():
     p.add_argument("--feature-cols", default=None, help="feature columns (default: those used in training)")
     p.add_argument("--column", default="prediction", help="name of the prediction column (default: prediction)")
     p.add_argument("--proba", action="store_true", help="add one proba_<class> column per class")
-    p.add_argument("--threads", type=int, default=None,
-                   help="engine threads (default: all cores; results are bit-identical for a fixed count)")
+    _threads_arg(p)
     return ap
 
 
