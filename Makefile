@@ -5,7 +5,7 @@ VPY    := $(VENV)/bin/python
 PIP    := $(VPY) -m pip --disable-pip-version-check
 FUZZ_SECONDS ?= 30
 
-.PHONY: all venv deps sysdeps build test test-blas-fallback demo bench fuzz nvcc-check clean pretrained
+.PHONY: all venv deps sysdeps build test test-blas-fallback demo bench fuzz nvcc-check clean pretrained notebooks-check
 
 all: build
 
@@ -60,6 +60,11 @@ test: deps build
 # the parity tests against a second build, in a scratch copy: fallback GEMM library (scipy-openblas32), no -march=native
 test-blas-fallback: deps
 	bash tools/check_blas_fallback.sh $(VPY)
+
+# notebooks/*.ipynb and their jupytext py:percent pairs (notebooks/*.py) hold the same cells (types and
+# sources; outputs are not compared). Fix a pair with `jupytext --sync notebooks/NAME.ipynb`.
+notebooks-check: deps
+	$(VPY) tools/check_notebooks.py
 
 $(VENV)/.deps-demo: requirements/demo.txt $(VENV)/.deps-build
 	$(PIP) install -q -r requirements/demo.txt

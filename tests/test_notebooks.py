@@ -4,9 +4,11 @@ The kernel is this interpreter (a kernelspec installed into a temporary folder),
 same lyricnn build and packages as the tests. Needs nbclient, nbformat and ipykernel (requirements/test.txt)
 and the real datasets in ../shared/data/datasets; skips with the reason otherwise.
 """
+import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -78,11 +80,8 @@ def _outputs(nb):
     return "\n".join(texts), images, errors
 
 
-def test_notebook_sources_match_generator():
-    """The committed notebooks are what tools/make_notebooks.py generates, and carry no outputs."""
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_notebooks.py"), "--check"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+def test_committed_notebooks_are_valid_without_outputs():
+    """The committed notebooks are the expected four, valid nbformat, and carry no outputs."""
     assert sorted(p.name for p in NB_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
     for name in NOTEBOOKS:
         nb = nbformat.read(str(NB_DIR / name), as_version=4)
@@ -90,6 +89,52 @@ def test_notebook_sources_match_generator():
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None, name
+
+
+def _check_notebooks():
+    """tools/check_notebooks.py as a module; skips when jupytext is not installed."""
+    try:
+        import jupytext  # noqa: F401
+    except ImportError:
+        pytest.skip("jupytext is not installed (pip install -r requirements/test.txt): "
+                    "cannot compare the notebooks with their .py pairs")
+    spec = importlib.util.spec_from_file_location("check_notebooks", ROOT / "tools" / "check_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_notebook_pairs_in_sync(tmp_path):
+    """Each notebooks/*.ipynb has the same cells (types, sources) as its jupytext py:percent pair; the
+    check catches an edit on either side and ignores outputs."""
+    check = _check_notebooks()
+    assert sorted(p.name for p in NB_DIR.glob("*.py")) == sorted(n.replace(".ipynb", ".py") for n in NOTEBOOKS)
+    problems = check.check(NB_DIR)
+    assert not problems, "\n".join(problems) + "\n(fix with: jupytext --sync notebooks/NAME.ipynb)"
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "check_notebooks.py")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+    # a copy with outputs in every code cell still passes; an edit to the .py, or to the .ipynb, fails
+    name = "01_artist_classification"
+    for suffix in (".ipynb", ".py"):
+        shutil.copy(NB_DIR / (name + suffix), tmp_path / (name + suffix))
+    nb = nbformat.read(str(tmp_path / (name + ".ipynb")), as_version=4)
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        cell.execution_count = i + 1
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="out %d\n" % i)]
+    nbformat.write(nb, str(tmp_path / (name + ".ipynb")))
+    assert check.check(tmp_path) == []
+    py = (tmp_path / (name + ".py")).read_text(encoding="utf-8")
+    (tmp_path / (name + ".py")).write_text(py.replace("SEED = 0", "SEED = 1", 1), encoding="utf-8")
+    problems = check.check(tmp_path)
+    assert len(problems) == 1 and "+SEED = 1" in problems[0], problems
+    (tmp_path / (name + ".py")).write_text(py, encoding="utf-8")
+    nb.cells[0].source += "\nedited in Jupyter"
+    nbformat.write(nb, str(tmp_path / (name + ".ipynb")))
+    problems = check.check(tmp_path)
+    assert len(problems) == 1 and "edited in Jupyter" in problems[0], problems
+    (tmp_path / (name + ".py")).unlink()
+    assert any("no paired" in p for p in check.check(tmp_path))
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
