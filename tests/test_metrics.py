@@ -37,3 +37,58 @@ def test_regression_report_matches_sklearn():
     assert r["mae"] == pytest.approx(sk.mean_absolute_error(y, p))
     assert r["rmse"] == pytest.approx(np.sqrt(sk.mean_squared_error(y, p)))
     assert r["pearson_r"] == pytest.approx(np.corrcoef(y, p)[0, 1])
+
+
+@pytest.mark.parametrize("seed,k", [(0, 2), (1, 3), (2, 5)])
+def test_per_class_scores_match_sklearn(seed, k):
+    """Per-class precision / recall / F1 / support (and per-class accuracy = recall) against
+    precision_recall_fscore_support(average=None), with a class never predicted and a listed class that
+    never occurs (zero_division=0 for both)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, 300)
+    p = np.where(rng.random(300) < 0.5, y, rng.integers(0, k, 300))
+    p[p == k - 1] = 0
+    labels = list(range(k)) + [k]  # class k: in `labels` only
+    r = metrics.classification_report(y, p, labels=labels)
+    prec, rec, f1, support = sk.precision_recall_fscore_support(y, p, labels=labels, average=None, zero_division=0)
+    for i, lab in enumerate(labels):
+        pc = r["per_class"][lab]
+        assert pc["precision"] == pytest.approx(prec[i]) and pc["recall"] == pytest.approx(rec[i])
+        assert pc["f1"] == pytest.approx(f1[i]) and pc["support"] == support[i]
+        assert pc["accuracy"] == pc["recall"]
+    assert r["f1_macro"] == pytest.approx(f1.mean())
+    assert r["precision_macro"] == pytest.approx(sk.precision_score(y, p, labels=labels, average="macro",
+                                                                    zero_division=0))
+
+
+def test_string_labels_match_sklearn():
+    """labels=None: the sorted union of true and predicted labels, as sklearn's unique_labels."""
+    rng = np.random.default_rng(3)
+    names = np.array(["taylor", "drake", "beyonce", "adele"])
+    y = names[rng.integers(0, 3, 120)]       # adele is never the true label ...
+    p = names[rng.integers(0, 4, 120)]       # ... but is predicted
+    r = metrics.classification_report(y, p)
+    assert r["labels"] == sorted(names.tolist())
+    np.testing.assert_array_equal(r["confusion_matrix"], sk.confusion_matrix(y, p))
+    prec, rec, f1, support = sk.precision_recall_fscore_support(y, p, average=None, zero_division=0)
+    np.testing.assert_allclose([r["per_class"][c]["precision"] for c in r["labels"]], prec)
+    np.testing.assert_allclose([r["per_class"][c]["recall"] for c in r["labels"]], rec)
+    np.testing.assert_allclose([r["per_class"][c]["f1"] for c in r["labels"]], f1)
+    assert [r["per_class"][c]["support"] for c in r["labels"]] == support.tolist()
+    assert r["accuracy"] == pytest.approx(sk.accuracy_score(y, p))
+    for avg in ("precision", "recall", "f1"):
+        ref = getattr(sk, avg + "_score")(y, p, average="macro", zero_division=0)
+        assert r[avg + "_macro"] == pytest.approx(ref)
+
+
+def test_regression_report_more_cases_match_sklearn():
+    """Integer and float32 inputs, a constant prediction (Pearson r undefined: nan)."""
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 10, 50)
+    p = (y + rng.normal(0, 2, 50)).astype(np.float32)
+    r = metrics.regression_report(y, p)
+    assert r["mse"] == pytest.approx(sk.mean_squared_error(y, p.astype(np.float64)))
+    assert r["mae"] == pytest.approx(sk.mean_absolute_error(y, p.astype(np.float64)))
+    assert r["pearson_r"] == pytest.approx(np.corrcoef(y, p.astype(np.float64))[0, 1])
+    c = metrics.regression_report(y, np.full(50, 4.5))
+    assert c["mse"] == pytest.approx(sk.mean_squared_error(y, np.full(50, 4.5))) and np.isnan(c["pearson_r"])
