@@ -38,13 +38,26 @@ class EncoderOutput:
 
 
 def parse_config(config):
-    """Normalise an HF config.json dict (distilbert or bert) into the engine's settings."""
+    """Normalise an HF config.json dict (distilbert or bert) into the engine's settings.
+
+    Every size is checked for type (an int; not a bool or float) and range, and pad_token_id must be None
+    or in [0, vocab_size); errors name the config.json key (TypeError / ValueError)."""
+    from ._validate import check_float, check_int
+
+    # the ranges the engine accepts (csrc/model.c check_config; lnn_params_add: dims <= 2^31, <= 2^36 elements)
+    int_ranges = {"vocab_size": (1, 2**31 - 1), "max_position_embeddings": (1, 2**20),
+                  "type_vocab_size": (1, 2**31 - 1), "hidden_size": (1, 2**16), "num_layers": (0, 1024),
+                  "num_heads": (1, 2**16), "intermediate_size": (1, 2**18)}
+    max_tensor = 2**36
     if not isinstance(config, dict):
         raise TypeError("config must be a dict (the contents of config.json), got %s" % type(config).__name__)
     mt = config.get("model_type")
     g = config.get
     if mt == "distilbert":
         act = g("activation", "gelu")
+        keys = dict(vocab_size="vocab_size", max_position_embeddings="max_position_embeddings", hidden_size="dim",
+                    num_layers="n_layers", num_heads="n_heads", intermediate_size="hidden_dim",
+                    pad_token_id="pad_token_id", hidden_dropout="dropout", attention_dropout="attention_dropout")
         s = dict(model_type=0, vocab_size=g("vocab_size", 30522), max_position_embeddings=g("max_position_embeddings", 512),
                  type_vocab_size=0, hidden_size=g("dim", 768), num_layers=g("n_layers", 6), num_heads=g("n_heads", 12),
                  intermediate_size=g("hidden_dim", 3072), pad_token_id=g("pad_token_id", 0), layer_norm_eps=1e-12,
@@ -54,6 +67,11 @@ def parse_config(config):
         pet = g("position_embedding_type", "absolute")
         if pet not in (None, "absolute"):
             raise ValueError("position_embedding_type=%r is not supported; only 'absolute' (BERT's default)" % pet)
+        keys = dict(vocab_size="vocab_size", max_position_embeddings="max_position_embeddings",
+                    type_vocab_size="type_vocab_size", hidden_size="hidden_size", num_layers="num_hidden_layers",
+                    num_heads="num_attention_heads", intermediate_size="intermediate_size",
+                    pad_token_id="pad_token_id", layer_norm_eps="layer_norm_eps",
+                    hidden_dropout="hidden_dropout_prob", attention_dropout="attention_probs_dropout_prob")
         s = dict(model_type=1, vocab_size=g("vocab_size", 30522), max_position_embeddings=g("max_position_embeddings", 512),
                  type_vocab_size=g("type_vocab_size", 2), hidden_size=g("hidden_size", 768),
                  num_layers=g("num_hidden_layers", 12), num_heads=g("num_attention_heads", 12),
@@ -62,13 +80,45 @@ def parse_config(config):
                  attention_dropout=g("attention_probs_dropout_prob", 0.1))
     else:
         raise ValueError("model_type must be 'distilbert' or 'bert', got %r" % (mt,))
-    if act not in _ACTIVATIONS:
+    if not isinstance(act, str) or act not in _ACTIVATIONS:
         raise ValueError("activation %r is not supported; use one of %s" % (act, sorted(_ACTIVATIONS)))
     s["activation"] = _ACTIVATIONS[act]
-    if s["pad_token_id"] is None:
+    for k, (lo, hi) in int_ranges.items():
+        if k in keys:  # (DistilBERT has no token types)
+            what = "config.json key %r" % keys[k] + ("" if keys[k] == k else " (%s)" % k.replace("_", " "))
+            try:
+                s[k] = check_int(s[k], what, min=lo, max=hi)
+            except (TypeError, ValueError) as e:
+                raise type(e)("%s; fix that value in config.json" % e) from None
+    for k in ("vocab_size", "max_position_embeddings", "type_vocab_size"):
+        if s[k] * s["hidden_size"] > max_tensor:
+            raise ValueError("config.json: %s=%d x hidden size %d is more than the engine's %d elements per tensor; "
+                             "use a smaller %s" % (keys[k], s[k], s["hidden_size"], max_tensor, keys[k]))
+    pad = s["pad_token_id"]
+    if pad is None:
         s["pad_token_id"] = -1
-    for k in ("hidden_dropout", "attention_dropout", "layer_norm_eps"):
-        s[k] = float(s[k] if s[k] is not None else 0.0)
+    else:
+        if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)):
+            raise TypeError("config.json key 'pad_token_id' must be an int in [0, vocab_size) or null, got %r (%s); "
+                            "fix that value in config.json" % (pad, type(pad).__name__))
+        pad = int(pad)
+        if pad < 0:
+            raise ValueError("config.json key 'pad_token_id' is %d; it must be in [0, vocab_size) or null (no padding "
+                             "row), negative ids are not supported: fix that value in config.json" % pad)
+        if pad >= s["vocab_size"]:
+            raise ValueError("config.json key 'pad_token_id' is %d but vocab_size is %d; pad_token_id must be in "
+                             "[0, vocab_size) (or null): fix the config so the padding token is in the vocabulary"
+                             % (pad, s["vocab_size"]))
+        s["pad_token_id"] = pad
+    try:
+        for k in ("hidden_dropout", "attention_dropout"):
+            v = 0.0 if s[k] is None else s[k]
+            s[k] = check_float(v, "config.json key %r (dropout probability)" % keys[k], min=0, max=1)
+        eps = s["layer_norm_eps"]
+        s["layer_norm_eps"] = check_float(1e-12 if eps is None else eps, "config.json key 'layer_norm_eps'", min=0,
+                                          min_inclusive=False)
+    except (TypeError, ValueError) as e:
+        raise type(e)("%s; fix that value in config.json" % e) from None
     return s
 
 
@@ -83,7 +133,9 @@ def _sinusoidal(n_pos, dim):
 
 
 def _as_ids(x, name, shape=None):
-    a = np.asarray(x)
+    from ._validate import as_array
+
+    a = as_array(x, name)
     if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
         raise TypeError("%s must hold integers (int32 or int64), got dtype %s" % (name, a.dtype))
     if a.ndim != 2:
@@ -104,7 +156,9 @@ def _check_inputs(input_ids, attention_mask, token_type_ids, model_type):
     ids = _as_ids(input_ids, "input_ids")
     mask = None
     if attention_mask is not None:
-        m = np.asarray(attention_mask)
+        from ._validate import as_array
+
+        m = as_array(attention_mask, "attention_mask")
         if m.shape != ids.shape:
             raise ValueError("attention_mask has shape %s but input_ids has shape %s" % (m.shape, ids.shape))
         if not (np.issubdtype(m.dtype, np.number) or m.dtype == np.bool_):

@@ -7,7 +7,6 @@
     resolve_model({"model_type": "distilbert", "dim": 32, ...})   # a config dict, random init
 """
 import importlib.util
-import json
 import os
 
 __all__ = ["TINY_DISTILBERT", "ModelSpec", "resolve_model", "minilm_dir", "build_classifier", "MODEL_NAMES"]
@@ -68,11 +67,11 @@ def minilm_dir():
 
 
 def _read_config(d):
-    with open(os.path.join(d, "config.json"), encoding="utf-8") as f:
-        cfg = json.load(f)
-    if not isinstance(cfg, dict):
-        raise ValueError("%s/config.json must hold a JSON object" % d)
-    return cfg
+    """config.json of a model directory; CheckpointError (a ValueError) naming the file when it is not
+    readable, not JSON or not an object."""
+    from .checkpoint import read_config
+
+    return read_config(os.path.join(d, "config.json"))
 
 
 def _default_tokenizer(config):
