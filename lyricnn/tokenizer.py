@@ -14,6 +14,7 @@ import numpy as np
 
 from ._loader import _C
 from ._C import CheckpointError
+from ._validate import check_bool, check_int
 
 __all__ = ["Tokenizer", "BatchEncoding"]
 
@@ -29,6 +30,15 @@ _SPECIAL_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_toke
 _DEFAULT_SPECIALS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                      "mask_token": "[MASK]"}
 _TRUNC = {"longest_first": 1, "only_first": 2, "only_second": 3}
+#: The longest max_length / padded width a call accepts (2^24 tokens). A BERT-style model takes at most its
+#: max_position_embeddings (512 for the bundled models); beyond this cap a value is a mistake, and with
+#: padding='max_length' it would allocate rows x max_length ids before anything else happens.
+MAX_LENGTH_LIMIT = 2 ** 24
+#: The most ids one padded call may allocate per output array (rows x padded width): 2^30 (8 GiB of int64).
+MAX_PADDED_CELLS = 2 ** 30
+#: max_input_chars_per_word: the engine keeps a per-thread buffer of this many characters.
+MAX_INPUT_CHARS_LIMIT = 2 ** 24
+_NESTING_LIMIT = 200  # JSON nesting reported as "too deep" (HF tokenizer files are < 10 levels deep)
 
 
 class BatchEncoding(dict):
@@ -52,6 +62,47 @@ def _content(tok):
     return tok
 
 
+def _deep_nesting(text, limit=_NESTING_LIMIT):
+    """(JSON path, character offset) where `text` first nests deeper than `limit` arrays/objects, or None."""
+    stack = []  # [bracket, current key or index] per open container
+    key = None  # the last string read (an object key when a ':' follows)
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j, esc = i + 1, False
+            while j < n and (esc or text[j] != '"'):
+                esc = not esc and text[j] == "\\"
+                j += 1
+            key = text[i + 1:j]
+            i = j
+        elif c in "[{":
+            stack.append([c, 0 if c == "[" else None])
+            if len(stack) > limit:
+                return _json_path(stack), i
+        elif c in "]}":
+            if stack:
+                stack.pop()
+        elif c == ":" and stack and stack[-1][0] == "{":
+            stack[-1][1] = key
+        elif c == "," and stack and stack[-1][0] == "[":
+            stack[-1][1] += 1
+        i += 1
+    return None
+
+
+def _json_path(stack, max_chars=60):
+    out = ""
+    for kind, k in stack[:-1]:
+        if kind == "[":
+            out += "[%d]" % k
+        elif k is not None:
+            out += ("." if out else "") + k
+    if len(out) > max_chars:
+        out = out[:max_chars] + "..."
+    return out or "(top level)"
+
+
 def _read_json(path):
     try:
         with open(path, "rb") as f:
@@ -59,11 +110,88 @@ def _read_json(path):
     except OSError as e:
         raise CheckpointError("cannot read %s: %s" % (path, e)) from None
     try:
-        return json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CheckpointError("%s is not UTF-8 (byte %d): %s; save it as UTF-8" % (path, e.start, e.reason)) from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        where = _deep_nesting(text)
+        at = " (deeper than %d levels at %s, character %d)" % ((_NESTING_LIMIT,) + where) if where else ""
+        raise CheckpointError("%s is nested too deeply to be a tokenizer file%s; it is damaged or not a Hugging "
+                              "Face tokenizer file" % (path, at)) from None
     except ValueError as e:
         raise CheckpointError("%s is not valid JSON: %s" % (path, e)) from None
+
+
+_JSON_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
+               bool: "a boolean (true or false)", type(None): "null"}
+
+
+def _json_type(v):
+    if isinstance(v, bool):
+        return "a boolean (%s)" % json.dumps(v)
+    for t in (dict, list, str, int, float, type(None)):
+        if isinstance(v, t):
+            r = json.dumps(v)[:40] if t in (str, int, float) else ""
+            return _JSON_NAMES[t] + (" (%s)" % r if r else "")
+    return type(v).__name__
+
+
+def _is_json(v, types):
+    for t in types:
+        if t is int and isinstance(v, int) and not isinstance(v, bool):
+            return True
+        if t is float and isinstance(v, (int, float)) and not isinstance(v, bool):
+            return True
+        if t not in (int, float) and isinstance(v, t):
+            return True
+    return False
+
+
+_MISSING = object()
+
+
+def _field(obj, key, file, jpath, types, default=_MISSING):
+    """obj[key] checked to be one of the JSON `types` (dict, list, str, int, float, bool, type(None));
+    a CheckpointError naming `file` and the JSON path (jpath.key) otherwise. A missing key gives `default`
+    (an error when there is none)."""
+    full = "%s.%s" % (jpath, key) if jpath else key
+    if key not in obj:
+        if default is _MISSING:
+            raise CheckpointError("%s: %s is missing; it must be %s" % (
+                file, full, " or ".join(_JSON_NAMES[t] for t in types)))
+        return default
+    v = obj[key]
+    if not _is_json(v, types):
+        raise CheckpointError("%s: %s must be %s, got %s; fix that field in the file"
+                              % (file, full, " or ".join(_JSON_NAMES[t] for t in types), _json_type(v)))
+    return v
+
+
+def _check_tokenizer_config(cfg, path):
+    """Types of the tokenizer_config.json fields lyricnn reads: booleans must be JSON true/false ("no" is a
+    non-empty, truthy string), sizes integers, names strings."""
+    for k in ("do_lower_case", "tokenize_chinese_chars", "clean_up_tokenization_spaces"):
+        if cfg.get(k) is not None:
+            _field(cfg, k, path, "", (bool,))
+    _field(cfg, "strip_accents", path, "", (bool, type(None)), None)
+    for k in ("padding_side", "truncation_side"):
+        v = _field(cfg, k, path, "", (str, type(None)), None)
+        if v is not None and v not in ("right", "left"):
+            raise CheckpointError("%s: %s must be \"right\" or \"left\", got %s" % (path, k, json.dumps(v)))
+    v = _field(cfg, "model_max_length", path, "", (int, float, type(None)), None)
+    if v is not None and not v >= 0:
+        raise CheckpointError("%s: model_max_length must be >= 0, got %r" % (path, v))
+    names = _field(cfg, "model_input_names", path, "", (list, type(None)), None)
+    for i, x in enumerate(names or []):
+        if not isinstance(x, str):
+            raise CheckpointError("%s: model_input_names[%d] must be a string, got %s" % (path, i, _json_type(x)))
+    _field(cfg, "tokenizer_class", path, "", (str, type(None)), None)
+    for k in _SPECIAL_NAMES:
+        v = _field(cfg, k, path, "", (str, dict, type(None)), None)
+        if isinstance(v, dict):
+            _field(v, "content", path, k, (str,))
 
 
 def _hf_cache_dirs():
@@ -146,14 +274,22 @@ class Tokenizer:
             if "\n" in t or t.endswith("\r"):
                 raise CheckpointError("vocab token %d (%r) contains a line break, which lyricnn does not support" % (i, t))
         self._vocab = vocab
-        self.do_lower_case = bool(do_lower_case)
-        self.strip_accents = strip_accents
-        self.tokenize_chinese_chars = bool(tokenize_chinese_chars)
-        self.clean_text = bool(clean_text)
-        self.model_max_length = int(model_max_length) if model_max_length is not None else _LARGE
-        self.max_input_chars_per_word = int(max_input_chars_per_word)
+        self.do_lower_case = check_bool(do_lower_case, "do_lower_case")
+        self.strip_accents = check_bool(strip_accents, "strip_accents (None: as do_lower_case)", allow_none=True)
+        self.tokenize_chinese_chars = check_bool(tokenize_chinese_chars, "tokenize_chinese_chars")
+        self.clean_text = check_bool(clean_text, "clean_text")
+        mml = model_max_length
+        if mml is None or isinstance(mml, (float, np.floating)) and not isinstance(mml, bool) and mml >= _LARGE:
+            self.model_max_length = _LARGE  # None, 1e30 or inf: no maximum (as transformers)
+        else:
+            self.model_max_length = min(check_int(mml, "model_max_length (None: no maximum)", min=0), _LARGE)
+        self.max_input_chars_per_word = check_int(max_input_chars_per_word, "max_input_chars_per_word (the longest "
+                                                  "word split into pieces; longer words become unk_token)", min=1,
+                                                  max=MAX_INPUT_CHARS_LIMIT)
+        if not isinstance(continuing_subword_prefix, str):
+            raise TypeError("continuing_subword_prefix must be a str such as '##', got %r" % (continuing_subword_prefix,))
         self.continuing_subword_prefix = continuing_subword_prefix
-        self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
+        self.clean_up_tokenization_spaces = check_bool(clean_up_tokenization_spaces, "clean_up_tokenization_spaces")
         self.padding_side = padding_side
         self.truncation_side = truncation_side
         self.name_or_path = name_or_path
@@ -247,13 +383,17 @@ class Tokenizer:
             cfg = _read_json(cfg_path)
             if not isinstance(cfg, dict):
                 raise CheckpointError("%s must hold a JSON object" % cfg_path)
+            _check_tokenizer_config(cfg, cfg_path)
         stm = os.path.join(d, "special_tokens_map.json")
         if os.path.isfile(stm):
             m = _read_json(stm)
             if isinstance(m, dict):
                 for k in _SPECIAL_NAMES:
                     if k in m and k not in cfg:
-                        cfg[k] = m[k]
+                        v = _field(m, k, stm, "", (str, dict, type(None)))
+                        if isinstance(v, dict):
+                            _field(v, "content", stm, k, (str,))
+                        cfg[k] = v
         model_type = None
         if os.path.isfile(os.path.join(d, "config.json")):
             try:
@@ -284,7 +424,7 @@ class Tokenizer:
             if cfg.get(k) is not None:
                 kw[k] = _content(cfg[k])
         if cfg.get("model_max_length") is not None:
-            kw["model_max_length"] = min(int(cfg["model_max_length"]), _LARGE)
+            kw["model_max_length"] = int(min(cfg["model_max_length"], _LARGE))
         if isinstance(cfg.get("model_input_names"), list):
             kw["model_input_names"] = cfg["model_input_names"]
         return kw
@@ -312,71 +452,110 @@ class Tokenizer:
 
     @classmethod
     def _from_tokenizer_json(cls, path, cfg, overrides, name):
+        # Every field is type-checked: a wrong type raises CheckpointError naming the file and the JSON path
+        # (e.g. "model.vocab['hello']", "added_tokens[3].id"), never an AttributeError from deep inside.
         j = _read_json(path)
-        if not isinstance(j, dict) or not isinstance(j.get("model"), dict):
+        if not isinstance(j, dict) or "model" not in j:
             raise CheckpointError("%s is not a Hugging Face tokenizer.json (no 'model' object)" % path)
-        m = j["model"]
-        mtype = m.get("type", "WordPiece")
+        F = lambda obj, key, jpath, types, default=_MISSING: _field(obj, key, path, jpath, types, default)
+        m = F(j, "model", "", (dict,))
+        mtype = F(m, "type", "model", (str,), "WordPiece")
         if mtype != "WordPiece":
             raise CheckpointError("%s holds a %s model; lyricnn supports WordPiece (BERT / DistilBERT) tokenizers"
                                   % (path, mtype))
-        v = m.get("vocab")
+        if "vocab" not in m:
+            raise CheckpointError("%s: model.vocab is missing" % path)
+        v = F(m, "vocab", "model", (dict, list))
         if isinstance(v, dict):
             n = len(v)
             vocab = [None] * n
             for tok, i in v.items():
-                if not isinstance(i, int) or not 0 <= i < n or vocab[i] is not None:
-                    raise CheckpointError("%s: the vocab ids must be 0..%d, each once; %r has id %r" % (path, n - 1, tok, i))
+                if not _is_json(i, (int,)) or not 0 <= i < n or vocab[i] is not None:
+                    raise CheckpointError("%s: the vocab ids must be 0..%d, each once; model.vocab[%s] is %s"
+                                          % (path, n - 1, json.dumps(tok), _json_type(i)))
                 vocab[i] = tok
-        elif isinstance(v, list):  # [[token, score]] or [token]
-            vocab = [t[0] if isinstance(t, list) else t for t in v]
-        else:
-            raise CheckpointError("%s: model.vocab is missing" % path)
+        else:  # [[token, score]] or [token]
+            vocab = []
+            for k, t in enumerate(v):
+                tok = t[0] if isinstance(t, list) and t else t
+                if not isinstance(tok, str):
+                    raise CheckpointError("%s: model.vocab[%d] must be a token string (or [token, score]), got %s"
+                                          % (path, k, _json_type(t)))
+                vocab.append(tok)
         kw = cls._config_kwargs(cfg)
-        kw["unk_token"] = m.get("unk_token", kw.get("unk_token", "[UNK]"))
-        kw["continuing_subword_prefix"] = m.get("continuing_subword_prefix", "##")
-        kw["max_input_chars_per_word"] = m.get("max_input_chars_per_word", 100)
-        norm = j.get("normalizer")
-        if isinstance(norm, dict) and norm.get("type") == "Sequence":
-            parts = [x for x in norm.get("normalizers", []) if x.get("type") == "BertNormalizer"]
-            norm = parts[0] if len(parts) == 1 and len(norm.get("normalizers", [])) == 1 else norm
+        kw["unk_token"] = F(m, "unk_token", "model", (str,), kw.get("unk_token", "[UNK]"))
+        kw["continuing_subword_prefix"] = F(m, "continuing_subword_prefix", "model", (str,), "##")
+        mic = F(m, "max_input_chars_per_word", "model", (int,), 100)
+        if not 1 <= mic <= MAX_INPUT_CHARS_LIMIT:
+            raise CheckpointError("%s: model.max_input_chars_per_word must be in [1, %d], got %d (100 is the BERT "
+                                  "default)" % (path, MAX_INPUT_CHARS_LIMIT, mic))
+        kw["max_input_chars_per_word"] = mic
+        norm = F(j, "normalizer", "", (dict, type(None)), None)
+        njp = "normalizer"
+        if isinstance(norm, dict) and F(norm, "type", njp, (str,), None) == "Sequence":
+            parts = F(norm, "normalizers", njp, (list,), [])
+            for k, x in enumerate(parts):
+                if not isinstance(x, dict):
+                    raise CheckpointError("%s: normalizer.normalizers[%d] must be an object, got %s"
+                                          % (path, k, _json_type(x)))
+                F(x, "type", "normalizer.normalizers[%d]" % k, (str,), None)
+            bert = [k for k, x in enumerate(parts) if x.get("type") == "BertNormalizer"]
+            if len(bert) == 1 and len(parts) == 1:
+                norm, njp = parts[0], "normalizer.normalizers[0]"
         if norm is None:
             kw.update(do_lower_case=False, strip_accents=False, tokenize_chinese_chars=False, clean_text=False)
         elif norm.get("type") == "BertNormalizer":
-            kw["do_lower_case"] = bool(norm.get("lowercase", True))
-            kw["strip_accents"] = norm.get("strip_accents")
-            kw["tokenize_chinese_chars"] = bool(norm.get("handle_chinese_chars", True))
-            kw["clean_text"] = bool(norm.get("clean_text", True))
+            kw["do_lower_case"] = F(norm, "lowercase", njp, (bool,), True)
+            kw["strip_accents"] = F(norm, "strip_accents", njp, (bool, type(None)), None)
+            kw["tokenize_chinese_chars"] = F(norm, "handle_chinese_chars", njp, (bool,), True)
+            kw["clean_text"] = F(norm, "clean_text", njp, (bool,), True)
         else:
             raise CheckpointError("%s: normalizer %r is not supported (lyricnn implements BertNormalizer)"
                                   % (path, norm.get("type")))
-        pre = j.get("pre_tokenizer")
-        if pre is not None and pre.get("type") != "BertPreTokenizer":
+        pre = F(j, "pre_tokenizer", "", (dict, type(None)), None)
+        if pre is not None and F(pre, "type", "pre_tokenizer", (str,), None) != "BertPreTokenizer":
             raise CheckpointError("%s: pre_tokenizer %r is not supported (lyricnn implements BertPreTokenizer)"
                                   % (path, pre.get("type")))
         added = []
-        for a in j.get("added_tokens") or []:
+        for k, a in enumerate(F(j, "added_tokens", "", (list, type(None)), None) or []):
+            ajp = "added_tokens[%d]" % k
             if not isinstance(a, dict) or "content" not in a or "id" not in a:
-                raise CheckpointError("%s: bad added_tokens entry %r" % (path, a))
-            if a.get("normalized", False) or a.get("lstrip") or a.get("rstrip") or a.get("single_word"):
+                raise CheckpointError("%s: bad added_tokens entry %r (%s must be an object with \"content\" and "
+                                      "\"id\")" % (path, a, ajp))
+            content = F(a, "content", ajp, (str,))
+            tid = F(a, "id", ajp, (int,))
+            flags = [F(a, f, ajp, (bool,), False) for f in ("normalized", "lstrip", "rstrip", "single_word")]
+            if any(flags):
                 raise CheckpointError("%s: added token %r uses normalized/lstrip/rstrip/single_word, which lyricnn does "
-                                      "not support" % (path, a["content"]))
-            added.append((a["content"], int(a["id"]), bool(a.get("special", True))))
+                                      "not support" % (path, content))
+            added.append((content, tid, F(a, "special", ajp, (bool,), True)))
         kw["added_tokens"] = added
-        pp = j.get("post_processor") or {}
-        if pp.get("type") == "BertProcessing":  # older files: {"sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}
-            try:
-                kw["cls_token"], kw["sep_token"] = pp["cls"][0], pp["sep"][0]
-            except (KeyError, IndexError, TypeError):
-                raise CheckpointError("%s: bad BertProcessing post_processor %r" % (path, pp)) from None
-        elif pp.get("type") == "TemplateProcessing":
-            single = [x["SpecialToken"]["id"] for x in pp.get("single", []) if "SpecialToken" in x]
+        pp = F(j, "post_processor", "", (dict, type(None)), None) or {}
+        ptype = F(pp, "type", "post_processor", (str,), None) if pp else None
+        if ptype == "BertProcessing":  # older files: {"sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}
+            toks = {}
+            for key in ("cls", "sep"):
+                x = F(pp, key, "post_processor", (list,))
+                if len(x) != 2 or not isinstance(x[0], str) or not _is_json(x[1], (int,)):
+                    raise CheckpointError("%s: post_processor.%s must be [token string, id], got %s"
+                                          % (path, key, json.dumps(x)[:60]))
+                toks[key] = x[0]
+            kw["cls_token"], kw["sep_token"] = toks["cls"], toks["sep"]
+        elif ptype == "TemplateProcessing":
+            single = []
+            for k, x in enumerate(F(pp, "single", "post_processor", (list,), [])):
+                xjp = "post_processor.single[%d]" % k
+                if not isinstance(x, dict):
+                    raise CheckpointError("%s: %s must be an object, got %s" % (path, xjp, _json_type(x)))
+                if "SpecialToken" in x:
+                    st = F(x, "SpecialToken", xjp, (dict,))
+                    single.append(F(st, "id", xjp + ".SpecialToken", (str,)))
             if len(single) == 2:
                 kw.setdefault("cls_token", single[0])
                 kw.setdefault("sep_token", single[1])
         elif pp:
             raise CheckpointError("%s: post_processor %r is not supported (lyricnn implements the BERT template)"
-                                  % (path, pp.get("type")))
+                                  % (path, ptype))
         kw.update(overrides)
         kw.setdefault("name_or_path", name)
         if "added_tokens" in kw and kw["added_tokens"] == []:
@@ -452,16 +631,8 @@ class Tokenizer:
                         % (argname, type(x).__name__))
 
     def _strategies(self, padding, truncation, max_length, pad_to_multiple_of, has_pair):
-        if max_length is not None:
-            if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
-                raise TypeError("max_length must be an int or None, got %r" % (max_length,))
-            max_length = int(max_length)
-            if max_length < 0:
-                raise ValueError("max_length must be >= 0, got %d" % max_length)
-        if pad_to_multiple_of is not None:
-            if isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, (int, np.integer)) \
-                    or pad_to_multiple_of < 1:
-                raise ValueError("pad_to_multiple_of must be a positive int or None, got %r" % (pad_to_multiple_of,))
+        max_length = check_int(max_length, "max_length", min=0, allow_none=True)
+        pad_to_multiple_of = check_int(pad_to_multiple_of, "pad_to_multiple_of", min=1, allow_none=True)
         if max_length is not None and padding is False and truncation is None:
             truncation = "longest_first"
         if padding is False or padding is None or padding == "do_not_pad":
@@ -498,6 +669,25 @@ class Tokenizer:
                              "of pad_to_multiple_of (%d)." % (max_length, pad_to_multiple_of))
         return pad, trunc, max_length
 
+    def _check_sizes(self, rows, pad, max_length, given, pad_to_multiple_of):
+        """Refuse absurd lengths before the engine allocates rows x width ids (see MAX_LENGTH_LIMIT)."""
+        src = "max_length" if given is not None else "model_max_length (from the tokenizer config)"
+        # a model_max_length beyond the cap only matters when it is a padding width (truncating there is a no-op)
+        if max_length is not None and max_length > MAX_LENGTH_LIMIT and (given is not None or pad == 2):
+            raise ValueError("%s=%d is too large: the tokenizer accepts at most %d tokens per text (BERT models take "
+                             "max_position_embeddings, 512 for the bundled ones); pass max_length=512 or the "
+                             "model's limit" % (src, max_length, MAX_LENGTH_LIMIT))
+        if pad_to_multiple_of is not None and pad_to_multiple_of > MAX_LENGTH_LIMIT:
+            raise ValueError("pad_to_multiple_of=%d is too large: at most %d; use a small multiple such as 8"
+                             % (pad_to_multiple_of, MAX_LENGTH_LIMIT))
+        width = max_length if pad == 2 else (pad_to_multiple_of if pad and pad_to_multiple_of else 0)
+        if width and rows * width > MAX_PADDED_CELLS:
+            raise ValueError("padding %d texts to %d tokens would allocate %d ids per output array (%.1f GiB as "
+                             "int64), more than the %d this tokenizer allows; use a smaller %s, padding=True "
+                             "(pad to the longest text) or tokenize in smaller batches"
+                             % (rows, width, rows * width, rows * width * 8 / 2**30, MAX_PADDED_CELLS,
+                                src if pad == 2 else "pad_to_multiple_of"))
+
     def __call__(self, text, text_pair=None, add_special_tokens=True, padding=False, truncation=None,
                  max_length=None, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
                  return_token_type_ids=None, return_attention_mask=None, return_offsets_mapping=False,
@@ -523,8 +713,10 @@ class Tokenizer:
             raise ValueError("dtype must be np.int64 or np.int32, got %s" % dt)
         if return_tensors not in (None, "np", "pt"):
             raise ValueError("return_tensors must be None, 'np' or 'pt', got %r" % (return_tensors,))
+        given = max_length
         pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of,
                                                   pairs is not None)
+        self._check_sizes(len(texts), pad, max_length, given, pad_to_multiple_of)
         nspec = (3 if pairs is not None else 2) if add_special_tokens else 0
         if trunc and max_length is not None and max_length < nspec:
             raise ValueError("max_length=%d is too small for the %d special tokens a %s needs ([CLS] ... [SEP]); use "
