@@ -64,21 +64,27 @@ def _print_metrics(rep, task):
 
 
 def _load(model_dir):
-    from .estimators import _EST_FILE, TextClassifier, TextRegressor
+    from .estimators import _EST_FILE, TextClassifier, TextRegressor, read_estimator_file
 
     p = os.path.join(model_dir, _EST_FILE)
     if not os.path.isfile(p):
         raise SystemExit("error: %s is not a model saved by `python -m lyricnn train` (no %s)" % (model_dir, _EST_FILE))
-    with open(p, encoding="utf-8") as f:
-        kind = json.load(f).get("class")
+    kind = read_estimator_file(p)["class"]
     cls = {"TextClassifier": TextClassifier, "TextRegressor": TextRegressor}.get(kind)
     if cls is None:
         raise SystemExit("error: %s holds an unknown estimator class %r" % (model_dir, kind))
     est = cls.load(model_dir, verbose=0)
     cli = {}
-    if os.path.isfile(os.path.join(model_dir, _CLI_FILE)):
-        with open(os.path.join(model_dir, _CLI_FILE), encoding="utf-8") as f:
-            cli = json.load(f)
+    cp = os.path.join(model_dir, _CLI_FILE)
+    if os.path.isfile(cp):
+        try:
+            with open(cp, encoding="utf-8") as f:
+                cli = json.load(f)
+        except (ValueError, RecursionError) as e:
+            raise SystemExit("error: %s is damaged (%s); fix or delete it (it only records the column names "
+                             "used in training)" % (cp, e))
+        if not isinstance(cli, dict):
+            raise SystemExit("error: %s must hold a JSON object; fix or delete it" % cp)
     return est, cli
 
 

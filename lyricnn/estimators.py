@@ -13,17 +13,21 @@ Inputs: texts as a list, tuple, numpy array or pandas Series (or a DataFrame wit
 labels as a list, numpy array or pandas Series; numeric features as an (N, F) array or DataFrame
 (`features=` or the DataFrame's `feature_columns`). Outputs are numpy arrays whatever the input type.
 """
+import collections.abc
 import inspect
 import json
+import numbers
 import os
 
 import numpy as np
 
 from . import metrics as _metrics
+from ._validate import check_bool, check_choice, check_float, check_int, check_seed
+from .checkpoint import CheckpointError
 from .data import class_weights as _class_weights
 from .data import stratified_split
 from .models import build_classifier, resolve_model
-from .training import Dataset, TrainLoop, pad_rows
+from .training import Dataset, TrainLoop, check_loop_params, pad_rows
 
 __all__ = ["TextClassifier", "TextRegressor"]
 
@@ -50,6 +54,14 @@ def _as_texts(X, what):
     """A list of str from a list/tuple/array/Series; clear errors for anything else."""
     if isinstance(X, str):
         raise TypeError("%s must be a sequence of texts, not a single str; wrap it in a list" % what)
+    if isinstance(X, collections.abc.Mapping):
+        raise TypeError("%s must be a sequence of texts (list, tuple, numpy array or pandas Series), not a %s: its "
+                        "keys would be taken as the texts. For a {text: label} dict pass X=list(d), "
+                        "y=list(d.values())" % (what, type(X).__name__))
+    if isinstance(X, collections.abc.Set):
+        raise TypeError("%s must be a sequence of texts (list, tuple, numpy array or pandas Series), not a %s: a "
+                        "set has no order, so the texts could not be matched with their targets; pass a list"
+                        % (what, type(X).__name__))
     if _is_series(X):
         vals = X.tolist()
     elif isinstance(X, np.ndarray):
@@ -92,6 +104,99 @@ def _as_features(F, n_rows, what):
         raise ValueError("%s contains NaN or inf (first at row %d, column %d: %r); impute or drop those rows"
                          % (what, r, c, a[r, c]))
     return a
+
+
+def _max_positions(spec):
+    """The longest input (in tokens) the model of a ModelSpec takes: its max_position_embeddings."""
+    from .encoder import parse_config
+
+    return parse_config(spec.config)["max_position_embeddings"]
+
+
+def _is_missing(v):
+    return v is None or (isinstance(v, (float, np.floating)) and v != v) or \
+        type(v).__name__ in ("NAType", "NaTType")
+
+
+def _label_kind(v):
+    if isinstance(v, (str, np.str_)):
+        return "str"
+    if isinstance(v, (bytes, np.bytes_)):
+        return "bytes"
+    if isinstance(v, (numbers.Number, np.number, np.bool_)):
+        return "number"
+    return type(v).__name__
+
+
+def _check_target_values(y, what="y", noun="labels"):
+    """Check targets on their original Python values, before np.asarray turns [0, 'a'] into ['0', 'a']
+    or ['a', nan] into ['a', 'nan']: missing values (None, NaN, pd.NA) and a mix of kinds (str and numbers,
+    bytes, other objects) are refused. Homogeneous numpy arrays need no check here."""
+    if _is_series(y):
+        if y.dtype.kind != "O" and str(y.dtype) != "category":
+            return
+        vals = y.tolist()
+    elif isinstance(y, np.ndarray):
+        if y.dtype.kind != "O" or y.ndim != 1:
+            return
+        vals = y.tolist()
+    elif isinstance(y, (list, tuple)):
+        vals = y
+    else:
+        return
+    first = None
+    for i, v in enumerate(vals):
+        if _is_missing(v):
+            raise ValueError("%s contains None or NaN %s (first at %s[%d]: %r); drop those rows or give them a "
+                             "value" % (what, noun, what, i, v))
+        kind = _label_kind(v)
+        if first is None:
+            first = (i, v, kind)
+        elif kind != first[2]:
+            raise TypeError("%s mixes %s types: %s[%d] is %r (%s) but %s[%d] is %r (%s); use one type for all "
+                            "%s, e.g. [str(v) for v in %s]"
+                            % (what, noun[:-1], what, first[0], first[1], type(first[1]).__name__, what, i, v,
+                               type(v).__name__, noun, what))
+
+
+def _as_sample_weight(sample_weight, n):
+    """sample_weight as a (n,) float64 array of finite weights >= 0 with a positive sum."""
+    try:
+        w = np.asarray(_to_numpy(sample_weight), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError("sample_weight must be a sequence of numbers, one per text") from None
+    if w.ndim != 1 or len(w) != n:
+        raise ValueError("sample_weight has shape %s but there are %d texts; give one weight per text (shape (%d,))"
+                         % (w.shape, n, n))
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must hold finite weights >= 0")
+    if n and not w.sum() > 0:
+        raise ValueError("sample_weight sums to 0; give at least one text a positive weight")
+    return w
+
+
+def read_estimator_file(path):
+    """The state dict of a lyricnn_estimator.json; CheckpointError (naming the file) when it cannot be
+    read, is not JSON or lacks the fields save() writes."""
+    try:
+        with open(path, "rb") as f:
+            state = json.loads(f.read().decode("utf-8"))
+    except OSError as e:
+        raise CheckpointError("cannot read %s: %s" % (path, e)) from None
+    except UnicodeDecodeError as e:
+        raise CheckpointError("%s is not UTF-8 text (%s); it is not a file written by save()" % (path, e)) from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError("%s is not valid JSON (line %d column %d: %s); it is damaged: save the estimator "
+                              "again" % (path, e.lineno, e.colno, e.msg)) from None
+    except (RecursionError, ValueError) as e:
+        raise CheckpointError("%s cannot be parsed (%s); it is damaged: save the estimator again" % (path, e)) from None
+    if not isinstance(state, dict):
+        raise CheckpointError("%s must hold a JSON object, got %s" % (path, type(state).__name__))
+    for key, typ in (("class", str), ("params", dict), ("fitted", dict)):
+        if not isinstance(state.get(key), typ):
+            raise CheckpointError("%s: field %r is missing or not a %s; it is damaged: save the estimator again"
+                                  % (path, key, {str: "string", dict: "JSON object"}[typ]))
+    return state
 
 
 def _jsonable(v):
@@ -228,10 +333,21 @@ class _TextEstimator:
             texts = _as_texts(X, what)
         return texts, _as_features(features, len(texts), "features" if what == "X" else "features of " + what)
 
+    def _max_length(self, spec=None):
+        """max_length checked: an int >= 3 ([CLS] text [SEP]) and at most the model's
+        max_position_embeddings (of `spec`, else of the fitted model when there is one)."""
+        ml = check_int(self.max_length, "max_length ([CLS] text [SEP], so at least 3)", min=3)
+        if spec is None:
+            spec = getattr(self, "model_spec_", None)
+        if spec:  # False: the model is not known yet
+            limit = _max_positions(spec)
+            if ml > limit:
+                raise ValueError("max_length=%d is more than the model can take: its max_position_embeddings is %d; "
+                                 "use max_length <= %d (longer texts are truncated)" % (ml, limit, limit))
+        return ml
+
     def _tokenize(self, texts):
-        ml = int(self.max_length)
-        if ml < 3:
-            raise ValueError("max_length must be >= 3 ([CLS] text [SEP]), got %r" % self.max_length)
+        ml = self._max_length()
         enc = self.tokenizer_(texts, truncation=True, max_length=ml, return_token_type_ids=False,
                               return_attention_mask=False)
         return [np.asarray(r, dtype=np.int64) for r in enc["input_ids"]]
@@ -270,12 +386,41 @@ class _TextEstimator:
         if head is None and getattr(self, "n_features_", 0):
             head = {"pooling": "cls", "hidden": [], "features_at": 0}
         if head is not None and head.get("pooling") == "flatten":
-            head.setdefault("max_length", int(self.max_length))
+            head.setdefault("max_length", self._max_length())
         return head
 
     def _pad_to(self):
         head = self._resolved_head()
-        return int(self.max_length) if head is not None and head.get("pooling") == "flatten" else None
+        return self._max_length() if head is not None and head.get("pooling") == "flatten" else None
+
+    def _check_params(self):
+        """Check the type and range of every hyper-parameter fit() uses, before any work (see
+        lyricnn._validate for the rules); returns the training loop's normalised parameters."""
+        p = check_loop_params(self)
+        self._max_length(spec=False)
+        check_int(self.eval_batch_size, "eval_batch_size", min=1, allow_none=True)
+        check_choice(self.optimizer, "optimizer", ("adamw", "adam"))
+        check_float(self.weight_decay, "weight_decay", min=0)
+        check_float(self.eps, "eps", min=0)
+        b = self.betas
+        if not isinstance(b, (tuple, list)) or len(b) != 2:
+            raise TypeError("betas must be a pair (beta1, beta2) of numbers in [0, 1), got %r" % (b,))
+        for i, v in enumerate(b):
+            check_float(v, "betas[%d]" % i, min=0, max=1, max_inclusive=False)
+        check_float(self.max_grad_norm, "max_grad_norm (None: no clipping)", min=0, allow_none=True)
+        check_bool(self.freeze_encoder, "freeze_encoder")
+        check_float(self.dropout, "dropout", min=0, max=1, allow_none=True)
+        check_choice(self.feature_scaling, "feature_scaling", ("standard", None))
+        vf = self.validation_fraction
+        if not (vf is None or isinstance(vf, numbers.Real) and not isinstance(vf, bool) and vf == 0):  # 0: off
+            check_float(vf, "validation_fraction", min=0, max=1, min_inclusive=False, max_inclusive=False)
+        return p
+
+    def _targets(self, y, what="y"):
+        """y as a numpy array, after checking the original Python values (before numpy coerces them) for
+        missing values and mixed types."""
+        _check_target_values(y, what, "labels" if self._task == "classify" else "targets")
+        return _to_numpy(y)
 
     # -------------------------------------------------------------- fit
     def fit(self, X, y, features=None, eval_set=None, resume=False, callbacks=None):
@@ -287,8 +432,14 @@ class _TextEstimator:
         checkpoint_dir/last.safetensors. callbacks: callables cb(estimator, info) called after every
         step (info: step, epoch, loss, lr); returning False stops training like Ctrl-C.
         """
+        p = self._check_params()
+        spec = resolve_model(self.model, self.tokenizer)
+        self._max_length(spec)
         texts, F = self._texts_and_features(X, features)
-        yv = _to_numpy(y)
+        if isinstance(y, (collections.abc.Mapping, collections.abc.Set)):
+            raise TypeError("y must be a sequence of targets, one per text (list, numpy array or pandas Series), "
+                            "not a %s" % type(y).__name__)
+        yv = self._targets(y)
         if yv.ndim == 0:
             raise TypeError("y must be a sequence of targets, one per text")
         if len(texts) != len(yv):
@@ -298,7 +449,6 @@ class _TextEstimator:
             raise ValueError("the training set is empty (0 texts); fit needs at least one example")
         t_enc = self._encode_targets(yv, fitting=True)
         F = self._scale_features(F, fitting=True)
-        spec = resolve_model(self.model, self.tokenizer)
         self.model_spec_ = spec
         self.tokenizer_ = spec.load_tokenizer()
         ids = self._tokenize(texts)
@@ -309,21 +459,21 @@ class _TextEstimator:
                 raise TypeError("eval_set must be a tuple (X_val, y_val) or (X_val, y_val, features_val)")
             vX, vy = eval_set[0], eval_set[1]
             vtexts, vF = self._texts_and_features(vX, eval_set[2] if len(eval_set) == 3 else None, "eval_set X")
-            vyv = _to_numpy(vy)
+            vyv = self._targets(vy, "eval_set y")
             if len(vtexts) != len(vyv):
                 raise ValueError("eval_set has %d texts but %d targets" % (len(vtexts), len(vyv)))
             if len(vtexts) == 0:
                 raise ValueError("eval_set is empty")
             val = Dataset(self._tokenize(vtexts), self._encode_targets(vyv), self._scale_features(vF))
         elif self.validation_fraction:
-            tr, va = self._split(yv, float(self.validation_fraction))
+            tr, va = self._split(yv, self.validation_fraction, p["seed"])
             val = Dataset([ids[i] for i in va], t_enc[va], None if F is None else F[va])
             ids, t_enc, F = [ids[i] for i in tr], t_enc[tr], None if F is None else F[tr]
         train = Dataset(ids, t_enc, F)
 
         self.model_ = build_classifier(spec, self.num_labels_, problem_type=self.problem_type_,
                                        head=self._resolved_head(), num_features=self.n_features_,
-                                       freeze_encoder=bool(self.freeze_encoder), seed=int(self.seed),
+                                       freeze_encoder=bool(self.freeze_encoder), seed=p["seed"],
                                        device=self.device, dropout=self.dropout)
         self.model_.configure_optimizer(name=self.optimizer, lr=float(self.lr), betas=tuple(self.betas),
                                         eps=float(self.eps), weight_decay=float(self.weight_decay),
@@ -331,7 +481,7 @@ class _TextEstimator:
         if self.verbose:
             print("%s: %s; %d training texts%s, %d steps per epoch" % (
                 type(self).__name__, spec.description, len(train),
-                "" if val is None else ", %d validation texts" % len(val), -(-len(train) // int(self.batch_size))))
+                "" if val is None else ", %d validation texts" % len(val), -(-len(train) // p["batch_size"])))
         cw, pw = self._loss_weights(train.targets)
         params_json = _jsonable(self.get_params())
         loop = TrainLoop(self, self.model_, train, val, _Hooks(self, train), pad_id=self.tokenizer_.pad_token_id,
@@ -356,12 +506,11 @@ class _TextEstimator:
         self.history_ = _history_frame(loop.records)
         self._loop = None
 
-    def _split(self, y, frac):
-        if not 0 < frac < 1:
-            raise ValueError("validation_fraction must be in (0, 1), got %r" % frac)
+    def _split(self, y, frac, seed):
+        """(train, validation) row indices; frac and seed as checked by _check_params."""
         if self._task == "classify":
-            return stratified_split(y, test_size=frac, seed=int(self.seed))
-        rng = np.random.default_rng(int(self.seed))
+            return stratified_split(y, test_size=frac, seed=seed)
+        rng = np.random.default_rng(seed)
         perm = rng.permutation(len(y))
         nv = max(1, int(round(frac * len(y))))
         return np.sort(perm[nv:]), np.sort(perm[:nv])
@@ -378,7 +527,8 @@ class _TextEstimator:
         if n == 0:
             return out
         order = np.argsort(np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
-        bs = int(self.eval_batch_size or 2 * int(self.batch_size))
+        bs = check_int(self.eval_batch_size, "eval_batch_size", min=1, allow_none=True)
+        bs = bs or 2 * check_int(self.batch_size, "batch_size", min=1)
         pad_to = self._pad_to()
         for s in range(0, n, bs):
             idx = order[s:s + bs]
@@ -422,8 +572,7 @@ class _TextEstimator:
         path = os.path.join(directory, _EST_FILE)
         if not os.path.isfile(path):
             raise FileNotFoundError("%s not found: %s was not written by %s.save()" % (path, directory, cls.__name__))
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
+        state = read_estimator_file(path)
         if state.get("class") != cls.__name__:
             raise TypeError("%s holds a %s; load it with lyricnn.%s.load()" % (directory, state.get("class"),
                                                                                 state.get("class")))
@@ -433,7 +582,12 @@ class _TextEstimator:
         params.update(overrides)
         valid = set(cls._get_param_names())
         est = cls(**{k: v for k, v in params.items() if k in valid})
-        est._restore_fitted(state["fitted"])
+        try:
+            est._restore_fitted(state["fitted"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError("%s: the 'fitted' state is incomplete or malformed (%s: %s); save the estimator "
+                                  "again with save()" % (path, type(e).__name__, e)) from None
+        seed = check_seed(est.seed)
         spec = resolve_model(directory)
         est.model_spec_ = spec
         est.tokenizer_ = spec.load_tokenizer()
@@ -443,7 +597,7 @@ class _TextEstimator:
         # config.json), with its trained tensors and BatchNorm statistics
         est.model_ = SequenceClassifier.from_pretrained(
             directory, num_labels=est.num_labels_, problem_type=est.problem_type_, head=None,
-            num_features=est.n_features_ or None, seed=int(est.seed), device=est.device, dropout=est.dropout)
+            num_features=est.n_features_ or None, seed=seed, device=est.device, dropout=est.dropout)
         hist = os.path.join(directory, "history.csv")
         if os.path.isfile(hist):
             try:
@@ -514,11 +668,11 @@ class _TextEstimator:
     def show_predictions(self, X, y=None, n=10, features=None, seed=0, max_chars=160, file=None):
         """Print n sampled texts with the predicted (and, if y is given, the true) target."""
         texts, _ = self._texts_and_features(X, features)
-        yv = None if y is None else _to_numpy(y)
+        yv = None if y is None else self._targets(y)
         if yv is not None and len(yv) != len(texts):
             raise ValueError("X has %d texts but y has %d targets" % (len(texts), len(yv)))
-        rng = np.random.default_rng(seed)
-        idx = np.sort(rng.choice(len(texts), size=min(int(n), len(texts)), replace=False))
+        rng = np.random.default_rng(check_seed(seed))
+        idx = np.sort(rng.choice(len(texts), size=min(check_int(n, "n", min=0), len(texts)), replace=False))
         F = None
         if features is not None or (_is_frame(X) and self.feature_columns):
             _, F = self._texts_and_features(X, features)
@@ -633,6 +787,10 @@ class TextClassifier(_TextEstimator):
         (seed, global step) in the engine); the same seed gives the same run, bit-identical on the CPU
         for a fixed thread count (lyricnn.set_num_threads), also across fit(..., resume=True).
       device: 'cpu'. verbose: 0 silent, 1 progress bar and per-evaluation lines.
+
+    fit() checks every parameter's type and range before any work (lyricnn._validate): counts such as
+    batch_size and epochs are ints (not floats, not bools), lr > 0, seed an int in [0, 2**64), max_length at
+    most the model's max_position_embeddings, checkpoint_dir a folder (or creatable as one).
     """
 
     _task = "classify"
@@ -679,6 +837,7 @@ class TextClassifier(_TextEstimator):
             except TypeError:
                 raise TypeError("y mixes label types (e.g. str and int); use one type") from None
             if self.classes is not None:
+                _check_target_values(self.classes, "classes")
                 classes = np.asarray(self.classes)
                 extra = [v for v in seen.tolist() if v not in set(classes.tolist())]
                 if extra:
@@ -766,21 +925,22 @@ class TextClassifier(_TextEstimator):
     def score(self, X, y, features=None, sample_weight=None):
         """Accuracy (scikit-learn's classifier score)."""
         self._check_fitted()
-        yv = _to_numpy(y)
+        yv = self._targets(y)
         t = self._encode_targets(yv)
+        w = None if sample_weight is None else _as_sample_weight(sample_weight, len(t))
         p = self.predict_proba(X, features).argmax(axis=1)
         if len(p) != len(t):
             raise ValueError("X has %d texts but y has %d labels" % (len(p), len(t)))
         ok = (p == t).astype(np.float64)
-        if sample_weight is not None:
-            return float(np.average(ok, weights=np.asarray(sample_weight, np.float64)))
+        if w is not None:
+            return float(np.average(ok, weights=w))
         return float(ok.mean())
 
     def evaluate(self, X, y, features=None):
         """A dict: accuracy, precision_macro, recall_macro, f1_macro, per_class ({label: precision, recall,
         f1, accuracy, support}), labels, confusion_matrix (rows true, columns predicted), loss."""
         self._check_fitted()
-        yv = _to_numpy(y)
+        yv = self._targets(y)
         t = self._encode_targets(yv)
         _, ids, F = self._prepare(X, features)
         if len(ids) != len(t):
@@ -862,9 +1022,14 @@ class TextRegressor(_TextEstimator):
 
     def score(self, X, y, features=None, sample_weight=None):
         """R^2 (scikit-learn's regressor score)."""
-        t = self._encode_targets(_to_numpy(y)).astype(np.float64).reshape(len(_to_numpy(y)), -1)
-        p = self.predict(X, features).reshape(len(t), -1)
-        w = None if sample_weight is None else np.asarray(sample_weight, np.float64)[:, None]
+        self._check_fitted()
+        yv = self._targets(y)
+        t = self._encode_targets(yv).astype(np.float64).reshape(len(yv), -1)
+        w = None if sample_weight is None else _as_sample_weight(sample_weight, len(t))[:, None]
+        p = self.predict(X, features)
+        if len(p) != len(t):
+            raise ValueError("X has %d texts but y has %d targets" % (len(p), len(t)))
+        p = p.reshape(len(t), -1)
         ss_res = np.average((t - p) ** 2, axis=0, weights=None if w is None else w[:, 0])
         ss_tot = np.average((t - np.average(t, axis=0, weights=None if w is None else w[:, 0])) ** 2, axis=0,
                             weights=None if w is None else w[:, 0])
@@ -873,7 +1038,8 @@ class TextRegressor(_TextEstimator):
 
     def evaluate(self, X, y, features=None):
         """A dict: mse, rmse, mae, pearson_r (over all outputs for a multi-output target)."""
-        yv = _to_numpy(y)
+        self._check_fitted()
+        yv = self._targets(y)
         t = self._encode_targets(yv)
         _, ids, F = self._prepare(X, features)
         if len(ids) != len(t):

@@ -24,10 +24,11 @@ import time
 import numpy as np
 
 from . import checkpoint as _ckpt
+from ._validate import check_bool, check_float, check_int, check_seed
 from .data import batch_order, pad_batch
-from .schedules import ReduceLROnPlateau, get_schedule
+from .schedules import SCHEDULES, ReduceLROnPlateau, get_schedule
 
-__all__ = ["Dataset", "TrainLoop", "read_checkpoint", "LAST", "BEST", "LOWER_IS_BETTER"]
+__all__ = ["Dataset", "TrainLoop", "read_checkpoint", "check_loop_params", "LAST", "BEST", "LOWER_IS_BETTER"]
 
 LAST = "last.safetensors"
 BEST = "best.safetensors"
@@ -99,6 +100,73 @@ def read_checkpoint(path):
     return out, meta
 
 
+def check_checkpoint_dir(d, name="checkpoint_dir"):
+    """None (no checkpoints) or a path that is a directory or can be created as one: an existing file there,
+    or a file in the way of one of its parents, is refused now rather than at the first save an epoch later."""
+    if d is None or d == "":
+        return None
+    if not isinstance(d, (str, os.PathLike)):
+        raise TypeError("%s must be a folder path (str or os.PathLike) or None, got %s" % (name, type(d).__name__))
+    d = os.fspath(d)
+    if isinstance(d, bytes):
+        raise TypeError("%s must be a str path, not bytes" % name)
+    if os.path.exists(d):
+        if not os.path.isdir(d):
+            raise ValueError("%s=%r is an existing file, not a folder; pass a folder path (it is created if "
+                             "missing) or remove the file" % (name, d))
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise ValueError("%s=%r is a folder this process cannot write to; pass a writable folder" % (name, d))
+        return d
+    parent = os.path.dirname(os.path.abspath(d))
+    while not os.path.exists(parent):
+        up = os.path.dirname(parent)
+        if up == parent:
+            break
+        parent = up
+    if not os.path.isdir(parent):
+        raise ValueError("%s=%r cannot be created: %s is a file, not a folder; pass a folder path" % (name, d, parent))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError("%s=%r cannot be created: %s is not writable; pass a folder path you can write to"
+                         % (name, d, parent))
+    return d
+
+
+def check_loop_params(est):
+    """Check the hyper-parameters the training loop reads from `est` (types and ranges, see
+    lyricnn._validate) and return them normalised as a dict. Called at the start of the estimators' fit(),
+    before any work, and again by TrainLoop for direct users.
+
+    lr must be > 0 here (a fit with lr=0 trains nothing); the optimizer itself (configure_optimizer, set_lr)
+    accepts 0 because schedules decay to it. warmup_steps / warmup_ratio / eval_steps / checkpoint_steps may
+    be None or 0 (off)."""
+    p = {}
+    p["batch_size"] = check_int(est.batch_size, "batch_size", min=1)
+    p["epochs"] = check_int(est.epochs, "epochs", min=1)
+    p["lr"] = check_float(est.lr, "lr", min=0, min_inclusive=False)
+    p["warmup_steps"] = check_int(est.warmup_steps, "warmup_steps", min=0, allow_none=True) or 0
+    p["warmup_ratio"] = check_float(est.warmup_ratio, "warmup_ratio", min=0, max=1, max_inclusive=False,
+                                    allow_none=True) or 0.0
+    if not isinstance(est.schedule, str) or est.schedule not in tuple(SCHEDULES) + ("plateau",):
+        raise ValueError("unknown schedule %r; choose one of %s" % (est.schedule, sorted(SCHEDULES) + ["plateau"]))
+    p["plateau_factor"] = check_float(est.plateau_factor, "plateau_factor", min=0, max=1, max_inclusive=False)
+    p["plateau_patience"] = check_int(est.plateau_patience, "plateau_patience", min=0)
+    if not isinstance(est.monitor, str):
+        raise TypeError("monitor must be the name of a validation metric (a str), got %r" % (est.monitor,))
+    p["early_stopping"] = check_bool(est.early_stopping, "early_stopping")
+    p["patience"] = check_int(est.patience, "patience", min=0)
+    p["restore_best_weights"] = check_bool(est.restore_best_weights, "restore_best_weights")
+    p["bucket_by_length"] = check_bool(est.bucket_by_length, "bucket_by_length")
+    p["eval_steps"] = check_int(est.eval_steps, "eval_steps", min=0, allow_none=True) or 0
+    p["checkpoint_steps"] = check_int(est.checkpoint_steps, "checkpoint_steps", min=0, allow_none=True) or 0
+    p["checkpoint_dir"] = check_checkpoint_dir(est.checkpoint_dir)
+    p["seed"] = check_seed(est.seed)
+    v = est.verbose
+    if not isinstance(v, (bool, np.bool_)):
+        v = check_int(v, "verbose (0, 1 or a bool)", min=0)
+    p["verbose"] = v
+    return p
+
+
 class _SigintGuard:
     """While active, the first Ctrl-C only sets a flag (the loop stops after the current step); a second
     Ctrl-C raises KeyboardInterrupt at once. Only in the main thread."""
@@ -166,13 +234,10 @@ class TrainLoop:
         self.pad_id, self.pad_to = pad_id, pad_to
         self.class_weight, self.pos_weight = class_weight, pos_weight
         self.params_json = params_json
-        bs = int(est.batch_size)
-        if bs < 1:
-            raise ValueError("batch_size must be >= 1, got %r" % est.batch_size)
-        if int(est.epochs) < 1:
-            raise ValueError("epochs must be >= 1, got %r" % est.epochs)
+        self.p = check_loop_params(est)
+        bs = self.p["batch_size"]
         self.batch_size = bs
-        self.epochs = int(est.epochs)
+        self.epochs = self.p["epochs"]
         self.steps_per_epoch = -(-len(train) // bs)
         self.total_steps = self.epochs * self.steps_per_epoch
         self.monitor = est.monitor
@@ -194,19 +259,15 @@ class TrainLoop:
 
     # ------------------------------------------------------------------ schedule
     def _make_schedule(self):
-        est = self.est
-        lr = float(est.lr)
-        if not lr > 0 or not math.isfinite(lr):
-            raise ValueError("lr must be a positive number, got %r" % est.lr)
-        warm = int(est.warmup_steps or 0)
-        if est.warmup_ratio:
-            if not 0 <= est.warmup_ratio < 1:
-                raise ValueError("warmup_ratio must be in [0, 1), got %r" % est.warmup_ratio)
-            warm = max(warm, int(math.ceil(est.warmup_ratio * self.total_steps)))
+        est, p = self.est, self.p
+        lr = p["lr"]
+        warm = p["warmup_steps"]
+        if p["warmup_ratio"]:
+            warm = max(warm, int(math.ceil(p["warmup_ratio"] * self.total_steps)))
         name = est.schedule
         if name == "plateau":
-            return None, ReduceLROnPlateau(lr, mode=self.mode, factor=est.plateau_factor,
-                                           patience=est.plateau_patience)
+            return None, ReduceLROnPlateau(lr, mode=self.mode, factor=p["plateau_factor"],
+                                           patience=p["plateau_patience"])
         if name == "constant" and warm:
             name = "constant_with_warmup"
         return get_schedule(name, lr, num_warmup_steps=warm, num_training_steps=self.total_steps), None
@@ -217,14 +278,14 @@ class TrainLoop:
     # ------------------------------------------------------------------ checkpoints
     @property
     def ckpt_dir(self):
-        return self.est.checkpoint_dir
+        return self.p["checkpoint_dir"]
 
     def _meta(self):
         return {
             "format": FORMAT, "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
-            "rng": {"batch_order_seed": [int(self.est.seed), self.epoch], "dropout": "engine Philox keyed by "
-                    "(seed, global step)", "seed": int(self.est.seed)},
+            "rng": {"batch_order_seed": [self.p["seed"], self.epoch], "dropout": "engine Philox keyed by "
+                    "(seed, global step)", "seed": self.p["seed"]},
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "plateau": self.plateau.state_dict() if self.plateau is not None else None,
             "best_score": self.best_score, "best_step": self.best_step, "bad_evals": self.bad_evals,
@@ -341,13 +402,13 @@ class TrainLoop:
             self.plateau.step(score)
         if self._improved(score):
             self.best_score, self.best_step, self.bad_evals = score, self.step, 0
-            if self.est.early_stopping and self.est.restore_best_weights or self.ckpt_dir:
+            if self.p["early_stopping"] and self.p["restore_best_weights"] or self.ckpt_dir:
                 self.best_state = self.model.state_dict()
             if self.ckpt_dir:
                 self._save_best()
         else:
             self.bad_evals += 1
-            if self.est.early_stopping and self.bad_evals >= int(self.est.patience):
+            if self.p["early_stopping"] and self.bad_evals >= self.p["patience"]:
                 self.stopped_early = True
         if self.est.verbose:
             shown = " ".join("%s %.4f" % (k, v) for k, v in metrics.items() if np.isscalar(v))
@@ -362,16 +423,16 @@ class TrainLoop:
         if resume:
             self.load_checkpoint()
         callbacks = [c for c in (callbacks or ()) if c is not None]
-        eval_steps = int(est.eval_steps) if est.eval_steps else 0
-        ckpt_steps = int(est.checkpoint_steps) if est.checkpoint_steps else 0
-        bar = _make_bar(self.total_steps, min(self.step, self.total_steps), bool(est.verbose) and est.verbose > 0,
+        eval_steps = self.p["eval_steps"]
+        ckpt_steps = self.p["checkpoint_steps"]
+        bar = _make_bar(self.total_steps, min(self.step, self.total_steps), self.p["verbose"] > 0,
                         "fine-tuning")
         running = None
         try:
             with _SigintGuard() as guard:
                 while self.epoch < self.epochs and not self.stopped_early and not self.interrupted:
                     batches = batch_order(self.train.lengths, self.batch_size, shuffle=True,
-                                          seed=[int(est.seed), self.epoch], bucket=bool(est.bucket_by_length))
+                                          seed=[self.p["seed"], self.epoch], bucket=self.p["bucket_by_length"])
                     while self.batch_in_epoch < len(batches):
                         if guard.requested:
                             self.interrupted = True
@@ -443,7 +504,7 @@ class TrainLoop:
         if self.stopped_early and est.verbose:
             print("early stopping at step %d: %s did not improve for %d evaluations (best %.4f at step %d)"
                   % (self.step, self.monitor, self.bad_evals, self.best_score, self.best_step))
-        if est.early_stopping and est.restore_best_weights and self.best_state is not None \
+        if self.p["early_stopping"] and self.p["restore_best_weights"] and self.best_state is not None \
                 and self.best_step != self.step and not self.interrupted:
             model.load_state_dict(self.best_state)
             if est.verbose:
