@@ -3,7 +3,7 @@
 Environment switches (all optional):
   LYRICNN_OPENMP=0        build without OpenMP (default: on when the compiler passes a probe)
   LYRICNN_BLAS=auto|onednn|scipy-openblas32|system
-                          the GEMM library (csrc/lnn_blas.h). auto (default): onednn where it is installed,
+                          the GEMM library (csrc/cpu/blas.h). auto (default): onednn where it is installed,
                           else scipy-openblas32. onednn: oneDNN's dnnl_sgemm (apt-get install libdnnl-dev),
                           kernels picked from CPUID; scipy-openblas32: the OpenBLAS wheel NumPy/SciPy use
                           (`pip install scipy-openblas32`); system: the system OpenBLAS (libopenblas-dev)
@@ -189,10 +189,14 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-sources = sorted(glob.glob(os.path.join("csrc", "*.c")))
+# csrc/ by role: core/ (status, dtypes, the backend interface), cpu/ (the CPU backend), models/ (the
+# graphs), io/ (tokenizer, safetensors), py/ (the CPython binding). cuda/ is compiled by nvcc, apart.
+ROLES = ("core", "cpu", "models", "io", "py")
+sources = sorted(f for r in ROLES for f in glob.glob(os.path.join("csrc", r, "*.c")))
+headers = sorted(f for r in ROLES for f in glob.glob(os.path.join("csrc", r, "*.h")))
 
 setup(
     version=_version(),
-    ext_modules=[Extension("lyricnn._C", sources=sources, depends=glob.glob("csrc/*.h"))],
+    ext_modules=[Extension("lyricnn._C", sources=sources, depends=headers)],
     cmdclass={"build_ext": BuildExt},
 )

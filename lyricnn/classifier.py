@@ -20,18 +20,17 @@ import os
 
 import numpy as np
 
+from ._device import TensorStore, resolve_device
 from ._loader import _C
 from ._C import CheckpointError, LyricnnError
 from . import _train_ops
+from ._validate import check_seed
 from .encoder import Encoder, _check_inputs, parse_config
 
 __all__ = ["SequenceClassifier", "SequenceClassifierOutput", "normalize_head"]
 
-PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
-_LOSS = {"single_label_classification": 0, "multi_label_classification": 1, "regression": 2}
-_SRC = {"cls": 0, "mean": 1, "flatten": 2, "pooler": 3}
-LINEAR, RELU, TANH, DROPOUT, BATCHNORM, CONCAT = range(6)
-_ACTS = {"relu": RELU, "tanh": TANH}
+PROBLEM_TYPES = tuple(_C.PROBLEM_TYPES)  # the C classifier's loss names (csrc/models/classifier.h)
+_ACTS = ("relu", "tanh")
 _PREFIX = {"distilbert": "distilbert.", "bert": "bert."}
 _ARCH = {"distilbert": "DistilBertForSequenceClassification", "bert": "BertForSequenceClassification"}
 _BASE_ARCH = {"distilbert": "DistilBertModel", "bert": "BertModel"}
@@ -130,38 +129,39 @@ def normalize_head(head, hidden_size, num_labels, num_features=0):
 
 
 def _head_plan(model_type, config, head, C, K, F, hdrop):
-    """(source, flatten_T, ops, tensors, bn) for the C classifier. tensors: [(name, shape, flags)];
-    bn: [name prefix] per BatchNorm op in order."""
+    """(source, flatten_T, ops, tensors, bn) for the C classifier: source a _C.SOURCES name; ops a list
+    of dicts (kind: a _C.HEAD_OPS name, in, out, weight / bias tensor names, p, momentum, eps); tensors
+    [(name, shape, flags)]; bn [name prefix] per BatchNorm op in order."""
     ops, tensors, bn = [], [], []
     ND = _C.TENSOR_NO_DECAY
 
     def linear(name, i, o):
         tensors.append((name + ".weight", (o, i), 0))
         tensors.append((name + ".bias", (o,), ND))
-        ops.append((LINEAR, i, o, name + ".weight", name + ".bias", 0.0, 0.0, 0.0))
+        ops.append(dict(kind="linear", weight=name + ".weight", bias=name + ".bias", **{"in": i, "out": o}))
 
     def elem(kind, w, p=0.0):
-        ops.append((kind, w, w, None, None, float(p), 0.0, 0.0))
+        ops.append(dict(kind=kind, p=float(p), **{"in": w, "out": w}))
 
     if head is None:
         if model_type == "distilbert":
             linear("pre_classifier", C, C)
-            elem(RELU, C)
+            elem("relu", C)
             if hdrop > 0:
-                elem(DROPOUT, C, hdrop)
+                elem("dropout", C, hdrop)
             linear("classifier", C, K)
-            return _SRC["cls"], 0, ops, tensors, bn
+            return "cls", 0, ops, tensors, bn
         if hdrop > 0:
-            elem(DROPOUT, C, hdrop)
+            elem("dropout", C, hdrop)
         linear("classifier", C, K)
-        return _SRC["pooler"], 0, ops, tensors, bn
+        return "pooler", 0, ops, tensors, bn
     width = head["max_length"] * C if head["pooling"] == "flatten" else C
     if head["input_dropout"] > 0:
-        elem(DROPOUT, width, head["input_dropout"])
+        elem("dropout", width, head["input_dropout"])
     widths = head["hidden"] + [K]
     for j, w in enumerate(widths):
         if F and head["features_at"] == j:
-            ops.append((CONCAT, width, width + F, None, None, 0.0, 0.0, 0.0))
+            ops.append(dict(kind="concat", **{"in": width, "out": width + F}))
             width += F
         last = j == len(widths) - 1
         linear("classifier" if last else "head.%d.dense" % j, width, w)
@@ -174,12 +174,13 @@ def _head_plan(model_type, config, head, C, K, F, hdrop):
             tensors.append((nm + ".bias", (w,), ND))
             # momentum None: the factor 1 / num_batches_tracked is set before each training step
             mo = 1.0 if head["momentum"] is None else head["momentum"]
-            ops.append((BATCHNORM, w, w, nm + ".weight", nm + ".bias", 0.0, mo, head["eps"]))
+            ops.append(dict(kind="batchnorm", weight=nm + ".weight", bias=nm + ".bias", momentum=mo, eps=head["eps"],
+                            **{"in": w, "out": w}))
             bn.append(nm)
-        elem(_ACTS[head["activation"]], w)
+        elem(head["activation"], w)
         if head["dropout"] > 0:
-            elem(DROPOUT, w, head["dropout"])
-    return _SRC[head["pooling"]], head["max_length"] or 0, ops, tensors, bn
+            elem("dropout", w, head["dropout"])
+    return head["pooling"], head["max_length"] or 0, ops, tensors, bn
 
 
 def _with_dropout(config, p):
@@ -211,12 +212,13 @@ class SequenceClassifier:
 
     Parameters, gradients and the Adam moments are each one contiguous buffer; `params` / `grads`
     map HF names ("distilbert.embeddings.word_embeddings.weight", "pre_classifier.weight",
-    "classifier.bias", ...) to zero-copy views."""
+    "classifier.bias", ...) to zero-copy views on the CPU, and to copies on device backends (load
+    tensors there with load_state_dict). device: see lyricnn._device."""
 
     def __init__(self, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,
                  seed=0, device="cpu", dropout=None, add_pooling_layer=None):
-        if device != "cpu":
-            raise ValueError("device=%r is not available in this build; use device='cpu'" % (device,))
+        resolve_device(device)
+        seed = check_seed(seed)
         if not isinstance(config, dict):
             raise TypeError("config must be a dict (config.json), got %s" % type(config).__name__)
         mt = config.get("model_type")
@@ -263,37 +265,44 @@ class SequenceClassifier:
         self.num_features = num_features
         self.problem_type = problem_type
         self.head = head
-        self.seed = int(seed)
+        self.seed = seed
         self.step = 0
-        self.encoder = Encoder(config, add_pooling_layer=add_pooling_layer, extra_tensors=tensors)
+        self.device = device
+        self.encoder = Encoder(config, add_pooling_layer=add_pooling_layer, extra_tensors=tensors, device=device)
         self._head_names = [t[0] for t in tensors]
         self._clf = _C.Classifier(self.encoder._engine, source, flatten_T, ops, num_labels, num_features,
-                                  _LOSS[problem_type])
+                                  problem_type)
         prefix = _PREFIX[mt]
         head_set = set(self._head_names)
         self._names = []  # HF names in buffer order
-        self.params, self.grads = {}, {}
-        for name, _, _, _ in self.encoder._info:
+        layout = {}
+        for name, shape, off, _ in self.encoder._info:
             full = name if name in head_set else prefix + name
             self._names.append(full)
-            self.params[full] = self.encoder.params[name]
-            self.grads[full] = self.encoder.grads[name]
+            layout[full] = (off, tuple(shape))
+        self._pstore = TensorStore(self.encoder._engine, "params", layout)
+        self.params = self._pstore.view()
+        self.grads = TensorStore(self.encoder._engine, "grads", layout).view()
         self._enc_names = [n for n in self.encoder._info if n[0] not in head_set]
-        # BatchNorm running statistics: views of the classifier's buffer
-        self.buffers = {}
+        # BatchNorm running statistics: the classifier's buffer, running_mean then running_var per op
         self._bn = bn
-        buf = self._clf.buffers()
-        off = 0
+        self._bn_layout, off = {}, 0
         for nm in bn:
-            w = int(self.params[nm + ".weight"].shape[0])
-            self.buffers[nm + ".running_mean"] = buf[off:off + w]
-            self.buffers[nm + ".running_var"] = buf[off + w:off + 2 * w]
-            self.buffers[nm + ".running_var"][...] = 1.0
+            w = int(layout[nm + ".weight"][1][0])
+            self._bn_layout[nm + ".running_mean"] = (off, w)
+            self._bn_layout[nm + ".running_var"] = (off + w, w)
             off += 2 * w
+        self._bn_views = None
+        if self.encoder._engine.host_memory:  # zero-copy views of the running stats
+            buf = self._clf.buffers()
+            self._bn_views = {k: buf[o:o + w] for k, (o, w) in self._bn_layout.items()}
+        if bn:
+            self.load_buffers({k: np.ones(w, np.float32) for k, (o, w) in self._bn_layout.items()
+                               if k.endswith("running_var")})
         self._num_batches = {nm: 0 for nm in bn}
         # BatchNorm ops (same order as bn) whose running stats are a cumulative average (momentum None)
         cumulative = isinstance(head, dict) and "momentum" in head and head["momentum"] is None
-        self._bn_cumulative = [i for i, o in enumerate(ops) if o[0] == BATCHNORM] if cumulative else []
+        self._bn_cumulative = [i for i, o in enumerate(ops) if o["kind"] == "batchnorm"] if cumulative else []
         self.id2label = {i: "LABEL_%d" % i for i in range(num_labels)}
         self._opt = None
         self.freeze_encoder = False
@@ -303,6 +312,31 @@ class SequenceClassifier:
             self.encoder.freeze(True, names=["pooler.dense.weight", "pooler.dense.bias"])
         if freeze_encoder:
             self._set_frozen(True)
+
+    @property
+    def buffers(self):
+        """BatchNorm running statistics {name: (C,) float32}: views on the CPU, copies on device backends
+        (change them with load_buffers)."""
+        if self._bn_views is not None:
+            return self._bn_views
+        buf = self._clf.buffers()
+        return {k: buf[o:o + w].copy() for k, (o, w) in self._bn_layout.items()}
+
+    def load_buffers(self, values):
+        """Set BatchNorm running statistics from {name: (C,) array} (a subset is fine)."""
+        for k, v in values.items():
+            a = np.asarray(v, dtype=np.float32).reshape(-1)
+            if a.shape != (self._bn_layout[k][1],):
+                raise CheckpointError("%s: shape %s, the model needs (%d,)" % (k, np.shape(v), self._bn_layout[k][1]))
+        if self._bn_views is not None:
+            for k, v in values.items():
+                np.copyto(self._bn_views[k], np.asarray(v, dtype=np.float32).reshape(-1))
+            return
+        buf = self._clf.buffers()
+        for k, v in values.items():
+            o, w = self._bn_layout[k]
+            buf[o:o + w] = np.asarray(v, dtype=np.float32).reshape(-1)
+        self._clf.write_buffers(buf)
 
     @staticmethod
     def _check_int(v, name, lo):
@@ -321,17 +355,21 @@ class SequenceClassifier:
         """Seeded init of head tensors: HF heads as HF (normal(0, initializer_range), zero bias);
         configurable-head layers as torch.nn defaults (U(+-1/sqrt(fan_in)); BatchNorm 1 / 0)."""
         std = float(self.config.get("initializer_range", 0.02))
+        store = self._pstore
         for name in names:
-            p = self.params[name]
+            shape = store.layout[name][1]
             mod, leaf = name.rsplit(".", 1)
             if mod.endswith(".norm"):
-                p[...] = 1.0 if leaf == "weight" else 0.0
+                value = np.full(shape, 1.0 if leaf == "weight" else 0.0, np.float32)
             elif self.head is None or "pooler." in name:
-                p[...] = rng.normal(0.0, std, size=p.shape).astype(np.float32) if leaf == "weight" else 0.0
+                value = (rng.normal(0.0, std, size=shape).astype(np.float32) if leaf == "weight"
+                         else np.zeros(shape, np.float32))
             else:
-                fan_in = self.params[mod + ".weight"].shape[1]
+                fan_in = store.layout[mod + ".weight"][1][1]
                 bound = 1.0 / math.sqrt(fan_in)
-                p[...] = rng.uniform(-bound, bound, size=p.shape).astype(np.float32)
+                value = rng.uniform(-bound, bound, size=shape).astype(np.float32)
+            store.write(name, value)
+        store.done()
 
     def _init_encoder(self, seed):
         """As Encoder.from_config: normal(0, initializer_range), zero biases, LayerNorm 1/0, pad row 0."""
@@ -409,7 +447,7 @@ class SequenceClassifier:
         expected = {n: tuple(s) for n, s, _, _ in m._enc_names}
         matched, extra = checkpoint.match_state_dict(expected, state, mt, allow_missing=("pooler.",))
         for name, arr in matched.items():
-            np.copyto(m.encoder.params[name], np.asarray(arr), casting="same_kind")
+            m.encoder._pstore.write(name, arr)
         rng = np.random.default_rng([m.seed, 1])
         missing_pool = [prefix + n for n in expected if n not in matched]
         if missing_pool:  # e.g. an MLM checkpoint without the pooler: seeded init, as HF does randomly
@@ -418,19 +456,16 @@ class SequenceClassifier:
         for name in m._head_names:
             if loads_head and name in head_state:
                 arr = np.asarray(head_state[name])
-                if arr.shape != m.params[name].shape:
+                need = m._pstore.layout[name][1]
+                if arr.shape != need:
                     raise CheckpointError("%s: checkpoint tensor %s has shape %s, the model needs %s"
-                                          % (path, name, arr.shape, m.params[name].shape))
-                np.copyto(m.params[name], arr, casting="same_kind")
+                                          % (path, name, arr.shape, need))
+                m._pstore.write(name, arr)
             else:
                 new.append(name)
         m._init_head(new, rng)
         if loads_head:
-            for nm in m._bn:
-                for leaf in ("running_mean", "running_var"):
-                    k = nm + "." + leaf
-                    if k in head_state:
-                        np.copyto(m.buffers[k], np.asarray(head_state[k], np.float32).reshape(m.buffers[k].shape))
+            m.load_buffers({k: head_state[k] for k in m._bn_layout if k in head_state})
             if isinstance(saved_head, dict):
                 for nm, v in (saved_head.get("num_batches_tracked") or {}).items():
                     if nm in m._num_batches:
@@ -586,8 +621,7 @@ class SequenceClassifier:
             raise ValueError("BatchNorm in the head needs batches of at least 2 rows in training, got 1")
         for op, nm in zip(self._bn_cumulative, self._bn):  # torch: num_batches_tracked += 1, factor 1/that
             self._clf.set_batchnorm_momentum(op, 1.0 / (self._num_batches[nm] + 1))
-        loss, gnorm = self._clf.train_step(ids, mask, types, feats, lab, tgt, w, self.seed & (2**64 - 1),
-                                           self.step & 0xFFFFFFFF)
+        loss, gnorm = self._clf.train_step(ids, mask, types, feats, lab, tgt, w, self.seed, self.step & 0xFFFFFFFF)
         self.step += 1
         for nm in self._bn:
             self._num_batches[nm] += 1
@@ -605,7 +639,8 @@ class SequenceClassifier:
 
     def state_dict(self):
         """Parameters and buffers with HF names (copies)."""
-        out = {k: v.copy() for k, v in self.params.items()}
+        flat = self._pstore.read_all()
+        out = {k: flat[o:o + int(np.prod(shape))].reshape(shape) for k, (o, shape) in self._pstore.layout.items()}
         for k, v in self.buffers.items():
             out[k] = v.copy()
         for nm, n in self._num_batches.items():
@@ -614,21 +649,23 @@ class SequenceClassifier:
 
     def load_state_dict(self, state, strict=True):
         """Copy parameters / buffers from a dict {HF name: array}; strict: every key must match."""
-        known = set(self.params) | set(self.buffers) | {nm + ".num_batches_tracked" for nm in self._bn}
+        layout = self._pstore.layout
+        known = set(layout) | set(self._bn_layout) | {nm + ".num_batches_tracked" for nm in self._bn}
         unknown = [k for k in state if k not in known]
-        missing = [k for k in self.params if k not in state]
+        missing = [k for k in layout if k not in state]
         if strict and (unknown or missing):
             raise CheckpointError("state dict does not match the model (missing: %s; unknown: %s)"
                                   % (", ".join(missing[:10]) or "-", ", ".join(unknown[:10]) or "-"))
         for k, v in state.items():
-            if k in self.params or k in self.buffers:
-                dst = self.params.get(k, self.buffers.get(k))
+            if k in layout:
                 a = np.asarray(v)
-                if a.shape != dst.shape:
-                    raise CheckpointError("%s: shape %s, the model needs %s" % (k, a.shape, dst.shape))
-                np.copyto(dst, a, casting="same_kind")
+                if a.shape != layout[k][1]:
+                    raise CheckpointError("%s: shape %s, the model needs %s" % (k, a.shape, layout[k][1]))
+                self._pstore.write(k, a)
             elif k.endswith(".num_batches_tracked") and k[:-len(".num_batches_tracked")] in self._num_batches:
                 self._num_batches[k[:-len(".num_batches_tracked")]] = int(np.asarray(v))
+        self._pstore.done()
+        self.load_buffers({k: v for k, v in state.items() if k in self._bn_layout})
 
     def optimizer_state(self):
         """The optimizer state (copies): m, v (compact, trainable tensors only), per-tensor step
@@ -651,11 +688,13 @@ class SequenceClassifier:
         if not np.array_equal(np.asarray(state["segments"]), self._opt["segments"]):
             raise ValueError("the optimizer state was saved for another parameter layout (model, head or freezing differ)")
         m, v, steps = self._clf.opt_state()
+        loaded = []
         for key, dst in (("m", m), ("v", v), ("steps", steps)):
             src = np.asarray(state[key])
             if src.shape != dst.shape:
                 raise ValueError("optimizer state %r has shape %s but this model needs %s" % (key, src.shape, dst.shape))
-            np.copyto(dst, src.astype(dst.dtype))
+            loaded.append(np.ascontiguousarray(src, dtype=dst.dtype))
+        self._clf.load_opt_state(*loaded)
         self.step = int(state.get("step", self.step))
 
     def hf_config(self):

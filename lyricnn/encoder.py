@@ -9,11 +9,14 @@ import math
 
 import numpy as np
 
+from ._device import TensorStore, resolve_device
 from ._loader import _C
 
 __all__ = ["Encoder", "EncoderOutput"]
 
-_ACTIVATIONS = {"gelu": 0, "relu": 1, "gelu_new": 2, "gelu_pytorch_tanh": 2, "gelu_fast": 2}
+# HF activation names -> the engine's (csrc/core/backend.h)
+_ACTIVATIONS = {"gelu": _C.ACT_GELU, "relu": _C.ACT_RELU, "gelu_new": _C.ACT_GELU_TANH,
+                "gelu_pytorch_tanh": _C.ACT_GELU_TANH, "gelu_fast": _C.ACT_GELU_TANH}
 _PREFIXES = {"distilbert": "distilbert.", "bert": "bert."}
 _BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")  # HF buffers, not parameters
 NO_DECAY = _C.TENSOR_NO_DECAY
@@ -176,21 +179,22 @@ class Encoder:
     """A DistilBERT or BERT encoder (the HF DistilBertModel / BertModel) on the C engine.
 
     Parameters and gradients live in one contiguous buffer each; `params` / `grads` map HF names
-    (without the `distilbert.` / `bert.` prefix) to zero-copy numpy views."""
+    (without the `distilbert.` / `bert.` prefix) to zero-copy numpy views on the CPU, and to copies
+    on device backends (write parameters there with load_tensors). device: see lyricnn._device."""
 
-    def __init__(self, config, add_pooling_layer=True, extra_tensors=()):
+    def __init__(self, config, add_pooling_layer=True, extra_tensors=(), device="cpu"):
+        backend, dtype = resolve_device(device)
         self.config = dict(config)
+        self.device = device
         self._settings = parse_config(self.config)
         self._settings["pooler"] = bool(add_pooling_layer) and self._settings["model_type"] == 1
-        self._engine = _C.Engine(extra_tensors=list(extra_tensors), **self._settings)
+        self._engine = _C.Engine(extra_tensors=list(extra_tensors), backend=backend, dtype=dtype, **self._settings)
         self._info = self._engine.tensors()
-        pbuf, gbuf = self._engine.params_buffer(), self._engine.grads_buffer()
-        self.params = {}
-        self.grads = {}
-        for name, shape, off, flags in self._info:
-            n = int(np.prod(shape))
-            self.params[name] = pbuf[off:off + n].reshape(shape)
-            self.grads[name] = gbuf[off:off + n].reshape(shape)
+        layout = {name: (off, tuple(shape)) for name, shape, off, _ in self._info}
+        self._pstore = TensorStore(self._engine, "params", layout)
+        self._gstore = TensorStore(self._engine, "grads", layout)
+        self.params = self._pstore.view()
+        self.grads = self._gstore.view()
         self.heads = {}          # head tensors found in a checkpoint (pre_classifier, classifier, ...)
         self.dropout_seed = 0    # dropout masks are keyed by (dropout_seed, step)
         self.step = 0            # training forwards so far (the dropout step counter)
@@ -209,10 +213,10 @@ class Encoder:
         return int(sum(int(np.prod(s)) for _, s, _, _ in self._info))
 
     @classmethod
-    def from_config(cls, config, seed=0, add_pooling_layer=True):
+    def from_config(cls, config, seed=0, add_pooling_layer=True, device="cpu"):
         """A randomly initialised encoder, as HF initialises one: normal(0, initializer_range) weights
         and embeddings (the padding row zero), zero biases, LayerNorm weight 1 / bias 0."""
-        enc = cls(config, add_pooling_layer=add_pooling_layer)
+        enc = cls(config, add_pooling_layer=add_pooling_layer, device=device)
         enc.init_weights(seed)
         return enc
 
@@ -221,21 +225,24 @@ class Encoder:
         embeddings (the padding row zero), zero biases, LayerNorm weight 1 / bias 0."""
         rng = np.random.default_rng(seed)
         std = float(self.config.get("initializer_range", 0.02))
-        for name in (self.params if names is None else names):
-            p = self.params[name]
+        pad = self._settings["pad_token_id"]
+        store = self._pstore
+        for name in (store.layout if names is None else names):
+            shape = store.layout[name][1]
             leaf = name.rsplit(".", 1)[-1]
             if "LayerNorm" in name or "layer_norm" in name:
-                p[...] = 1.0 if leaf == "weight" else 0.0
+                value = np.full(shape, 1.0 if leaf == "weight" else 0.0, np.float32)
             elif leaf == "bias":
-                p[...] = 0.0
+                value = np.zeros(shape, np.float32)
             else:
-                p[...] = rng.normal(0.0, std, size=p.shape).astype(np.float32)
-        pad = self._settings["pad_token_id"]
-        if 0 <= pad < self._settings["vocab_size"]:
-            self.params["embeddings.word_embeddings.weight"][pad] = 0.0
-        if self.config.get("model_type") == "distilbert" and self.config.get("sinusoidal_pos_embds"):
-            w = self.params["embeddings.position_embeddings.weight"]
-            w[...] = _sinusoidal(*w.shape)
+                value = rng.normal(0.0, std, size=shape).astype(np.float32)
+            if name == "embeddings.word_embeddings.weight" and 0 <= pad < shape[0]:
+                value[pad] = 0.0
+            if (name == "embeddings.position_embeddings.weight" and self.config.get("model_type") == "distilbert"
+                    and self.config.get("sinusoidal_pos_embds")):
+                value = _sinusoidal(*shape)
+            store.write(name, value)
+        store.done()
 
     def load_tensors(self, tensors):
         """Copy {name: array} into the parameters; every encoder tensor must be present with its shape."""
@@ -255,17 +262,18 @@ class Encoder:
                 parts.append("misshapen: " + "; ".join(bad))
             raise CheckpointError("the tensors do not match this %s encoder (%s)" % (self.model_type, " | ".join(parts)))
         for n in expected:
-            np.copyto(self.params[n], np.asarray(tensors[n]), casting="same_kind")
+            self._pstore.write(n, tensors[n])
+        self._pstore.done()
         return self
 
     @classmethod
-    def from_state_dict(cls, config, state):
+    def from_state_dict(cls, config, state, device="cpu"):
         """An encoder from a state dict {name: array} (names with or without the model prefix; HF buffers
         and head tensors are ignored here and kept in `enc.heads`). A BERT state without pooler
         weights gives an encoder without the pooler (as BertModel(add_pooling_layer=False))."""
         prefix = _PREFIXES.get(config.get("model_type"), "")
         has_pooler = any(k in state for k in ("pooler.dense.weight", prefix + "pooler.dense.weight"))
-        enc = cls(config, add_pooling_layer=has_pooler)
+        enc = cls(config, add_pooling_layer=has_pooler, device=device)
         tensors, heads = {}, {}
         for k, v in state.items():
             name = k[len(prefix):] if k.startswith(prefix) else k
@@ -282,13 +290,12 @@ class Encoder:
     @classmethod
     def from_pretrained(cls, path, device="cpu"):
         """Load an HF model directory (config.json + model.safetensors / pytorch_model.bin)."""
-        if device != "cpu":
-            raise ValueError("device=%r is not available in this build; use device='cpu'" % (device,))
+        resolve_device(device)
         from . import checkpoint
         config = checkpoint.read_config(path)
         state = checkpoint.load_state_dict(path)
         has_pooler = any(k.endswith("pooler.dense.weight") for k in state)
-        enc = cls(config, add_pooling_layer=has_pooler)
+        enc = cls(config, add_pooling_layer=has_pooler, device=device)
         matched, heads = checkpoint.match_state_dict(enc.expected_tensors(), state, config.get("model_type"))
         enc.load_tensors(matched)
         enc.heads = dict(heads)
@@ -299,13 +306,12 @@ class Encoder:
                  output_hidden_states=False):
         """Forward pass. train=True applies dropout (masks keyed by (seed, step); defaults: the
         encoder's dropout_seed and step counter, which then advances) and keeps what backward needs."""
+        from ._validate import check_int, check_seed
         ids, mask, types = _check_inputs(input_ids, attention_mask, token_type_ids, self.model_type)
-        seed = self.dropout_seed if seed is None else int(seed)
-        if step is None:
-            step = self.step
+        seed = check_seed(self.dropout_seed if seed is None else seed, "seed")
+        step = check_int(self.step if step is None else step, "step", min=0, max=2**32 - 1)
         self._trained_forward = False
-        last, pooled, hidden = self._engine.forward(ids, mask, types, bool(train), seed & (2**64 - 1), int(step),
-                                                    bool(output_hidden_states))
+        last, pooled, hidden = self._engine.forward(ids, mask, types, bool(train), seed, step, bool(output_hidden_states))
         if train:
             self._trained_forward = True
             self.step = int(step) + 1
@@ -344,5 +350,6 @@ class Encoder:
 
     def __repr__(self):
         s = self._settings
-        return "Encoder(%s, layers=%d, hidden=%d, heads=%d, params=%d)" % (
-            self.model_type, s["num_layers"], s["hidden_size"], s["num_heads"], self.num_parameters())
+        return "Encoder(%s, layers=%d, hidden=%d, heads=%d, params=%d%s)" % (
+            self.model_type, s["num_layers"], s["hidden_size"], s["num_heads"], self.num_parameters(),
+            "" if self.device == "cpu" else ", device=%r" % self.device)

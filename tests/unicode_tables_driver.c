@@ -4,7 +4,7 @@
  * and checks the inline fast paths and out-of-range behaviour (exit 2 on a mismatch). */
 #include <stdio.h>
 #include <string.h>
-#include "unicode_tables.h"
+#include "io/unicode_tables.h"
 
 typedef struct {
     uint8_t flags, ccc, n_nfd, n_lower;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate csrc/unicode_tables.{h,c}: the Unicode tables of the C WordPiece tokenizer.
+"""Generate csrc/io/unicode_tables.{h,c}: the Unicode tables of the C WordPiece tokenizer.
 
 The tables must reproduce HF `tokenizers` (Rust) BertNormalizer + BertPreTokenizer exactly, for
 every code point. The Rust crates use their own Unicode versions (the `unicode_categories` and
@@ -15,7 +15,7 @@ Rust std of the build). So the generator:
      generated C file's comments.
 
 Usage (dev only; users never run this, the generated C is committed):
-    .venv/bin/python tools/gen_unicode.py            # writes csrc/unicode_tables.h and .c
+    .venv/bin/python tools/gen_unicode.py            # writes csrc/io/unicode_tables.h and .c
     .venv/bin/python tools/gen_unicode.py --check    # exit 1 if the committed files are stale
 Needs only Python 3 and `tokenizers`.
 """
@@ -479,7 +479,7 @@ def generate(log=print):
         c += [" *     " + line for line in low_lines]
     c += [
         " */",
-        '#include "unicode_tables.h"',
+        '#include "io/unicode_tables.h"',
         "",
         c_array("lnn_uc_ascii_flags", "uint8_t", ascii_flags, per_line=16, static=False),
         c_array("lnn_uc_flags_s1", f_t1, f_s1, static=False),
@@ -550,7 +550,7 @@ def generate(log=print):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="fail if the committed files are stale")
-    ap.add_argument("--outdir", default=os.path.join(ROOT, "csrc"))
+    ap.add_argument("--outdir", default=os.path.join(ROOT, "csrc", "io"))
     args = ap.parse_args()
     h, c = generate(log=lambda s: print(s, file=sys.stderr))
     paths = {os.path.join(args.outdir, "unicode_tables.h"): h, os.path.join(args.outdir, "unicode_tables.c"): c}

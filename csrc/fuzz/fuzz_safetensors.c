@@ -1,4 +1,4 @@
-/* fuzz-sources: safetensors.c common.c */
+/* fuzz-sources: io/safetensors.c core/common.c */
 /* fuzz_safetensors.c: libFuzzer harness for the safetensors header parser and validator.
  *
  * Build and run (from the repository root):
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 static void check(int cond) {
     if (!cond) __builtin_trap();

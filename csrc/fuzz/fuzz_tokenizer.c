@@ -1,4 +1,4 @@
-/* fuzz-sources: tokenizer.c unicode_tables.c common.c */
+/* fuzz-sources: io/tokenizer.c io/unicode_tables.c core/common.c */
 /* fuzz_tokenizer.c: libFuzzer harness for the pure C tokenizer core: vocab loading from arbitrary bytes,
  * then encoding arbitrary code points (1/2/4-byte kinds, invalid code points and surrogates included),
  * pairs, truncation and row layout.
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer.h"
+#include "io/tokenizer.h"
 
 static const char BUILTIN[] =
     "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\nab\n##a\n##b\n##ab\nhello\n##llo\nhe\n\xc3\xa9\n##\xc3\xa9\n"

@@ -1,0 +1,58 @@
+/* cpu/backend.c: the CPU backend's table: host memory, synchronous ops (one file per op family in
+ * cpu/), GEMMs through the BLAS (cpu/gemm.c), F32 activations. */
+#include "cpu/internal.h"
+
+static int cpu_supports(int op, lnn_dtype act) {
+    return op >= 0 && op < LNN_NOPS && act == LNN_F32;
+}
+
+static lnn_status cpu_ctx_init(lnn_ctx *ctx, int device) {
+    if (device != 0) {
+        lnn_set_error("the CPU backend has one device (0), got device %d", device);
+        return LNN_ERR_VALUE;
+    }
+    ctx->stream = ctx->handles = NULL;
+    return LNN_OK;
+}
+
+static void cpu_ctx_release(lnn_ctx *ctx) { (void)ctx; }
+static void *cpu_malloc(lnn_ctx *ctx, size_t n) { return lnn_malloc(n); }
+static void cpu_free(lnn_ctx *ctx, void *p) { lnn_free(p); }
+static void cpu_zero(lnn_ctx *ctx, void *p, size_t n) { if (n) memset(p, 0, n); }
+static void cpu_copy(lnn_ctx *ctx, void *d, const void *s, size_t n) { if (n && d != s) memcpy(d, s, n); }
+
+static lnn_status cpu_synchronize(lnn_ctx *ctx) {
+    lnn_status st = ctx->err;
+    if (st) lnn_set_error("%s", ctx->errmsg);
+    ctx->err = LNN_OK;
+    return st;
+}
+
+#define CPU_TABLE(NAME, HOST)                                                                       \
+    {                                                                                               \
+        .name = NAME, .caps = {.host_memory = HOST, .act_dtypes = 1u << LNN_F32},                     \
+        .supports = cpu_supports, .ctx_init = cpu_ctx_init, .ctx_release = cpu_ctx_release,         \
+        .malloc = cpu_malloc, .free = cpu_free, .zero = cpu_zero, .copy = cpu_copy,                 \
+        .to_device = cpu_copy, .to_host = cpu_copy, .synchronize = cpu_synchronize,                 \
+        .cast = cpu_cast, .embedding_forward = cpu_embedding_forward,                               \
+        .embedding_backward = cpu_embedding_backward, .matmul_forward = cpu_matmul_forward,         \
+        .matmul_backward = cpu_matmul_backward, .layernorm_forward = cpu_layernorm_forward,         \
+        .layernorm_backward = cpu_layernorm_backward, .bias_act_forward = cpu_bias_act_forward,     \
+        .bias_act_backward = cpu_bias_act_backward, .attention_saved_bytes = cpu_attention_saved_bytes, \
+        .attention_scratch_bytes = cpu_attention_scratch_bytes,                                     \
+        .attention_forward = cpu_attention_forward, .attention_backward = cpu_attention_backward,   \
+        .dropout_forward = cpu_dropout_forward, .dropout_backward = cpu_dropout_backward,           \
+        .tanh_forward = cpu_tanh_forward, .tanh_backward = cpu_tanh_backward,                       \
+        .token0_forward = cpu_token0_forward, .token0_backward = cpu_token0_backward,               \
+        .mean_pool_forward = cpu_mean_pool_forward, .mean_pool_backward = cpu_mean_pool_backward,   \
+        .concat_forward = cpu_concat_forward, .concat_backward = cpu_concat_backward,               \
+        .batchnorm_forward = cpu_batchnorm_forward, .batchnorm_backward = cpu_batchnorm_backward,   \
+        .cross_entropy = cpu_cross_entropy, .bce_with_logits = cpu_bce_with_logits, .mse = cpu_mse, \
+        .grad_norm_clip = cpu_grad_norm_clip, .adam_step = cpu_adam_step,                           \
+    }
+
+static const lnn_backend cpu_backend = CPU_TABLE("cpu", 1);
+static const lnn_backend cpu_copy_backend = CPU_TABLE("cpu-copy", 0);
+
+const lnn_backend *lnn_backend_cpu(void) { return &cpu_backend; }
+const lnn_backend *lnn_backend_cpu_copy(void) { return &cpu_copy_backend; }

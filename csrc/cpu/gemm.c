@@ -1,0 +1,54 @@
+/* cpu/gemm.c: the engine's GEMM over the library's single-threaded sgemm (cpu/blas.h). */
+#include "cpu/internal.h"
+
+/* Work per tile the grid aims at (FLOPs), and the most tiles of one GEMM (a power of two, so the
+ * tiles share out evenly over 1, 2, 4, 8 or 16 threads). */
+#define TILE_FLOPS 2.0e8
+#define MAX_TILES 16
+
+/* The tile grid gm x gn of an (M, N, K) GEMM: the power-of-two count of tiles of about TILE_FLOPS
+ * each (at most MAX_TILES), as square as the shape allows, each at least 32 rows and 64 columns. */
+static void gemm_grid(int M, int N, int K, int *gm, int *gn) {
+    double flops = 2.0 * M * N * K;
+    int target = 1;
+    while (target < MAX_TILES && flops / (2 * target) >= TILE_FLOPS) target *= 2;
+    for (; target > 1; target /= 2) {
+        double best = -1;
+        for (int d = 1; d <= target; d *= 2) {
+            int e = target / d;
+            if (M / d < 32 || N / e < 64) continue;
+            double tm = (double)M / d, tn = (double)N / e, score = tm < tn ? tm / tn : tn / tm;
+            if (score > best) { best = score; *gm = d; *gn = e; }
+        }
+        if (best >= 0) return;
+    }
+    *gm = *gn = 1;
+}
+
+/* One thread pool: the engine's OpenMP threads share out a grid of tiles of C and each tile is one
+ * single-threaded library call over the full K (a second, spinning BLAS pool beside OpenMP's costs
+ * up to 2x on small machines). The grid depends on the shape only, never on the thread count:
+ * libraries round a tile's edge rows and columns with other kernels (oneDNN's AVX2 and OpenBLAS's
+ * kernels do), so a grid that followed the thread count would give other bits on other machines.
+ * C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C, row-major. */
+void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc) {
+    if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
+    int gm = 1, gn = 1;
+    gemm_grid(M, N, K, &gm, &gn);
+    int ntiles = gm * gn;
+    if (ntiles <= 1) {
+        lnn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    LNN_OMP_FOR_DYNAMIC
+    for (int t = 0; t < ntiles; t++) {
+        int im = t / gn, in = t % gn;
+        int m0 = (int)(((long long)M * im / gm) & ~7LL), m1 = im == gm - 1 ? M : (int)(((long long)M * (im + 1) / gm) & ~7LL);
+        int n0 = (int)(((long long)N * in / gn) & ~15LL), n1 = in == gn - 1 ? N : (int)(((long long)N * (in + 1) / gn) & ~15LL);
+        if (m1 <= m0 || n1 <= n0) continue;
+        const float *Ap = ta ? A + m0 : A + (size_t)m0 * lda;
+        const float *Bp = tb ? B + (size_t)n0 * ldb : B + n0;
+        lnn_sgemm(ta, tb, m1 - m0, n1 - n0, K, alpha, Ap, lda, Bp, ldb, beta, C + (size_t)m0 * ldc + n0, ldc);
+    }
+}

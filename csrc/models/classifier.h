@@ -1,0 +1,108 @@
+/* models/classifier.h: a sequence classifier = a body (models/body.h: the encoder) + a head + a
+ * loss + the optimizer, one graph over the backend op table (forward, loss, backward, clipping,
+ * Adam step). No Python.
+ *
+ * The head is a list of ops over a (B, width) activation, fed by a source:
+ *   LNN_SRC_CLS     token 0 of the last hidden state (B, C)        DistilBERT head, pooling="cls"
+ *   LNN_SRC_MEAN    masked mean of the last hidden state (B, C)    pooling="mean"
+ *   LNN_SRC_FLATTEN all T vectors (B, T*C), T fixed                 pooling="flatten"
+ *   LNN_SRC_POOLER  the body's pooled output (BERT: tanh(W h0 + b)) BERT head
+ * Head tensors live in the body's parameter table (appended after the body's), so params, grads
+ * and the Adam state are each one contiguous buffer. BatchNorm running statistics live in the
+ * classifier's own buffer (they are not parameters). The enums' names (lnn_*_names) are what the
+ * Python side passes, so the two sides share one list. */
+#ifndef LNN_MODELS_CLASSIFIER_H
+#define LNN_MODELS_CLASSIFIER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/optim.h"
+#include "models/body.h"
+
+enum { LNN_SRC_CLS = 0, LNN_SRC_MEAN = 1, LNN_SRC_FLATTEN = 2, LNN_SRC_POOLER = 3, LNN_NSRC };
+enum { LNN_HOP_LINEAR = 0, LNN_HOP_RELU = 1, LNN_HOP_TANH = 2, LNN_HOP_DROPOUT = 3, LNN_HOP_BATCHNORM = 4,
+       LNN_HOP_CONCAT = 5, LNN_NHOP };
+enum { LNN_LOSS_CE = 0, LNN_LOSS_BCE = 1, LNN_LOSS_MSE = 2, LNN_NLOSS };
+extern const char *const lnn_source_names[LNN_NSRC];  /* "cls", "mean", "flatten", "pooler" */
+extern const char *const lnn_head_op_names[LNN_NHOP]; /* "linear", "relu", "tanh", "dropout", "batchnorm", "concat" */
+extern const char *const lnn_loss_names[LNN_NLOSS];   /* the HF problem types */
+/* The index of s in names (n entries), or -1. */
+int lnn_name_index(const char *const *names, int n, const char *s);
+
+/* Dropout streams of the head (the encoder uses 0 .. 3L). */
+#define LNN_HEAD_STREAM0 0x40000000u
+
+typedef struct {
+    int kind;        /* LNN_HOP_* */
+    int in, out;     /* widths (CONCAT: out = in + num_features) */
+    int w, b;        /* parameter table indices (LINEAR: weight (out,in), bias (out); BATCHNORM: gamma, beta), -1 = none */
+    float p;         /* DROPOUT probability */
+    float momentum;  /* BATCHNORM */
+    float eps;       /* BATCHNORM */
+    size_t buf;      /* BATCHNORM: running_mean at buffers[buf], running_var at buffers[buf + out] */
+} lnn_head_op;
+
+typedef struct {
+    int source;       /* LNN_SRC_* */
+    int flatten_T;    /* LNN_SRC_FLATTEN: the fixed sequence length */
+    int n_ops;
+    const lnn_head_op *ops;
+    int num_labels;   /* width of the logits */
+    int num_features; /* width of the feature vector (CONCAT), 0 = none */
+    int loss;         /* LNN_LOSS_* */
+} lnn_head_spec;
+
+typedef struct lnn_classifier {
+    lnn_body *body;       /* borrowed: owned by the caller */
+    lnn_head_spec spec;   /* ops copied */
+    lnn_head_op *ops;
+    int unpad;            /* let the body run on the real tokens only; on unless flatten */
+    float *buffers;       /* F32 BatchNorm running stats (backend memory) */
+    size_t n_buffers;
+    /* activations for batch B (backend memory, A unless noted) */
+    void *arena;
+    size_t arena_bytes;
+    void **act;           /* n_ops + 1: act[0] = source output, act[i+1] = op i output */
+    float **bn_mean, **bn_rstd; /* F32, per op (BATCHNORM only) */
+    void *feat;           /* (B,F) */
+    void *dA, *dB;        /* (B, max width) */
+    void *labels_f;       /* (B,K) */
+    int64_t *labels_i;    /* I64 (B) */
+    float *cw;            /* F32 (K) class_weight / pos_weight */
+    double *scalars;      /* F64 [loss, grad norm], read back once per step */
+    /* optimizer (backend memory but for the host copy of the segments) */
+    lnn_segment *segs;    /* host */
+    lnn_segment *dsegs;   /* backend copy */
+    int nseg;
+    int64_t nstate;
+    int64_t *steps;       /* I64 (nseg) */
+    float *m, *v;         /* F32 (nstate) each */
+    lnn_optim_config opt;
+    int has_opt;
+} lnn_classifier;
+
+/* Build the classifier over an allocated body whose table holds the head tensors. Checks the spec
+ * (widths chain, tensor shapes). */
+lnn_status lnn_classifier_create(lnn_classifier **out, lnn_body *body, const lnn_head_spec *spec);
+void lnn_classifier_free(lnn_classifier *c);
+
+/* Forward on host inputs (features (B,F) F32 host or NULL). train: dropout on (keyed by (seed,
+ * step)), BatchNorm with batch stats (running stats updated). logits (B,K) F32 host. */
+lnn_status lnn_classifier_forward(lnn_classifier *c, const lnn_batch *in, const float *features, int train,
+                                  uint64_t seed, uint32_t step, float *logits);
+
+/* Set up (or reset) the optimizer: host segments over the parameter buffer (sorted, compact state of
+ * nstate floats; the state is zeroed). */
+lnn_status lnn_classifier_configure_optimizer(lnn_classifier *c, const lnn_segment *segs, int nseg, int64_t nstate,
+                                              const lnn_optim_config *cfg);
+
+/* One training step: forward (train), loss, backward, clip, optimizer step. labels_i (B) I64 for CE,
+ * targets (B,K) F32 for BCE / MSE; weight: class_weight (K) for CE, pos_weight (K) for BCE, or NULL
+ * (all host). loss_out: the mean loss; gnorm_out: the pre-clip global gradient norm (-1 when not
+ * clipping; may be NULL). */
+lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, const float *features,
+                                     const int64_t *labels_i, const float *targets, const float *weight, uint64_t seed,
+                                     uint32_t step, double *loss_out, double *gnorm_out);
+
+#endif /* LNN_MODELS_CLASSIFIER_H */
