@@ -3,7 +3,7 @@
 
 /* Work per tile the grid aims at (FLOPs), and the most tiles of one GEMM (a power of two, so the
  * tiles share out evenly over 1, 2, 4, 8 or 16 threads). */
-#define TILE_FLOPS 2.0e8
+#define TILE_FLOPS 4.0e6
 #define MAX_TILES 16
 
 /* The tile grid gm x gn of an (M, N, K) GEMM: the power-of-two count of tiles of about TILE_FLOPS
