@@ -1263,12 +1263,9 @@ def test_unsupported_dtype_is_a_value_error():
         _C.Backend("no-such-backend")
 
 
-# ------------------------------------------------------------------ known bugs (strict xfail)
+# ------------------------------------------------------------------ empty packed sequences
 
 @covers("token0_forward", "token0_backward")
-@pytest.mark.xfail(strict=True, reason="token0 rows accept an empty packed sequence and then read/write the row "
-                   "seq_off[b], which for a trailing empty sequence is row N, past the rows the arguments have "
-                   "(chk_token0 in py/ops_py.c does not reject it; cpu/gather.c first_row)")
 @pytest.mark.parametrize("op", ["token0_forward", "token0_backward"])
 def test_token0_rejects_an_empty_packed_sequence(be, op):
     need(be, op)
@@ -1280,5 +1277,18 @@ def test_token0_rejects_an_empty_packed_sequence(be, op):
         args = dict(out=np.zeros((3, C), np.float32), inp=big, rows=rows, C=C)
     else:
         args = dict(dinp=big, dout=np.ones((3, C), np.float32), rows=rows, C=C)
-    with pytest.raises((ValueError, IndexError)):
+    with pytest.raises(ValueError, match="packed sequence 2 is empty"):
         be.call(op, **args)
+
+
+@covers("attention_forward")
+def test_q_first_attention_rejects_an_empty_packed_sequence(be):
+    need(be, "attention_forward")
+    B, T, C, NH = 3, 4, 6, 2
+    seq_off = np.array([0, 2, 2, 5], np.int32)  # sequence 1 is empty: it has no first query
+    saved = be.alloc(be.attention_saved_bytes(B, T, NH, False, 0.0))
+    scratch = be.alloc(be.attention_scratch_bytes(B, T, NH, False, 0.0))
+    with pytest.raises(ValueError, match="packed sequence 1 is empty; q_first attention"):
+        be.call("attention_forward", out=np.zeros((B, C), np.float32), saved=saved, scratch=scratch,
+                qkv=np.zeros((5, 3 * C), np.float32), mask=None, seq_off=seq_off, q_first=1, B=B, T=T, C=C, NH=NH,
+                drop=dict(p=0.0, seed=0, step=0, stream=0))

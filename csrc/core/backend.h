@@ -152,7 +152,7 @@ struct lnn_backend {
      * padded rows only; NULL = none) adding -FLT_MAX as HF does; P dropped out with drop (keyed
      * by the padded (b, h, i, j) element); out A(N,C) = P V, heads concatenated.
      * q_first: only the first query of each sequence (the last layer of a token-0 head): out A(B,C),
-     * dropout mask of the full attention's row 0. saved: what the backward needs (per layer,
+     * dropout mask of the full attention's row 0 (packed: no sequence empty). saved: what the backward needs (per layer,
      * attention_saved_bytes); scratch: transient (attention_scratch_bytes), may be shared by layers. */
     size_t (*attention_saved_bytes)(const lnn_ctx *ctx, int B, int T, int NH, int train, float p);
     size_t (*attention_scratch_bytes)(const lnn_ctx *ctx, int B, int T, int NH, int train, float p);
@@ -176,7 +176,7 @@ struct lnn_backend {
     /* dinp A(n) = dout * (1 - out^2) (may alias dout) */
     void (*tanh_backward)(lnn_ctx *ctx, void *dinp, const void *dout, const void *out, size_t n);
 
-    /* out A(B,C) = token 0 of each sequence of inp A(rows.N,C) */
+    /* out A(B,C) = token 0 of each sequence of inp A(rows.N,C) (packed: no sequence empty) */
     void (*token0_forward)(lnn_ctx *ctx, void *out, const void *inp, lnn_rows rows, int C);
     /* dinp A(rows.N,C) [token 0 rows] += dout A(B,C) */
     void (*token0_backward)(lnn_ctx *ctx, void *dinp, const void *dout, lnn_rows rows, int C);

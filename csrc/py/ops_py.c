@@ -133,6 +133,13 @@ static int check_rows(const opcall *c, char *err, size_t errn) {
     return 0;
 }
 
+/* packed sequences that must have a token 0: none empty */
+static int no_empty_sequence(const int32_t *off, int B, const char *what, char *err, size_t errn) {
+    for (int b = 0; off && b < B; b++)
+        if (off[b + 1] == off[b]) FAIL("packed sequence %d is empty; %s needs at least one token per sequence", b, what);
+    return 0;
+}
+
 /* ---- cast(dst, dt, src, st, n) */
 static int chk_cast(const opcall *c, char *err, size_t errn) {
     if (c->i[4] < 0) FAIL("n must be >= 0");
@@ -316,6 +323,7 @@ static int chk_attention(const opcall *c, int fwd, char *err, size_t errn) {
             if (o2[b + 1] < o2[b] || o2[b + 1] - o2[b] > T)
                 FAIL("seq_off[%d..%d] = %d..%d is not a length in 0..T=%d", b, b + 1, o2[b], o2[b + 1], T);
         N = (size_t)o2[B];
+        if (qf && no_empty_sequence(o2, B, "q_first attention", err, errn)) return 1;
     }
     if (fwd) NEED(4, "mask", (size_t)B * T);
     NEED(qkv, "qkv", N * 3 * (size_t)C);
@@ -379,6 +387,7 @@ static void run_tanh_backward(lnn_ctx *ctx, const opcall *c) {
 /* ---- token0_forward(out, inp, rows, C) / token0_backward(dinp, dout, rows, C) */
 static int chk_token0(const opcall *c, int fwd, char *err, size_t errn) {
     if (check_rows(c, err, errn)) return 1;
+    if (!c->rows.first_only && no_empty_sequence(c->rows_off_host, c->rows.B, "token 0", err, errn)) return 1;
     POS(3, "C");
     size_t C = (size_t)c->i[3];
     NEED(fwd ? 0 : 1, fwd ? "out" : "dout", (size_t)c->rows.B * C);
