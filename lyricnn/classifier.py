@@ -24,7 +24,7 @@ from ._device import TensorStore, resolve_device
 from ._loader import _C
 from ._C import CheckpointError, LyricnnError
 from . import _train_ops
-from ._validate import check_seed
+from ._validate import check_float, check_int, check_seed
 from .encoder import Encoder, _check_inputs, parse_config
 
 __all__ = ["SequenceClassifier", "SequenceClassifierOutput", "normalize_head"]
@@ -224,13 +224,11 @@ class SequenceClassifier:
         mt = config.get("model_type")
         if mt not in _PREFIX:
             raise ValueError("model_type must be 'distilbert' or 'bert', got %r" % (mt,))
+        dropout = check_float(dropout, "dropout", min=0, max=1, max_inclusive=False, allow_none=True)
         if dropout is not None:
-            dropout = float(dropout)
-            if not 0.0 <= dropout < 1.0:
-                raise ValueError("dropout must be in [0, 1), got %g" % dropout)
             config = _with_dropout(config, dropout)
-        num_labels = self._check_int(num_labels, "num_labels", 1)
-        num_features = self._check_int(num_features, "num_features", 0)
+        num_labels = check_int(num_labels, "num_labels", min=1)
+        num_features = check_int(num_features, "num_features", min=0)
         if problem_type is None:
             problem_type = config.get("problem_type") or (
                 "regression" if num_labels == 1 else "single_label_classification")
@@ -337,12 +335,6 @@ class SequenceClassifier:
             o, w = self._bn_layout[k]
             buf[o:o + w] = np.asarray(v, dtype=np.float32).reshape(-1)
         self._clf.write_buffers(buf)
-
-    @staticmethod
-    def _check_int(v, name, lo):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError("%s must be an int >= %d, got %r" % (name, lo, v))
-        return int(v)
 
     def _set_frozen(self, frozen):
         enc_names = {n for n, _, _, _ in self._enc_names}
@@ -517,14 +509,12 @@ class SequenceClassifier:
             b1, b2 = (float(b) for b in betas)
         except (TypeError, ValueError):
             raise TypeError("betas must be a pair of floats, got %r" % (betas,)) from None
-        for k, v in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
-            if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v >= 0):
-                raise ValueError("%s must be a finite number >= 0, got %r" % (k, v))
+        lr = check_float(lr, "lr", min=0)  # 0 allowed: schedules decay to it
+        eps = check_float(eps, "eps", min=0)
+        weight_decay = check_float(weight_decay, "weight_decay", min=0)
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError("betas must be in [0, 1), got %r" % (betas,))
-        mgn = 0.0 if max_grad_norm is None else float(max_grad_norm)
-        if not (math.isfinite(mgn) and mgn >= 0):
-            raise ValueError("max_grad_norm must be None or a finite number >= 0, got %r" % (max_grad_norm,))
+        mgn = check_float(max_grad_norm, "max_grad_norm", min=0, allow_none=True) or 0.0
         if no_decay is None:
             rule = _train_ops.default_no_decay
         elif callable(no_decay):
@@ -540,9 +530,8 @@ class SequenceClassifier:
         offs = np.array([o for _, _, o, _ in info], np.int64)
         if not np.array_equal(segs[:, 0], offs):
             raise LyricnnError("internal: the parameter layout is not contiguous in table order")
-        self._clf.configure_optimizer(segs, int(nstate), float(lr), b1, b2, float(eps), float(weight_decay), mgn,
-                                      name == "adamw")
-        self._opt = dict(name=name, lr=float(lr), betas=(b1, b2), eps=float(eps), weight_decay=float(weight_decay),
+        self._clf.configure_optimizer(segs, int(nstate), lr, b1, b2, eps, weight_decay, mgn, name == "adamw")
+        self._opt = dict(name=name, lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay,
                          max_grad_norm=max_grad_norm, segments=segs, nstate=int(nstate))
         self.last_grad_norm = None
 
@@ -550,8 +539,9 @@ class SequenceClassifier:
         """Set the learning rate of the next steps (for schedules)."""
         if self._opt is None:
             raise LyricnnError("call configure_optimizer() first")
-        self._clf.set_lr(float(lr))
-        self._opt["lr"] = float(lr)
+        lr = check_float(lr, "lr", min=0)
+        self._clf.set_lr(lr)
+        self._opt["lr"] = lr
 
     @property
     def lr(self):

@@ -11,7 +11,7 @@ def test_build_info_fields():
         assert key in info, key
     assert "blas_core" in info
     assert info["version"] == lyricnn.__version__
-    # the GEMM library the build picked (csrc/lnn_blas.h) and the kernel family it runs
+    # the GEMM library the build picked (csrc/cpu/blas.h) and the kernel family it runs
     assert any(name in info["blas"].lower() for name in ("onednn", "openblas", "blas")), info["blas"]
     assert info["blas_core"], info
     # tools/check_blas_fallback.sh runs the tests against a second build with the fallback library
@@ -36,3 +36,40 @@ def test_threads_roundtrip():
 def test_threads_bad(bad, exc):
     with pytest.raises(exc, match="set_num_threads"):
         lyricnn.set_num_threads(bad)
+
+
+def _stub_names(cls=None):
+    """Public names the type stub lyricnn/_C.pyi declares (at module level, or in class cls)."""
+    import ast
+    with open(os.path.join(lyricnn.__path__[0], "_C.pyi")) as f:
+        tree = ast.parse(f.read())
+    body = tree.body
+    if cls:
+        body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls).body
+    names = set()
+    for n in body:
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+            names.add(n.name)
+        elif isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name):
+            names.add(n.target.id)
+    return {n for n in names if not n.startswith("_")}
+
+
+def test_type_stub_matches_the_extension():
+    """lyricnn/_C.pyi declares exactly what lyricnn._C has (module names, and each class's methods)."""
+    from lyricnn import _C
+    aliases = {"F32", "I32", "I64"}
+    have = {n for n in dir(_C) if not n.startswith("_")}
+    assert _stub_names() - aliases == have
+    for cls in ("Engine", "Classifier", "Backend", "Buffer"):
+        members = {n for n in dir(getattr(_C, cls)) if not n.startswith("_")}
+        assert _stub_names(cls) == members, cls
+
+
+def test_shared_constants_come_from_c():
+    """The Python side reads enums and names from the extension instead of copying them."""
+    from lyricnn import _C, classifier, encoder, _train_ops
+    assert classifier.PROBLEM_TYPES == _C.PROBLEM_TYPES
+    assert set(_C.HEAD_OPS) == {"linear", "relu", "tanh", "dropout", "batchnorm", "concat"}
+    assert encoder._ACTIVATIONS["gelu"] == _C.ACT_GELU and encoder._ACTIVATIONS["gelu_new"] == _C.ACT_GELU_TANH
+    assert (_train_ops.SEG_DECAY, _train_ops.SEG_FROZEN) == (_C.SEG_DECAY, _C.SEG_FROZEN)
