@@ -32,7 +32,7 @@ pretrained: | $(VPY)
 
 venv: $(VENV)/.deps-build
 
-# oneDNN, whose sgemm picks its kernels from CPUID (csrc/lnn_blas.h, README "Why oneDNN for the GEMMs"):
+# oneDNN, whose sgemm picks its kernels from CPUID (csrc/cpu/blas.h, README "Why oneDNN for the GEMMs"):
 # installed with apt-get where that works (root on Debian/Ubuntu). Without it the build falls back to the
 # scipy-openblas32 wheel: same results to float rounding, slower GEMMs on AVX-512 CPUs.
 DNNL_H := /usr/include/oneapi/dnnl/dnnl.h
