@@ -457,20 +457,7 @@ def test_from_pretrained(shared, tmp_path):
         Encoder.from_pretrained(str(path), device="tpu")
 
 
-def _philox4x32_10(c, k0, k1):
-    """Philox4x32-10 (numpy, uint64 lanes holding uint32 values): counter words c[0..3], key (k0, k1)."""
-    MASK = np.uint64(0xFFFFFFFF)
-    c = [np.asarray(w, np.uint64) for w in c]
-    k0, k1 = np.uint64(k0), np.uint64(k1)
-    for r in range(10):
-        if r:
-            k0 = (k0 + np.uint64(0x9E3779B9)) & MASK
-            k1 = (k1 + np.uint64(0xBB67AE85)) & MASK
-        p0 = np.uint64(0xD2511F53) * c[0]
-        p1 = np.uint64(0xCD9E8D57) * c[2]
-        c = [((p1 >> np.uint64(32)) ^ c[1] ^ k0) & MASK, p1 & MASK, ((p0 >> np.uint64(32)) ^ c[3] ^ k1) & MASK,
-             p0 & MASK]
-    return c
+from _backend_refs import philox4x32_10 as _philox4x32_10  # noqa: E402  (the one numpy Philox spec)
 
 
 @pytest.mark.parametrize("ctr,key,out", [
