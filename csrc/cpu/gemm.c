@@ -2,9 +2,12 @@
 #include "cpu/internal.h"
 
 /* Work per tile the grid aims at (FLOPs), and the most tiles of one GEMM (a power of two, so the
- * tiles share out evenly over 1, 2, 4, 8 or 16 threads). */
+ * tiles share out evenly over 1, 2, 4 or 8 threads). The cap trades scaling for speed on small
+ * machines: oneDNN's single-threaded sgemm loses 5-30% on smaller tiles of some shapes (transposed A
+ * above all), and distilbert-base steps measured on 2 cores ran the same with 4 or 8 tiles as with the
+ * old one-tile-per-thread grid, but 5-10% slower with 16. */
 #define TILE_FLOPS 4.0e6
-#define MAX_TILES 16
+#define MAX_TILES 8
 
 /* The tile grid gm x gn of an (M, N, K) GEMM: the power-of-two count of tiles of about TILE_FLOPS
  * each (at most MAX_TILES), as square as the shape allows, each at least 32 rows and 64 columns. */
