@@ -439,8 +439,8 @@ class AttentionPair(Pair):
         return self._fwd(be, x)[0]["out"]
 
     def be_grads(self, be, x, g, pre, meta):
-        _, saved, scratch = self._fwd(be, x)  # the same saved buffer goes to the backward
-        return call(be, self.bwd, dqkv=pre.get("dqkv"), dout=g, saved=saved, scratch=scratch, qkv=x["qkv"],
+        f, saved, scratch = self._fwd(be, x)  # the same saved buffer (and the output) go to the backward
+        return call(be, self.bwd, dqkv=pre.get("dqkv"), dout=g, out=f["out"], saved=saved, scratch=scratch, qkv=x["qkv"],
                     seq_off=x["seq_off"], q_first=x["q_first"], B=x["B"], T=x["T"], C=x["C"], NH=x["NH"],
                     drop=x["drop"])
 
@@ -1061,7 +1061,7 @@ def _det_run(be):
     out["att"] = call(be, "attention_forward", out=np.zeros((40, Ca)), saved=saved, scratch=scratch, qkv=qkv,
                       mask=None, seq_off=off, q_first=0, B=B, T=T, C=Ca, NH=NH, drop=drop)["out"]
     out["att_d"] = call(be, "attention_backward", dqkv=np.zeros((40, 3 * Ca)), dout=rng.standard_normal((40, Ca)),
-                        saved=saved, scratch=scratch, qkv=qkv, seq_off=off, q_first=0, B=B, T=T, C=Ca, NH=NH,
+                        out=out["att"], saved=saved, scratch=scratch, qkv=qkv, seq_off=off, q_first=0, B=B, T=T, C=Ca, NH=NH,
                         drop=drop)["dqkv"]
     x = rng.standard_normal((150, 97))
     out["drop"] = call(be, "dropout_forward", out=np.zeros(x.shape), inp=x, rows=dict(N=150, B=6, T=25), C=97,

@@ -1,5 +1,7 @@
 /* core/backend.c: what every backend shares: op names, the backend registry of this build, and
  * context, scratch and buffer helpers written over the table (core/backend.h). */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,15 +14,62 @@ const char *const lnn_op_names[LNN_NOPS] = {
 #undef LNN_OP_NAME_
 };
 
-static const char *const backend_names[] = {"cpu", "cpu-copy", NULL};
+/* The CUDA backend: LNN_CUDA_LIBRARY beside this library, loaded once, on first use. */
+static const lnn_backend *cuda_backend;
+static int cuda_tried;
+static char cuda_why[1200] = "the CUDA backend was not looked for";
 
-const char *const *lnn_backend_names(void) { return backend_names; }
+static const lnn_backend *load_cuda(void) {
+    if (cuda_tried) return cuda_backend;
+    cuda_tried = 1;
+    Dl_info self;
+    if (!dladdr((void *)&lnn_backend_find, &self) || !self.dli_fname) {
+        snprintf(cuda_why, sizeof cuda_why, "cannot locate the lyricnn engine library to find %s", LNN_CUDA_LIBRARY);
+        return NULL;
+    }
+    char path[1024];
+    const char *slash = strrchr(self.dli_fname, '/');
+    int dir = slash ? (int)(slash - self.dli_fname) : 0;
+    snprintf(path, sizeof path, "%.*s%s%s", dir, self.dli_fname, slash ? "/" : "", LNN_CUDA_LIBRARY);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(cuda_why, sizeof cuda_why, "this build of lyricnn has no CUDA backend (%.500s)", e ? e : path);
+        return NULL;
+    }
+    lnn_cuda_entry_fn entry;
+    *(void **)&entry = dlsym(h, LNN_CUDA_ENTRY);
+    if (!entry) {
+        snprintf(cuda_why, sizeof cuda_why, "%.500s has no entry point %s", path, LNN_CUDA_ENTRY);
+        return NULL;
+    }
+    char err[512] = "";
+    cuda_backend = entry(err, sizeof err);
+    if (!cuda_backend) snprintf(cuda_why, sizeof cuda_why, "the CUDA backend cannot run here: %s", err);
+    return cuda_backend;
+}
+
+const char *const *lnn_backend_names(void) {
+    static const char *names[4];
+    int n = 0;
+    names[n++] = "cpu";
+    names[n++] = "cpu-copy";
+    if (load_cuda()) names[n++] = "cuda";
+    names[n] = NULL;
+    return names;
+}
 
 const lnn_backend *lnn_backend_find(const char *name) {
     if (!name) return NULL;
     if (strcmp(name, "cpu") == 0) return lnn_backend_cpu();
     if (strcmp(name, "cpu-copy") == 0) return lnn_backend_cpu_copy();
+    if (strcmp(name, "cuda") == 0) return load_cuda();
     return NULL;
+}
+
+const char *lnn_backend_missing(const char *name) {
+    if (name && strcmp(name, "cuda") == 0) return load_cuda() ? "" : cuda_why;
+    return "no backend of that name (the backends are cpu, cpu-copy and, in a CUDA build, cuda)";
 }
 
 lnn_status lnn_ctx_init(lnn_ctx *ctx, const lnn_backend *be, int device, lnn_dtype act) {
@@ -32,7 +81,19 @@ lnn_status lnn_ctx_init(lnn_ctx *ctx, const lnn_backend *be, int device, lnn_dty
     ctx->be = be;
     ctx->act = act;
     ctx->device = device;
-    return be->ctx_init(ctx, device);
+    lnn_status st = be->ctx_init(ctx, device);
+    if (st && ctx->errmsg[0]) lnn_set_error("%s", ctx->errmsg); /* a backend library cannot set our error */
+    if (st) ctx->be = NULL;
+    return st;
+}
+
+lnn_status lnn_sync(lnn_ctx *ctx) {
+    lnn_status st = ctx->be->synchronize(ctx);
+    if (st) {
+        lnn_set_error("%s", ctx->errmsg[0] ? ctx->errmsg : "a backend op failed");
+        ctx->errmsg[0] = 0;
+    }
+    return st;
 }
 
 void lnn_ctx_release(lnn_ctx *ctx) {

@@ -47,6 +47,7 @@ typedef struct lnn_ctx {
     const lnn_backend *be;
     int device;             /* device ordinal (0 on the CPU) */
     lnn_dtype act;          /* activation dtype of the ops called with this context */
+    int allow_tf32;         /* F32 GEMMs may use TF32 tensor cores (precision "tf32"); 0: exact F32 */
     void *stream;           /* the backend's stream (cudaStream_t); NULL on the CPU */
     void *handles;          /* the backend's library handles (cuBLAS, cuBLASLt); NULL on the CPU */
     void *scratch;          /* ops' temporary memory (backend memory), see lnn_scratch() */
@@ -98,11 +99,23 @@ typedef struct {
     unsigned act_dtypes; /* bit (1 << dtype) for each activation dtype the backend supports */
 } lnn_caps;
 
+/* What a backend says about one of its devices (lyricnn.cuda_info()). */
+typedef struct {
+    char name[128];
+    int count;                      /* devices of this backend */
+    int cc_major, cc_minor;         /* compute capability (GPU) */
+    int runtime_version, driver_version;
+    size_t total_memory, free_memory;
+    unsigned act_dtypes;            /* the activation dtypes this device runs (BF16 from sm_80) */
+} lnn_device_info;
+
 struct lnn_backend {
     const char *name;
     lnn_caps caps;
     /* Whether op (LNN_OP_*) runs with activation dtype act. */
     int (*supports)(int op, lnn_dtype act);
+    /* Describe device (NULL: the backend has no such description, e.g. the CPU). */
+    lnn_status (*device_info)(int device, lnn_device_info *out);
 
     /* ---- context and memory ---- */
     lnn_status (*ctx_init)(lnn_ctx *ctx, int device); /* ctx->be, act already set; fills the rest */
@@ -160,10 +173,10 @@ struct lnn_backend {
                               const int32_t *mask, const int32_t *seq_off, int q_first, int B, int T, int C, int NH,
                               lnn_dropout_t drop);
     /* dqkv A(N,3C) += (with q_first: query row 0 and every key/value row) from dout A(N,C) (q_first: (B,C));
-     * saved: the forward's, with the same arguments */
-    void (*attention_backward)(lnn_ctx *ctx, void *dqkv, const void *dout, const void *saved, void *scratch,
-                               const void *qkv, const int32_t *seq_off, int q_first, int B, int T, int C, int NH,
-                               lnn_dropout_t drop);
+     * out: the forward's output; saved: the forward's, with the same arguments */
+    void (*attention_backward)(lnn_ctx *ctx, void *dqkv, const void *dout, const void *out, const void *saved,
+                               void *scratch, const void *qkv, const int32_t *seq_off, int q_first, int B, int T, int C,
+                               int NH, lnn_dropout_t drop);
 
     /* out A(rows.N,C) = inp * keep / (1 - p), keep = Philox bits of the padded element index
      * (core/philox.h; drop.offset ignored); out may alias inp */
@@ -231,21 +244,32 @@ struct lnn_backend {
                       const lnn_optim_config *cfg);
 };
 
-/* The backends of this build. */
+/* The backends of this build. The CUDA backend is a separate shared object (csrc/cuda/, built when nvcc
+ * and cuBLAS are found), loaded on first use, so the engine loads on machines without a driver. */
 const lnn_backend *lnn_backend_cpu(void);
 /* The CPU backend with its memory treated as device memory (caps.host_memory = 0): Python gets
  * copies, never views, as with a GPU backend. It runs every code path a device backend needs
  * above the op table, on machines without one. */
 const lnn_backend *lnn_backend_cpu_copy(void);
-/* By name ("cpu", "cpu-copy"); NULL when this build has no such backend. */
+/* By name ("cpu", "cpu-copy", "cuda"); NULL when it is not available (lnn_backend_missing says why). */
 const lnn_backend *lnn_backend_find(const char *name);
-/* Names of the backends of this build, NULL-terminated. */
+/* Why lnn_backend_find(name) gave NULL, for messages. */
+const char *lnn_backend_missing(const char *name);
+/* Names of the available backends, NULL-terminated (loads the CUDA backend when it is there). */
 const char *const *lnn_backend_names(void);
+/* The CUDA backend's entry point (csrc/cuda/backend.cu): its table, or NULL with the reason in err
+ * (no driver, no device). */
+#define LNN_CUDA_LIBRARY "liblyricnn_cuda.so"
+#define LNN_CUDA_ENTRY "lnn_cuda_backend"
+typedef const lnn_backend *(*lnn_cuda_entry_fn)(char *err, size_t errn);
 
 /* ---- helpers over any backend (core/backend.c) ---- */
 /* Set up a context on backend be, device, activation dtype act (which be must support). */
 lnn_status lnn_ctx_init(lnn_ctx *ctx, const lnn_backend *be, int device, lnn_dtype act);
 void lnn_ctx_release(lnn_ctx *ctx);
+/* Wait for the context's queued work; its status, with the message of the first failure set as the
+ * thread's error (lnn_get_error), and the sticky error cleared. Call this, not be->synchronize. */
+lnn_status lnn_sync(lnn_ctx *ctx);
 /* Record a failure inside an op (the first one sticks). */
 void lnn_ctx_fail(lnn_ctx *ctx, lnn_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Scratch of at least nbytes (backend memory, valid until the next call); NULL and the sticky error

@@ -9,11 +9,18 @@
 
 #include <stdint.h>
 
+/* The scalar functions compile for the GPU too (csrc/cuda/), so both devices draw the same bits. */
+#if defined(__CUDACC__)
+#define LNN_HD __host__ __device__
+#else
+#define LNN_HD
+#endif
+
 typedef struct {
     uint32_t v[4];
 } lnn_philox_out;
 
-static inline lnn_philox_out lnn_philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+static inline LNN_HD lnn_philox_out lnn_philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
                                                uint32_t k0, uint32_t k1) {
     const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
     for (int r = 0; r < 10; r++) {
@@ -37,7 +44,7 @@ typedef struct {
 } lnn_dropout_t;
 
 /* The four random words for elements 4*block .. 4*block+3 of a site. */
-static inline lnn_philox_out lnn_dropout_bits(lnn_dropout_t d, uint64_t block) {
+static inline LNN_HD lnn_philox_out lnn_dropout_bits(lnn_dropout_t d, uint64_t block) {
     return lnn_philox4x32_10((uint32_t)block, (uint32_t)(block >> 32), d.stream, d.step,
                              (uint32_t)d.seed, (uint32_t)(d.seed >> 32));
 }
@@ -74,7 +81,7 @@ static inline void lnn_dropout_bits16(lnn_dropout_t d, uint64_t blk0, uint32_t o
     }
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__BMI2__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__BMI2__) && !defined(__CUDACC__)
 #include <immintrin.h>
 #define LNN_PHILOX_AVX512 1
 
@@ -117,7 +124,7 @@ static inline uint64_t lnn_dropout_keep64(lnn_dropout_t d, uint64_t blk0, uint32
 #endif
 
 /* Integer threshold: an element is dropped when its word < threshold. */
-static inline uint32_t lnn_dropout_threshold(float p) {
+static inline LNN_HD uint32_t lnn_dropout_threshold(float p) {
     if (p <= 0.f) return 0;
     double t = (double)p * 4294967296.0;
     return t >= 4294967295.0 ? 0xFFFFFFFFu : (uint32_t)t;

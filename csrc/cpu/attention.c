@@ -153,9 +153,10 @@ void cpu_attention_forward(lnn_ctx *ctx, void *out_, void *saved, void *scratch,
     }
 }
 
-void cpu_attention_backward(lnn_ctx *ctx, void *dqkv_, const void *dout_, const void *saved, void *scratch,
-                            const void *qkv_, const int32_t *seq_off, int q_first, int B, int T, int C, int NH,
-                            lnn_dropout_t drop) {
+/* (out, the forward's output, is not needed here: the probabilities are saved) */
+void cpu_attention_backward(lnn_ctx *ctx, void *dqkv_, const void *dout_, const void *out, const void *saved,
+                            void *scratch, const void *qkv_, const int32_t *seq_off, int q_first, int B, int T, int C,
+                            int NH, lnn_dropout_t drop) {
     float *dqkv = dqkv_;
     const float *dout = dout_, *qkv = qkv_;
     int hs = C / NH, C3 = 3 * C;

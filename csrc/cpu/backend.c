@@ -21,9 +21,9 @@ static void cpu_free(lnn_ctx *ctx, void *p) { lnn_free(p); }
 static void cpu_zero(lnn_ctx *ctx, void *p, size_t n) { if (n) memset(p, 0, n); }
 static void cpu_copy(lnn_ctx *ctx, void *d, const void *s, size_t n) { if (n && d != s) memcpy(d, s, n); }
 
+/* ops run synchronously: the sticky error is all there is to report (its message stays in ctx->errmsg) */
 static lnn_status cpu_synchronize(lnn_ctx *ctx) {
     lnn_status st = ctx->err;
-    if (st) lnn_set_error("%s", ctx->errmsg);
     ctx->err = LNN_OK;
     return st;
 }
@@ -31,7 +31,7 @@ static lnn_status cpu_synchronize(lnn_ctx *ctx) {
 #define CPU_TABLE(NAME, HOST)                                                                       \
     {                                                                                               \
         .name = NAME, .caps = {.host_memory = HOST, .act_dtypes = 1u << LNN_F32},                     \
-        .supports = cpu_supports, .ctx_init = cpu_ctx_init, .ctx_release = cpu_ctx_release,         \
+        .supports = cpu_supports, .device_info = NULL, .ctx_init = cpu_ctx_init, .ctx_release = cpu_ctx_release,         \
         .malloc = cpu_malloc, .free = cpu_free, .zero = cpu_zero, .copy = cpu_copy,                 \
         .to_device = cpu_copy, .to_host = cpu_copy, .synchronize = cpu_synchronize,                 \
         .cast = cpu_cast, .embedding_forward = cpu_embedding_forward,                               \

@@ -99,9 +99,9 @@ size_t cpu_attention_saved_bytes(const lnn_ctx *ctx, int B, int T, int NH, int t
 size_t cpu_attention_scratch_bytes(const lnn_ctx *ctx, int B, int T, int NH, int train, float p);
 void cpu_attention_forward(lnn_ctx *ctx, void *out, void *saved, void *scratch, const void *qkv, const int32_t *mask,
                            const int32_t *seq_off, int q_first, int B, int T, int C, int NH, lnn_dropout_t drop);
-void cpu_attention_backward(lnn_ctx *ctx, void *dqkv, const void *dout, const void *saved, void *scratch,
-                            const void *qkv, const int32_t *seq_off, int q_first, int B, int T, int C, int NH,
-                            lnn_dropout_t drop);
+void cpu_attention_backward(lnn_ctx *ctx, void *dqkv, const void *dout, const void *out, const void *saved,
+                            void *scratch, const void *qkv, const int32_t *seq_off, int q_first, int B, int T, int C,
+                            int NH, lnn_dropout_t drop);
 void cpu_dropout_forward(lnn_ctx *ctx, void *out, const void *inp, lnn_rows rows, int C, lnn_dropout_t drop);
 void cpu_dropout_backward(lnn_ctx *ctx, void *dinp, const void *dout, lnn_rows rows, int C, lnn_dropout_t drop);
 void cpu_token0_forward(lnn_ctx *ctx, void *out, const void *inp, lnn_rows rows, int C);

@@ -315,7 +315,7 @@ lnn_status lnn_classifier_forward(lnn_classifier *c, const lnn_batch *in, const 
     if (st) return st;
     lnn_ctx *ctx = ctx_of(c);
     lnn_body_to_host_act(c->body, logits, c->act[c->spec.n_ops], (size_t)in->B * c->spec.num_labels);
-    return ctx->be->synchronize(ctx);
+    return lnn_sync(ctx);
 }
 
 /* ------------------------------------------------------------------ optimizer */
@@ -348,7 +348,7 @@ lnn_status lnn_classifier_configure_optimizer(lnn_classifier *c, const lnn_segme
     c->nstate = nstate;
     c->opt = *cfg;
     c->has_opt = 1;
-    return be->synchronize(ctx);
+    return lnn_sync(ctx);
 }
 
 /* ------------------------------------------------------------------ training step */
@@ -490,7 +490,7 @@ lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, con
     lnn_body_sync_weights(body);
     double sc[2];
     be->to_host(ctx, sc, c->scalars, sizeof sc);
-    st = be->synchronize(ctx);
+    st = lnn_sync(ctx);
     if (st) return st;
     *loss_out = sc[0];
     if (gnorm_out) *gnorm_out = clip ? sc[1] : -1.0;

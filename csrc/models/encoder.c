@@ -119,7 +119,8 @@ static int enc_trainable(const lnn_body *b);
 
 static const lnn_body_ops encoder_ops = {"encoder", enc_forward, enc_backward, enc_clear_dout, enc_trainable};
 
-lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_backend *be, lnn_dtype act) {
+lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_backend *be, int device, lnn_dtype act,
+                            int tf32) {
     *out = NULL;
     lnn_status st = check_config(cfg);
     if (st) return st;
@@ -129,11 +130,12 @@ lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_ba
         return LNN_ERR_MEMORY;
     }
     m->cfg = *cfg;
-    st = lnn_ctx_init(&m->body.ctx, be, 0, act);
+    st = lnn_ctx_init(&m->body.ctx, be, device, act);
     if (st) {
         free(m);
         return st;
     }
+    m->body.ctx.allow_tf32 = tf32;
     m->body.ops = &encoder_ops;
     m->body.width = cfg->C;
     m->body.has_pooled = cfg->model_type == LNN_BERT && cfg->pooler;
@@ -550,8 +552,8 @@ lnn_status lnn_model_backward(lnn_model *m, int has_dout, const void *dpooled) {
             be->token0_backward(ctx, a->dX, a->dA, rows, C);
         }
         be->zero(ctx, a->dqkv, 3 * NC);
-        be->attention_backward(ctx, a->dqkv, a->dR, s->att_saved, a->att_scratch, s->qkv, doff, cls, B, T, C, NH,
-                               site(m, ap, 1 + 3 * l));
+        be->attention_backward(ctx, a->dqkv, a->dR, s->att, s->att_saved, a->att_scratch, s->qkv, doff, cls, B, T, C,
+                               NH, site(m, ap, 1 + 3 * l));
         /* dX (holding the residual part) += dqkv @ Wqkv */
         be->matmul_backward(ctx, need_dx ? a->dX : NULL, gw->qkv_w, gw->qkv_b, a->dqkv, x, w->qkv_w, (int)N, C,
                             3 * C);
@@ -620,7 +622,7 @@ static void rows_move(lnn_model *m, float *host, void *x, int to_host) {
 
 lnn_status lnn_model_read_last(lnn_model *m, float *host) {
     rows_move(m, host, m->body.out, 1);
-    return m->body.ctx.be->synchronize(&m->body.ctx);
+    return lnn_sync(&m->body.ctx);
 }
 
 lnn_status lnn_model_read_pooled(lnn_model *m, float *host) {
@@ -629,7 +631,7 @@ lnn_status lnn_model_read_pooled(lnn_model *m, float *host) {
         return LNN_ERR_VALUE;
     }
     lnn_body_to_host_act(&m->body, host, m->body.pooled, (size_t)m->fwd_B * m->cfg.C);
-    return m->body.ctx.be->synchronize(&m->body.ctx);
+    return lnn_sync(&m->body.ctx);
 }
 
 lnn_status lnn_model_backward_host(lnn_model *m, const float *dlast, const float *dpooled) {
@@ -640,6 +642,6 @@ lnn_status lnn_model_backward_host(lnn_model *m, const float *dlast, const float
     if (dlast) rows_move(m, (float *)dlast, m->a.dX, 0);
     if (dpooled) lnn_body_to_device_act(&m->body, m->a.dpool, dpooled, (size_t)m->fwd_B * m->cfg.C);
     lnn_status st = lnn_model_backward(m, dlast != NULL, dpooled ? m->a.dpool : NULL);
-    lnn_status st2 = m->body.ctx.be->synchronize(&m->body.ctx);
+    lnn_status st2 = lnn_sync(&m->body.ctx);
     return st ? st : st2;
 }

@@ -106,9 +106,11 @@ typedef struct lnn_model {
     uint32_t step;
 } lnn_model;
 
-/* Create a model on backend be with activation dtype act and register the encoder tensors (not
- * allocated yet: more tensors, e.g. a head's, may be appended to m->body.tab first). */
-lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_backend *be, lnn_dtype act);
+/* Create a model on device `device` of backend be, with activation dtype act (tf32: F32 GEMMs may use
+ * TF32), and register the encoder tensors (not allocated yet: more tensors, e.g. a head's, may be
+ * appended to m->body.tab first). */
+lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_backend *be, int device, lnn_dtype act,
+                            int tf32);
 /* Allocate params, grads (zeroed) and the weight copy, and build the views. */
 lnn_status lnn_model_allocate(lnn_model *m);
 /* Rebuild the gradient views after changing LNN_TENSOR_FROZEN flags. */

@@ -174,7 +174,7 @@ static PyObject *view(ClassifierObject *self, void *base, npy_intp n, int typenu
         PyObject *arr = PyArray_SimpleNew(1, &n, typenum);
         if (!arr) return NULL;
         ctx->be->to_host(ctx, PyArray_DATA((PyArrayObject *)arr), base, (size_t)PyArray_NBYTES((PyArrayObject *)arr));
-        lnn_status st = ctx->be->synchronize(ctx);
+        lnn_status st = lnn_sync(ctx);
         if (st) {
             Py_DECREF(arr);
             return lnn_raise_status(st);
@@ -198,7 +198,7 @@ static int write_in(ClassifierObject *self, void *base, npy_intp n, int typenum,
     if (!a) return -1;
     lnn_ctx *ctx = &self->c->body->ctx;
     if (n) ctx->be->to_device(ctx, base, PyArray_DATA(a), (size_t)PyArray_NBYTES(a));
-    lnn_status st = ctx->be->synchronize(ctx);
+    lnn_status st = lnn_sync(ctx);
     if (st) {
         lnn_raise_status(st);
         return -1;

@@ -29,18 +29,20 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
     static char *kws[] = {"model_type", "vocab_size", "max_position_embeddings", "type_vocab_size", "hidden_size",
                           "num_layers", "num_heads", "intermediate_size", "activation", "pad_token_id",
                           "layer_norm_eps", "hidden_dropout", "attention_dropout", "pooler", "extra_tensors",
-                          "backend", "dtype", NULL};
+                          "backend", "dtype", "device", "tf32", NULL};
     lnn_config c;
     memset(&c, 0, sizeof c);
     PyObject *extra = NULL;
     const char *bname = "cpu", *dname = "f32";
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiiiiiifff|pOss", kws, &c.model_type, &c.vocab_size, &c.max_pos,
+    int device = 0, tf32 = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiiiiiifff|pOssip", kws, &c.model_type, &c.vocab_size, &c.max_pos,
                                      &c.type_vocab_size, &c.C, &c.n_layers, &c.NH, &c.F, &c.act, &c.pad_id,
-                                     &c.ln_eps, &c.hidden_dropout, &c.attn_dropout, &c.pooler, &extra, &bname, &dname))
+                                     &c.ln_eps, &c.hidden_dropout, &c.attn_dropout, &c.pooler, &extra, &bname, &dname,
+                                     &device, &tf32))
         return -1;
     const lnn_backend *be = lnn_backend_find(bname);
     if (!be) {
-        PyErr_Format(PyExc_ValueError, "no backend named %s in this build (backends: %s)", bname, "cpu, cpu-copy");
+        PyErr_Format(PyExc_ValueError, "backend %s: %s", bname, lnn_backend_missing(bname));
         return -1;
     }
     lnn_dtype act;
@@ -55,7 +57,7 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
         return -1;
     }
     lnn_model *m = NULL;
-    lnn_status st = lnn_model_create(&m, &c, be, act);
+    lnn_status st = lnn_model_create(&m, &c, be, device, act, tf32);
     if (st) {
         lnn_raise_status(st);
         return -1;
@@ -193,7 +195,7 @@ static PyObject *Engine_read(EngineObject *self, PyObject *args) {
     lnn_status st;
     LNN_RELEASE_GIL
     ctx->be->to_host(ctx, dst, base + off, (size_t)count * sizeof(float));
-    st = ctx->be->synchronize(ctx);
+    st = lnn_sync(ctx);
     LNN_ACQUIRE_GIL
     if (st) {
         Py_DECREF(out);
@@ -227,7 +229,7 @@ static PyObject *Engine_write(EngineObject *self, PyObject *args) {
     LNN_RELEASE_GIL
     ctx->be->to_device(ctx, base + off, src, (size_t)count * sizeof(float));
     if (params) lnn_body_sync_weights(&self->m->body);
-    st = ctx->be->synchronize(ctx);
+    st = lnn_sync(ctx);
     LNN_ACQUIRE_GIL
     if (st) return lnn_raise_status(st);
     Py_RETURN_NONE;
@@ -237,7 +239,7 @@ static PyObject *Engine_write(EngineObject *self, PyObject *args) {
 static PyObject *Engine_sync_weights(EngineObject *self, PyObject *unused) {
     if (engine_busy(self)) return NULL;
     lnn_body_sync_weights(&self->m->body);
-    lnn_status st = self->m->body.ctx.be->synchronize(&self->m->body.ctx);
+    lnn_status st = lnn_sync(&self->m->body.ctx);
     if (st) return lnn_raise_status(st);
     Py_RETURN_NONE;
 }

@@ -166,7 +166,45 @@ static PyObject *py_build_info(PyObject *self, PyObject *unused) {
                          "cuda", LNN_CUDA_INFO);
 }
 
+/* cuda_info() -> {runtime, driver, devices: [{name, compute_capability, memory, ...}]}; LyricnnError with
+ * the reason when the CUDA backend is not available */
+static PyObject *py_cuda_info(PyObject *self, PyObject *unused) {
+    (void)self; (void)unused;
+    const lnn_backend *be = lnn_backend_find("cuda");
+    if (!be) {
+        PyErr_Format(lnn_Error, "%s", lnn_backend_missing("cuda"));
+        return NULL;
+    }
+    lnn_device_info d0;
+    lnn_status st = be->device_info(0, &d0);
+    if (st) return lnn_raise_status(st);
+    PyObject *devs = PyList_New(0);
+    if (!devs) return NULL;
+    for (int i = 0; i < d0.count; i++) {
+        lnn_device_info d;
+        if (be->device_info(i, &d)) {
+            Py_DECREF(devs);
+            return lnn_raise_status(LNN_ERR_RUNTIME);
+        }
+        PyObject *o = Py_BuildValue("{s:i, s:s, s:(ii), s:K, s:K, s:O}", "index", i, "name", d.name,
+                                    "compute_capability", d.cc_major, d.cc_minor, "total_memory",
+                                    (unsigned long long)d.total_memory, "free_memory",
+                                    (unsigned long long)d.free_memory, "bf16",
+                                    (d.act_dtypes & (1u << LNN_BF16)) ? Py_True : Py_False);
+        if (!o || PyList_Append(devs, o) < 0) {
+            Py_XDECREF(o);
+            Py_DECREF(devs);
+            return NULL;
+        }
+        Py_DECREF(o);
+    }
+    return Py_BuildValue("{s:i, s:i, s:N}", "runtime_version", d0.runtime_version, "driver_version",
+                         d0.driver_version, "devices", devs);
+}
+
 static PyMethodDef module_methods[] = {
+    {"cuda_info", py_cuda_info, METH_NOARGS, "cuda_info() -> the CUDA runtime, driver and devices (LyricnnError "
+     "with the reason when the CUDA backend is not available)."},
     {"set_num_threads", py_set_num_threads, METH_O, "set_num_threads(n): threads for OpenMP loops and BLAS."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
     {"build_info", py_build_info, METH_NOARGS, "build_info() -> dict of how the engine was built."},

@@ -304,16 +304,18 @@ static void run_bias_act_backward(lnn_ctx *ctx, const opcall *c) {
 }
 
 /* ---- attention_forward(out, saved, scratch, qkv, mask, seq_off, q_first, B, T, C, NH, drop) and
- *      attention_backward(dqkv, dout, saved, scratch, qkv, seq_off, q_first, B, T, C, NH, drop) */
+ *      attention_backward(dqkv, dout, out, saved, scratch, qkv, seq_off, q_first, B, T, C, NH, drop)
+ * (the backward's arguments from saved on sit one place later: bk = 1) */
 static int chk_attention(const opcall *c, int fwd, char *err, size_t errn) {
-    POS(7, "B"); /* the shape arguments sit at 6..11 in both */
-    POS(8, "T");
-    POS(9, "C");
-    POS(10, "NH");
-    int B = AI(7), T = AI(8), C = AI(9), NH = AI(10), qf = AI(6) != 0;
+    int bk = fwd ? 0 : 1;
+    POS(7 + bk, "B");
+    POS(8 + bk, "T");
+    POS(9 + bk, "C");
+    POS(10 + bk, "NH");
+    int B = AI(7 + bk), T = AI(8 + bk), C = AI(9 + bk), NH = AI(10 + bk), qf = AI(6 + bk) != 0;
     if (C % NH) FAIL("C=%d must be a multiple of NH=%d", C, NH);
     if (!(c->drop.p >= 0.f && c->drop.p <= 1.f)) FAIL("drop.p must be in [0, 1], got %g", (double)c->drop.p);
-    int soff = 5, qkv = fwd ? 3 : 4, outk = fwd ? 0 : 1, saved = fwd ? 1 : 2, scratch = fwd ? 2 : 3;
+    int soff = 5 + bk, qkv = fwd ? 3 : 5, outk = fwd ? 0 : 1, saved = fwd ? 1 : 3, scratch = fwd ? 2 : 4;
     size_t N = (size_t)B * T;
     if (c->p[soff]) {
         const int32_t *o2 = c->host[soff];
@@ -328,7 +330,10 @@ static int chk_attention(const opcall *c, int fwd, char *err, size_t errn) {
     if (fwd) NEED(4, "mask", (size_t)B * T);
     NEED(qkv, "qkv", N * 3 * (size_t)C);
     NEED(outk, fwd ? "out" : "dout", (qf ? (size_t)B : N) * C);
-    if (!fwd) NEED(0, "dqkv", N * 3 * (size_t)C);
+    if (!fwd) {
+        NEED(0, "dqkv", N * 3 * (size_t)C);
+        NEED(2, "out", (qf ? (size_t)B : N) * C);
+    }
     int train = !fwd || c->drop.p > 0.f; /* dropout is on in training only */
     size_t sv = c->ctx->be->attention_saved_bytes(c->ctx, B, T, NH, train, c->drop.p);
     size_t sc = c->ctx->be->attention_scratch_bytes(c->ctx, B, T, NH, train, c->drop.p);
@@ -343,7 +348,8 @@ static void run_attention_forward(lnn_ctx *ctx, const opcall *c) {
     ctx->be->attention_forward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AI(6), AI(7), AI(8), AI(9), AI(10), c->drop);
 }
 static void run_attention_backward(lnn_ctx *ctx, const opcall *c) {
-    ctx->be->attention_backward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AI(6), AI(7), AI(8), AI(9), AI(10), c->drop);
+    ctx->be->attention_backward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AP(6), AI(7), AI(8), AI(9), AI(10),
+                                AI(11), c->drop);
 }
 
 /* ---- dropout_forward(out, inp, rows, C, drop) / dropout_backward(dinp, dout, rows, C, drop) */
@@ -586,7 +592,8 @@ static opdesc OPS[] = {
        N_("OC"), N_("act")),
     OP(attention_forward, T_("out", 'a', 'o'), T_("saved", 'w', 'u'), T_("scratch", 'w', 'u'), T_("qkv", 'a', 'i'),
        TO("mask", 'i', 'i'), TO("seq_off", 'i', 'i'), N_("q_first"), N_("B"), N_("T"), N_("C"), N_("NH"), DROP),
-    OP(attention_backward, T_("dqkv", 'a', 'u'), T_("dout", 'a', 'i'), T_("saved", 'w', 'i'), T_("scratch", 'w', 'u'),
+    OP(attention_backward, T_("dqkv", 'a', 'u'), T_("dout", 'a', 'i'), T_("out", 'a', 'i'), T_("saved", 'w', 'i'),
+       T_("scratch", 'w', 'u'),
        T_("qkv", 'a', 'i'), TO("seq_off", 'i', 'i'), N_("q_first"), N_("B"), N_("T"), N_("C"), N_("NH"), DROP),
     OP(dropout_forward, T_("out", 'a', 'o'), T_("inp", 'a', 'i'), ROWS, N_("C"), DROP),
     OP(dropout_backward, T_("dinp", 'a', 'o'), T_("dout", 'a', 'i'), ROWS, N_("C"), DROP),
@@ -963,7 +970,7 @@ static PyObject *Backend_call(BackendObject *self, PyObject *args, PyObject *kw)
     lnn_status st;
     LNN_RELEASE_GIL
     od->run(ctx, &c);
-    st = ctx->be->synchronize(ctx);
+    st = lnn_sync(ctx);
     LNN_ACQUIRE_GIL
     if (st) {
         lnn_raise_status(st);
@@ -996,7 +1003,7 @@ static int Backend_init(BackendObject *self, PyObject *args, PyObject *kw) {
     }
     const lnn_backend *be = lnn_backend_find(name);
     if (!be) {
-        PyErr_Format(PyExc_ValueError, "no backend named %s in this build (this build has: cpu, cpu-copy)", name);
+        PyErr_Format(PyExc_ValueError, "backend %s: %s", name, lnn_backend_missing(name));
         return -1;
     }
     int act = -1;
