@@ -7,7 +7,7 @@ from .encoder import Encoder, EncoderOutput
 from .estimators import TextClassifier, TextRegressor
 from .tokenizer import BatchEncoding, Tokenizer
 
-__all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads",
+__all__ = ["__version__", "build_info", "cuda_info", "set_num_threads", "get_num_threads",
            "LyricnnError", "CheckpointError", "Tokenizer", "BatchEncoding",
            "Encoder", "EncoderOutput", "SequenceClassifier", "TextClassifier",
            "TextRegressor"]
@@ -17,6 +17,13 @@ def build_info():
     """How the engine was built: version, compiler, OpenMP and threads, BLAS, CUDA."""
     info = dict(_C.build_info())
     return info
+
+
+def cuda_info():
+    """The CUDA runtime and driver versions and the GPUs (name, compute capability, memory, bf16) the CUDA
+    backend sees; lyricnn.LyricnnError with the reason when it is not usable here (a build without CUDA,
+    no driver, no GPU). device="cuda" needs it."""
+    return _C.cuda_info()
 
 
 def set_num_threads(n):

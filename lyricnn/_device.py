@@ -1,13 +1,18 @@
 """Devices and the named tensors of the engine's buffers.
 
 `device` picks the compute backend (csrc/core/backend.h) a model runs on:
-  "cpu"       the CPU backend (OpenMP + the GEMM library), float32;
-  "auto"      the best backend this build has ("cpu" in a build without CUDA);
-  "cpu-copy"  the CPU backend with its memory treated as device memory: parameters, gradients and
-              optimizer state come back to numpy as copies, never as views, exactly as they do from a
-              GPU. It exists so that the code paths of device backends run (and are tested) on any
-              machine; use "cpu" for real work.
-CUDA ("cuda", "cuda:N") needs the CUDA backend, which this build does not have.
+  "cpu"        the CPU backend (OpenMP + the GEMM library), float32;
+  "cuda"       the CUDA backend on GPU 0 ("cuda:N": GPU N), when this build has it and a GPU is there;
+  "auto"       "cuda" when it is usable, else "cpu";
+  "cpu-copy"   the CPU backend with its memory treated as device memory: parameters, gradients and
+               optimizer state come back to numpy as copies, never as views, exactly as they do from a
+               GPU. It exists so that the code paths of device backends run (and are tested) on any
+               machine; use "cpu" for real work.
+`precision` (GPU only; the CPU runs float32):
+  "bf16"  bfloat16 activations and GEMMs, float32 master weights, optimizer state and reductions
+          (the default on GPUs with compute capability 8.0+);
+  "fp32"  float32 throughout, no TF32 (the exact mode, for parity);
+  "tf32"  float32 with TF32 tensor-core GEMMs.
 
 TensorStore maps tensor names to one of the engine's buffers (parameters or gradients): numpy views on
 host-memory backends, copies on the others, and one write() that works on both.
@@ -16,20 +21,57 @@ import numpy as np
 
 from ._loader import _C
 
-__all__ = ["resolve_device", "TensorStore"]
+__all__ = ["resolve_device", "cuda_available", "TensorStore", "PRECISIONS"]
+
+PRECISIONS = ("bf16", "fp32", "tf32")
 
 
-def resolve_device(device):
-    """(backend name, activation dtype) for a device argument; ValueError / RuntimeError otherwise."""
+def cuda_available():
+    """Whether the CUDA backend is usable here (built, with a driver and a GPU)."""
+    return "cuda" in _C.backends()
+
+
+def _cuda_reason():
+    try:
+        _C.cuda_info()
+    except _C.LyricnnError as e:
+        return str(e)
+    return ""
+
+
+def resolve_device(device, precision=None):
+    """(backend name, activation dtype, device index, tf32) for a device and precision argument;
+    TypeError / ValueError otherwise."""
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError("precision must be one of %s (or None for the device's default), got %r"
+                         % (", ".join(PRECISIONS), precision))
     if device is None or device == "auto":
-        return "cpu", "f32"
+        device = "cuda" if cuda_available() else "cpu"
     if not isinstance(device, str):
-        raise TypeError("device must be a string such as 'cpu', got %s" % type(device).__name__)
+        raise TypeError("device must be a string such as 'cpu' or 'cuda', got %s" % type(device).__name__)
     if device in ("cpu", "cpu-copy"):
-        return device, "f32"
+        if precision not in (None, "fp32"):
+            raise ValueError("precision=%r needs a GPU; the CPU backend runs float32 (precision='fp32')" % (precision,))
+        return device, "f32", 0, False
     if device == "cuda" or device.startswith("cuda:"):
-        raise ValueError("device=%r needs the CUDA backend, which this build of lyricnn does not have (backends: "
-                         "%s); use device='cpu'" % (device, ", ".join(_C.backends())))
+        index = 0
+        if device != "cuda":
+            try:
+                index = int(device[5:])
+            except ValueError:
+                raise ValueError("device must look like 'cuda' or 'cuda:N', got %r" % (device,)) from None
+        if not cuda_available():
+            raise ValueError("device=%r needs the CUDA backend, which is not usable here: %s; use device='cpu' or "
+                             "'auto'" % (device, _cuda_reason()))
+        devs = _C.cuda_info()["devices"]
+        if not 0 <= index < len(devs):
+            raise ValueError("device=%r: this machine has %d CUDA device(s)" % (device, len(devs)))
+        if precision is None:
+            precision = "bf16" if devs[index]["bf16"] else "fp32"
+        if precision == "bf16" and not devs[index]["bf16"]:
+            raise ValueError("precision='bf16' needs compute capability 8.0+; %s is %d.%d: use precision='fp32'"
+                             % (devs[index]["name"], *devs[index]["compute_capability"]))
+        return "cuda", "bf16" if precision == "bf16" else "f32", index, precision == "tf32"
     raise ValueError("device must be 'cpu', 'auto' or 'cuda[:N]', got %r" % (device,))
 
 

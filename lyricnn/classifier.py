@@ -216,8 +216,8 @@ class SequenceClassifier:
     tensors there with load_state_dict). device: see lyricnn._device."""
 
     def __init__(self, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,
-                 seed=0, device="cpu", dropout=None, add_pooling_layer=None):
-        resolve_device(device)
+                 seed=0, device="cpu", dropout=None, add_pooling_layer=None, precision=None):
+        resolve_device(device, precision)
         seed = check_seed(seed)
         if not isinstance(config, dict):
             raise TypeError("config must be a dict (config.json), got %s" % type(config).__name__)
@@ -266,7 +266,9 @@ class SequenceClassifier:
         self.seed = seed
         self.step = 0
         self.device = device
-        self.encoder = Encoder(config, add_pooling_layer=add_pooling_layer, extra_tensors=tensors, device=device)
+        self.precision = precision
+        self.encoder = Encoder(config, add_pooling_layer=add_pooling_layer, extra_tensors=tensors, device=device,
+                               precision=precision)
         self._head_names = [t[0] for t in tensors]
         self._clf = _C.Classifier(self.encoder._engine, source, flatten_T, ops, num_labels, num_features,
                                   problem_type)
@@ -369,17 +371,17 @@ class SequenceClassifier:
 
     @classmethod
     def from_config(cls, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,
-                    seed=0, device="cpu", dropout=None):
+                    seed=0, device="cpu", dropout=None, precision=None):
         """A randomly initialised model (encoder as Encoder.from_config(config, seed), seeded head)."""
         m = cls(config, num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
-                freeze_encoder=freeze_encoder, seed=seed, device=device, dropout=dropout)
+                freeze_encoder=freeze_encoder, seed=seed, device=device, dropout=dropout, precision=precision)
         m._init_encoder(seed)
         m._init_head(m._head_names, np.random.default_rng([seed, 1]))
         return m
 
     @classmethod
     def from_pretrained(cls, path, num_labels=None, problem_type=None, head=None, num_features=None,
-                        freeze_encoder=False, seed=0, device="cpu", dropout=None):
+                        freeze_encoder=False, seed=0, device="cpu", dropout=None, precision=None):
         """Load an HF model directory (a base encoder or a *ForSequenceClassification checkpoint, also
         one saved by save_pretrained). Head tensors in the checkpoint are loaded, new ones get a seeded
         init. num_labels=None: the checkpoint head's size (or config id2label), else 2. A num_labels
@@ -434,7 +436,7 @@ class SequenceClassifier:
                 % (num_labels, ckpt_k, ckpt_k))
         has_pooler = any(k in state for k in (prefix + "pooler.dense.weight", "pooler.dense.weight"))
         m = cls(config, num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
-                freeze_encoder=False, seed=seed, device=device, dropout=dropout,
+                freeze_encoder=False, seed=seed, device=device, dropout=dropout, precision=precision,
                 add_pooling_layer=(mt == "bert" and (head is None or has_pooler)))
         expected = {n: tuple(s) for n, s, _, _ in m._enc_names}
         matched, extra = checkpoint.match_state_dict(expected, state, mt, allow_missing=("pooler.",))

@@ -63,7 +63,7 @@ def _print_metrics(rep, task):
                                                                       rep["pearson_r"]))
 
 
-def _load(model_dir):
+def _load(model_dir, device="auto", precision=None):
     from .estimators import _EST_FILE, TextClassifier, TextRegressor, read_estimator_file
 
     p = os.path.join(model_dir, _EST_FILE)
@@ -73,7 +73,7 @@ def _load(model_dir):
     cls = {"TextClassifier": TextClassifier, "TextRegressor": TextRegressor}.get(kind)
     if cls is None:
         raise SystemExit("error: %s holds an unknown estimator class %r" % (model_dir, kind))
-    est = cls.load(model_dir, verbose=0)
+    est = cls.load(model_dir, verbose=0, device=device, precision=precision)
     cli = {}
     cp = os.path.join(model_dir, _CLI_FILE)
     if os.path.isfile(cp):
@@ -98,7 +98,7 @@ def cmd_train(a):
                   pooling=a.pooling, freeze_encoder=a.freeze_encoder, bucket_by_length=a.bucket_by_length,
                   text_column=a.text_col, feature_columns=feats, seed=a.seed, monitor=a.monitor,
                   early_stopping=a.patience is not None, patience=a.patience or 3,
-                  checkpoint_dir=a.checkpoint_dir, verbose=0 if a.quiet else 1)
+                  checkpoint_dir=a.checkpoint_dir, device=a.device, precision=a.precision, verbose=0 if a.quiet else 1)
     if a.head_hidden:
         common["head"] = {"pooling": a.pooling or "cls", "hidden": [int(x) for x in a.head_hidden.split(",")],
                           "dropout": 0.1}
@@ -136,7 +136,7 @@ def cmd_train(a):
 
 
 def cmd_evaluate(a):
-    est, cli = _load(a.model_dir)
+    est, cli = _load(a.model_dir, a.device, a.precision)
     text_col = a.text_col or cli.get("text_col") or "text"
     label_col = a.label_col or cli.get("label_col") or "label"
     feats = _cols(a.feature_cols) if a.feature_cols else cli.get("feature_cols")
@@ -159,7 +159,7 @@ def cmd_evaluate(a):
 
 
 def cmd_predict(a):
-    est, cli = _load(a.model_dir)
+    est, cli = _load(a.model_dir, a.device, a.precision)
     text_col = a.text_col or cli.get("text_col") or "text"
     feats = _cols(a.feature_cols) if a.feature_cols else cli.get("feature_cols")
     df = _read_csv(a.csv)
@@ -187,7 +187,11 @@ def cmd_predict(a):
 
 def _threads_arg(parser):
     parser.add_argument("--threads", type=int, default=None,
-                        help="engine threads (default: all cores; results are bit-identical for a fixed count)")
+                        help="engine threads (default: all cores; results are bit-identical on any count)")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:N or auto (default: auto, the GPU when the CUDA backend is usable)")
+    parser.add_argument("--precision", default=None, choices=("bf16", "fp32", "tf32"),
+                        help="on a GPU: bf16 (the default from compute capability 8.0), fp32 (exact) or tf32")
 
 
 def build_parser():

@@ -182,13 +182,15 @@ class Encoder:
     (without the `distilbert.` / `bert.` prefix) to zero-copy numpy views on the CPU, and to copies
     on device backends (write parameters there with load_tensors). device: see lyricnn._device."""
 
-    def __init__(self, config, add_pooling_layer=True, extra_tensors=(), device="cpu"):
-        backend, dtype = resolve_device(device)
+    def __init__(self, config, add_pooling_layer=True, extra_tensors=(), device="cpu", precision=None):
+        backend, dtype, index, tf32 = resolve_device(device, precision)
         self.config = dict(config)
         self.device = device
+        self.precision = precision
         self._settings = parse_config(self.config)
         self._settings["pooler"] = bool(add_pooling_layer) and self._settings["model_type"] == 1
-        self._engine = _C.Engine(extra_tensors=list(extra_tensors), backend=backend, dtype=dtype, **self._settings)
+        self._engine = _C.Engine(extra_tensors=list(extra_tensors), backend=backend, dtype=dtype, device=index, tf32=tf32,
+                                 **self._settings)
         self._info = self._engine.tensors()
         layout = {name: (off, tuple(shape)) for name, shape, off, _ in self._info}
         self._pstore = TensorStore(self._engine, "params", layout)
@@ -213,10 +215,10 @@ class Encoder:
         return int(sum(int(np.prod(s)) for _, s, _, _ in self._info))
 
     @classmethod
-    def from_config(cls, config, seed=0, add_pooling_layer=True, device="cpu"):
+    def from_config(cls, config, seed=0, add_pooling_layer=True, device="cpu", precision=None):
         """A randomly initialised encoder, as HF initialises one: normal(0, initializer_range) weights
         and embeddings (the padding row zero), zero biases, LayerNorm weight 1 / bias 0."""
-        enc = cls(config, add_pooling_layer=add_pooling_layer, device=device)
+        enc = cls(config, add_pooling_layer=add_pooling_layer, device=device, precision=precision)
         enc.init_weights(seed)
         return enc
 
@@ -267,13 +269,13 @@ class Encoder:
         return self
 
     @classmethod
-    def from_state_dict(cls, config, state, device="cpu"):
+    def from_state_dict(cls, config, state, device="cpu", precision=None):
         """An encoder from a state dict {name: array} (names with or without the model prefix; HF buffers
         and head tensors are ignored here and kept in `enc.heads`). A BERT state without pooler
         weights gives an encoder without the pooler (as BertModel(add_pooling_layer=False))."""
         prefix = _PREFIXES.get(config.get("model_type"), "")
         has_pooler = any(k in state for k in ("pooler.dense.weight", prefix + "pooler.dense.weight"))
-        enc = cls(config, add_pooling_layer=has_pooler, device=device)
+        enc = cls(config, add_pooling_layer=has_pooler, device=device, precision=precision)
         tensors, heads = {}, {}
         for k, v in state.items():
             name = k[len(prefix):] if k.startswith(prefix) else k
@@ -288,14 +290,14 @@ class Encoder:
         return enc
 
     @classmethod
-    def from_pretrained(cls, path, device="cpu"):
+    def from_pretrained(cls, path, device="cpu", precision=None):
         """Load an HF model directory (config.json + model.safetensors / pytorch_model.bin)."""
-        resolve_device(device)
+        resolve_device(device, precision)
         from . import checkpoint
         config = checkpoint.read_config(path)
         state = checkpoint.load_state_dict(path)
         has_pooler = any(k.endswith("pooler.dense.weight") for k in state)
-        enc = cls(config, add_pooling_layer=has_pooler, device=device)
+        enc = cls(config, add_pooling_layer=has_pooler, device=device, precision=precision)
         matched, heads = checkpoint.match_state_dict(enc.expected_tensors(), state, config.get("model_type"))
         enc.load_tensors(matched)
         enc.heads = dict(heads)

@@ -229,7 +229,7 @@ class _TextEstimator:
                  bucket_by_length=False, feature_scaling="standard", text_column=None, feature_columns=None,
                  validation_fraction=None, eval_steps=None, monitor="loss", early_stopping=False, patience=3,
                  restore_best_weights=True, checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu",
-                 verbose=1):
+                 precision=None, verbose=1):
         self.model = model
         self.tokenizer = tokenizer
         self.head = head
@@ -265,6 +265,7 @@ class _TextEstimator:
         self.checkpoint_steps = checkpoint_steps
         self.seed = seed
         self.device = device
+        self.precision = precision
         self.verbose = verbose
 
     # -------------------------------------------------------------- scikit-learn protocol
@@ -474,7 +475,7 @@ class _TextEstimator:
         self.model_ = build_classifier(spec, self.num_labels_, problem_type=self.problem_type_,
                                        head=self._resolved_head(), num_features=self.n_features_,
                                        freeze_encoder=bool(self.freeze_encoder), seed=p["seed"],
-                                       device=self.device, dropout=self.dropout)
+                                       device=self.device, dropout=self.dropout, precision=self.precision)
         self.model_.configure_optimizer(name=self.optimizer, lr=float(self.lr), betas=tuple(self.betas),
                                         eps=float(self.eps), weight_decay=float(self.weight_decay),
                                         max_grad_norm=self.max_grad_norm)
@@ -597,7 +598,8 @@ class _TextEstimator:
         # config.json), with its trained tensors and BatchNorm statistics
         est.model_ = SequenceClassifier.from_pretrained(
             directory, num_labels=est.num_labels_, problem_type=est.problem_type_, head=None,
-            num_features=est.n_features_ or None, seed=seed, device=est.device, dropout=est.dropout)
+            num_features=est.n_features_ or None, seed=seed, device=est.device, dropout=est.dropout,
+            precision=est.precision)
         hist = os.path.join(directory, "history.csv")
         if os.path.isfile(hist):
             try:
@@ -786,7 +788,8 @@ class TextClassifier(_TextEstimator):
       seed: seeds the head init, batch order (a pure function of (seed, epoch)) and dropout (keyed by
         (seed, global step) in the engine); the same seed gives the same run, bit-identical on the CPU
         for a fixed thread count (lyricnn.set_num_threads), also across fit(..., resume=True).
-      device: 'cpu' (or 'auto'; see lyricnn._device). verbose: 0 silent, 1 progress bar and per-evaluation lines.
+      device: 'cpu', 'cuda', 'cuda:N' or 'auto'; precision: None (the device's default), 'bf16', 'fp32' or 'tf32'
+        on a GPU (see lyricnn._device). verbose: 0 silent, 1 progress bar and per-evaluation lines.
 
     fit() checks every parameter's type and range before any work (lyricnn._validate): counts such as
     batch_size and epochs are ints (not floats, not bools), lr > 0, seed an int in [0, 2**64), max_length at
@@ -803,7 +806,7 @@ class TextClassifier(_TextEstimator):
                  class_weight=None, classes=None, loss="cross_entropy", bucket_by_length=False,
                  feature_scaling="standard", text_column=None, feature_columns=None, validation_fraction=None,
                  eval_steps=None, monitor="loss", early_stopping=False, patience=3, restore_best_weights=True,
-                 checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu", verbose=1):
+                 checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1):
         super().__init__(model=model, tokenizer=tokenizer, head=head, pooling=pooling, max_length=max_length,
                          freeze_encoder=freeze_encoder, dropout=dropout, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
@@ -815,7 +818,8 @@ class TextClassifier(_TextEstimator):
                          validation_fraction=validation_fraction, eval_steps=eval_steps, monitor=monitor,
                          early_stopping=early_stopping, patience=patience,
                          restore_best_weights=restore_best_weights, checkpoint_dir=checkpoint_dir,
-                         checkpoint_steps=checkpoint_steps, seed=seed, device=device, verbose=verbose)
+                         checkpoint_steps=checkpoint_steps, seed=seed, device=device, precision=precision,
+                         verbose=verbose)
         self.class_weight = class_weight
         self.classes = classes
         self.loss = loss
