@@ -38,6 +38,9 @@ SMALL = os.environ.get("LYRICNN_NB_SMALL", "0").lower() not in ("", "0", "false"
 # DistilBERT. Set it (or LYRICNN_NB_MODEL) to a DistilBERT/BERT checkpoint directory
 # (config.json + model.safetensors + tokenizer files) to fine-tune your own model.
 MODEL = os.environ.get("LYRICNN_NB_MODEL") or None
+# DEVICE: "auto" trains on the GPU when lyricnn's CUDA backend is usable there, else on the CPU;
+# "cpu" or "cuda" to choose (or set LYRICNN_NB_DEVICE).
+DEVICE = os.environ.get("LYRICNN_NB_DEVICE", "auto")
 SEED = 0
 
 # --- The package and the data ----------------------------------------------------------
@@ -75,7 +78,7 @@ if MODEL is None:
               " using a tiny RANDOMLY INITIALISED model: expect chance-level scores.")
 spec = resolve_model(MODEL)
 print("small run:" if SMALL else "full run:", "model =", spec.description)
-print("lyricnn", lyricnn.__version__, "| engine threads:", lyricnn.get_num_threads(), "| data:", DATA)
+print("lyricnn", lyricnn.__version__, "| device:", DEVICE, "| engine threads:", lyricnn.get_num_threads(), "| data:", DATA)
 
 # %% [markdown]
 # ## Data
@@ -137,7 +140,7 @@ else:
 
 reg = TextRegressor(model=MODEL, head=dict(pooling="mean", hidden=[128], dropout=0.1), max_length=MAX_LEN,
                     epochs=EPOCHS, batch_size=BATCH, lr=LR, weight_decay=0.01, schedule="linear",
-                    warmup_ratio=0.1, eval_steps=EVAL_STEPS, monitor="loss", seed=SEED, verbose=1)
+                    warmup_ratio=0.1, eval_steps=EVAL_STEPS, monitor="loss", seed=SEED, device=DEVICE, verbose=1)
 t0 = time.time()
 reg.fit(texts[train], y[train], eval_set=(texts[val], y[val]))
 print("trained %d steps in %.1f s" % (reg.n_steps_, time.time() - t0))

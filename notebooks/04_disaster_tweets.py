@@ -43,6 +43,9 @@ SMALL = os.environ.get("LYRICNN_NB_SMALL", "0").lower() not in ("", "0", "false"
 # DistilBERT. Set it (or LYRICNN_NB_MODEL) to a DistilBERT/BERT checkpoint directory
 # (config.json + model.safetensors + tokenizer files) to fine-tune your own model.
 MODEL = os.environ.get("LYRICNN_NB_MODEL") or None
+# DEVICE: "auto" trains on the GPU when lyricnn's CUDA backend is usable there, else on the CPU;
+# "cpu" or "cuda" to choose (or set LYRICNN_NB_DEVICE).
+DEVICE = os.environ.get("LYRICNN_NB_DEVICE", "auto")
 SEED = 0
 
 # --- The package and the data ----------------------------------------------------------
@@ -87,7 +90,7 @@ if MODEL is None:
               " using a tiny RANDOMLY INITIALISED model: expect chance-level scores.")
 spec = resolve_model(MODEL)
 print("small run:" if SMALL else "full run:", "model =", spec.description)
-print("lyricnn", lyricnn.__version__, "| engine threads:", lyricnn.get_num_threads(), "| data:", DATA)
+print("lyricnn", lyricnn.__version__, "| device:", DEVICE, "| engine threads:", lyricnn.get_num_threads(), "| data:", DATA)
 
 # %% [markdown]
 # ## Data
@@ -124,7 +127,7 @@ def make_model(freeze_encoder=False, lr=LR):
     return TextClassifier(model=MODEL, head=None, max_length=MAX_LEN, epochs=EPOCHS, batch_size=BATCH,
                           lr=lr, weight_decay=0.01, schedule="plateau", monitor="loss", plateau_factor=0.5,
                           plateau_patience=1, eval_steps=EVAL_STEPS, freeze_encoder=freeze_encoder,
-                          seed=SEED, verbose=0)
+                          seed=SEED, device=DEVICE, verbose=0)
 
 rows, histories = [], []
 for k, (tr, va) in enumerate(folds):
