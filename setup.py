@@ -7,7 +7,9 @@ Environment switches (all optional):
                           else scipy-openblas32. onednn: oneDNN's dnnl_sgemm (apt-get install libdnnl-dev),
                           kernels picked from CPUID; scipy-openblas32: the OpenBLAS wheel NumPy/SciPy use
                           (`pip install scipy-openblas32`); system: the system OpenBLAS (libopenblas-dev)
-  LYRICNN_CUDA=auto|0|1   look for nvcc (auto), never (0), or require it (1)
+  LYRICNN_CUDA=auto|0|1   build the CUDA backend when nvcc and cuBLAS are found (auto), never (0), or
+                          require it (1); LYRICNN_CUDA_ARCHS=80,90 (sm_ targets, PTX of the last);
+                          LYRICNN_CUBLAS_INCLUDE / LYRICNN_CUBLAS_LIB where cuBLAS is not in the toolkit
   LYRICNN_PORTABLE=1      no -march=native (for wheels that move between machines)
   LYRICNN_DEBUG=1         -O0 -g
   LYRICNN_CFLAGS="..."    extra compiler flags
@@ -131,13 +133,15 @@ def _blas():
 
 
 def _cuda():
+    """(plan, info): how to build the CUDA backend (None when it is not built) and a line for build_info()."""
     mode = _env("LYRICNN_CUDA", "auto")
+    required = mode in ("1", "on", "yes", "true")
     if mode in ("0", "off", "no", "false"):
         return None, "disabled by LYRICNN_CUDA=0"
     home = _env("CUDA_HOME") or _env("CUDA_PATH")
     nvcc = os.path.join(home, "bin", "nvcc") if home else shutil.which("nvcc")
     if not nvcc or not os.path.exists(nvcc):
-        if mode in ("1", "on", "yes", "true"):
+        if required:
             raise BuildError("LYRICNN_CUDA=1 but nvcc was not found. Fix: install the CUDA toolkit and "
                              "put nvcc on PATH, or set CUDA_HOME.")
         return None, "not built (nvcc not found)"
@@ -149,7 +153,51 @@ def _cuda():
     cu = sorted(glob.glob(os.path.join(HERE, "csrc", "cuda", "*.cu")))
     if not cu:
         return None, "not built (%s found; the CUDA backend is not part of this version)" % ver
-    return dict(nvcc=nvcc, sources=cu, version=ver), "nvcc: " + ver
+    root = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    inc, lib = [], []
+    for d in (os.path.join(root, "targets", "x86_64-linux"), os.path.join(root, "targets", "sbsa-linux"), root):
+        if os.path.isfile(os.path.join(d, "include", "cublasLt.h")):
+            inc, lib = [os.path.join(d, "include")], [os.path.join(d, "lib"), os.path.join(d, "lib64")]
+            break
+    extra_inc, extra_lib = _env("LYRICNN_CUBLAS_INCLUDE"), _env("LYRICNN_CUBLAS_LIB")
+    if extra_inc:
+        inc, lib = [extra_inc], [extra_lib or os.path.join(os.path.dirname(extra_inc), "lib")]
+    if not inc:
+        msg = ("not built (%s found, but not the cuBLAS headers; install the CUDA toolkit's cuBLAS, or point "
+               "LYRICNN_CUBLAS_INCLUDE / LYRICNN_CUBLAS_LIB at them)" % ver)
+        if required:
+            raise BuildError("LYRICNN_CUDA=1: " + msg)
+        return None, msg
+    archs = _env("LYRICNN_CUDA_ARCHS", "80,90").split(",")
+    gencode = []
+    for a in archs:
+        gencode += ["-gencode", "arch=compute_%s,code=sm_%s" % (a, a)]
+    gencode += ["-gencode", "arch=compute_%s,code=compute_%s" % (archs[-1], archs[-1])]  # PTX for newer GPUs
+    plan = dict(nvcc=nvcc, sources=cu, version=ver, include=inc, lib=[d for d in lib if os.path.isdir(d)],
+                gencode=gencode)
+    return plan, "%s, sm_%s + PTX" % (ver, "/sm_".join(archs))
+
+
+def _build_cuda(plan, out_dir, build_temp, debug):
+    """Compile csrc/cuda/*.cu with nvcc into out_dir/liblyricnn_cuda.so (the core loads it on first use)."""
+    os.makedirs(build_temp, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
+    objs = []
+    flags = ["-std=c++17", "-O0" if debug else "-O3", "-Xcompiler", "-fPIC", "-I" + os.path.join(HERE, "csrc")]
+    flags += ["-I" + d for d in plan["include"]] + plan["gencode"] + (["-g", "-lineinfo"] if debug else ["-lineinfo"])
+    for src in plan["sources"]:
+        obj = os.path.join(build_temp, os.path.basename(src)[:-3] + ".o")
+        deps = [src] + glob.glob(os.path.join(HERE, "csrc", "cuda", "*.cuh")) + glob.glob(os.path.join(HERE, "csrc", "core", "*.h"))
+        if not os.path.exists(obj) or max(os.path.getmtime(d) for d in deps) > os.path.getmtime(obj):
+            print("nvcc %s" % os.path.relpath(src, HERE))
+            subprocess.check_call([plan["nvcc"]] + flags + ["-c", src, "-o", obj])
+        objs.append(obj)
+    out = os.path.join(out_dir, "liblyricnn_cuda.so")
+    link = [plan["nvcc"], "-shared"] + plan["gencode"] + ["-o", out] + objs
+    link += ["-L" + d for d in plan["lib"]] + ["-lcublasLt", "-lcublas", "-lcudart"]
+    link += ["-Xlinker", "-rpath=" + ":".join(plan["lib"])] if plan["lib"] else []
+    subprocess.check_call(link)
+    return out
 
 
 class BuildExt(build_ext):
@@ -163,7 +211,7 @@ class BuildExt(build_ext):
 
         omp_c, omp_l, omp_info = _openmp()
         blas = _blas()
-        _, cuda_info = _cuda()
+        cuda_plan, cuda_info = _cuda()
         debug = _env("LYRICNN_DEBUG") == "1"
         cflags = ["-std=gnu11", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
                   "-Wno-missing-field-initializers", "-fvisibility=hidden"]
@@ -178,7 +226,7 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.include_dirs += [numpy.get_include(), os.path.join(HERE, "csrc")] + blas["include_dirs"]
             ext.library_dirs += blas["library_dirs"]
-            ext.libraries += blas["libraries"] + ["m"]
+            ext.libraries += blas["libraries"] + ["m", "dl"]
             ext.define_macros += blas["define_macros"] + [
                 ("LNN_VERSION", q(_version())), ("LNN_COMPILER", q(_compiler_version())),
                 ("LNN_BLAS_NAME", q(blas["name"])), ("LNN_CUDA_INFO", q(cuda_info)),
@@ -187,6 +235,9 @@ class BuildExt(build_ext):
             ext.extra_compile_args += cflags
             ext.extra_link_args += omp_l + blas["extra_link_args"]
         super().build_extensions()
+        if cuda_plan:  # the CUDA backend: a shared object beside lyricnn._C, loaded when a model asks for it
+            ext_dir = os.path.dirname(self.get_ext_fullpath("lyricnn._C"))
+            _build_cuda(cuda_plan, ext_dir, os.path.join(self.build_temp, "cuda"), debug)
 
 
 # csrc/ by role: core/ (status, dtypes, the backend interface), cpu/ (the CPU backend), models/ (the

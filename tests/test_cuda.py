@@ -1,0 +1,165 @@
+"""The CUDA backend end to end (the per-op bench, tests/test_backend_ops.py, covers every op on it on its
+own). Skips with the reason on machines where the CUDA backend is not usable (a build without CUDA, no
+driver, no GPU); tools/gpu_check.sh runs it on a GPU machine."""
+import numpy as np
+import pytest
+
+import lyricnn
+from lyricnn._device import cuda_available
+
+
+def _why_not():
+    try:
+        lyricnn.cuda_info()
+        return ""
+    except lyricnn.LyricnnError as e:
+        return str(e)
+
+
+pytestmark = pytest.mark.skipif(not cuda_available(), reason="needs the CUDA backend and a GPU: %s" % _why_not())
+
+from lyricnn.classifier import SequenceClassifier  # noqa: E402
+from lyricnn.encoder import Encoder  # noqa: E402
+
+DISTIL = dict(model_type="distilbert", vocab_size=120, dim=64, n_layers=2, n_heads=2, hidden_dim=128,
+              max_position_embeddings=64, dropout=0.1, attention_dropout=0.1)
+BERT = dict(model_type="bert", vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=128, max_position_embeddings=64, type_vocab_size=2)
+
+
+def batch(B=6, T=33, seed=0):
+    r = np.random.default_rng(seed)
+    ids = r.integers(1, 120, (B, T)).astype(np.int32)
+    mask = np.ones((B, T), np.int32)
+    for b, n in enumerate(r.integers(3, T + 1, B)):
+        mask[b, n:] = 0
+    return ids, mask
+
+
+def test_cuda_info():
+    info = lyricnn.cuda_info()
+    assert info["runtime_version"] > 0 and info["driver_version"] > 0 and info["devices"]
+    d = info["devices"][0]
+    assert d["name"] and d["total_memory"] > 0 and len(d["compute_capability"]) == 2
+
+
+@pytest.mark.parametrize("cfg", [DISTIL, BERT], ids=["distilbert", "bert"])
+@pytest.mark.parametrize("head", [None, dict(pooling="mean", hidden=[32], batchnorm=True, dropout=0.1, features_at=1)],
+                         ids=["hf-head", "mlp-head"])
+def test_train_steps_fp32_match_the_cpu(cfg, head):
+    """Three AdamW steps with dropout on: fp32 on the GPU equals the CPU engine to float rounding (same
+    Philox masks, no TF32), for the HF heads and a configurable head with BatchNorm and features."""
+    ids, mask = batch()
+    y = np.arange(6) % 3
+    nf = 4 if head else 0
+    feats = np.random.default_rng(2).standard_normal((6, nf)).astype(np.float32) if nf else None
+    runs = {}
+    for dev in ("cpu", "cuda"):
+        m = SequenceClassifier.from_config(cfg, num_labels=3, seed=3, head=head, num_features=nf, device=dev,
+                                           precision=None if dev == "cpu" else "fp32")
+        m.configure_optimizer("adamw", lr=1e-3, weight_decay=0.01, max_grad_norm=1.0)
+        losses = [m.train_step(ids, mask, y, features=feats) for _ in range(3)]
+        runs[dev] = (losses, m(ids, mask, features=feats).logits, m.state_dict())
+    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
+    np.testing.assert_allclose(runs["cuda"][1], runs["cpu"][1], rtol=1e-4, atol=1e-5)
+    for k, v in runs["cpu"][2].items():
+        np.testing.assert_allclose(runs["cuda"][2][k], v, rtol=1e-4, atol=2e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("problem", ["single_label_classification", "multi_label_classification", "regression"])
+def test_losses_match_the_cpu(problem):
+    ids, mask = batch(4, 17, seed=5)
+    K = 1 if problem != "single_label_classification" else 3
+    y = np.array([0, 2, 1, 2]) if K == 3 else np.random.default_rng(1).random((4, 1)).astype(np.float32)
+    out = {}
+    for dev in ("cpu", "cuda"):
+        m = SequenceClassifier.from_config(DISTIL, num_labels=K, problem_type=problem, seed=1, device=dev,
+                                           precision=None if dev == "cpu" else "fp32")
+        m.configure_optimizer("adamw", lr=1e-3)
+        out[dev] = [m.train_step(ids, mask, y) for _ in range(2)]
+    np.testing.assert_allclose(out["cuda"], out["cpu"], rtol=2e-5)
+
+
+def test_same_seed_same_bits_run_to_run():
+    ids, mask = batch()
+    y = np.arange(6) % 2
+    runs = []
+    for _ in range(2):
+        m = SequenceClassifier.from_config(BERT, num_labels=2, seed=9, device="cuda")
+        m.configure_optimizer("adamw", lr=1e-3)
+        runs.append(([m.train_step(ids, mask, y) for _ in range(3)], m.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    for k, v in runs[0][1].items():
+        np.testing.assert_array_equal(v, runs[1][1][k], err_msg=k)
+
+
+def test_dropout_masks_equal_the_cpu():
+    """The same seed gives the same Philox masks on both devices: the dropout op's output, bit for bit."""
+    x = np.random.default_rng(0).standard_normal((37, 29)).astype(np.float32)
+    outs = []
+    for name in ("cpu", "cuda"):
+        out = np.zeros_like(x)
+        lyricnn._C.Backend(name).call("dropout_forward", out=out, inp=x, rows=dict(N=37, B=37, T=1), C=29,
+                                      drop=dict(p=0.3, seed=123456789012, step=7, stream=5))
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_encoder_matches_transformers_on_cuda(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    if not torch.cuda.is_available():
+        pytest.skip("torch without CUDA here")
+    torch.manual_seed(0)
+    cfg = transformers.DistilBertConfig(**{k: v for k, v in DISTIL.items() if k != "model_type"})
+    hf = transformers.DistilBertModel(cfg).eval()
+    hf.save_pretrained(tmp_path)
+    enc = Encoder.from_pretrained(str(tmp_path), device="cuda", precision="fp32")
+    ids, mask = batch()
+    ref = hf.cuda()(input_ids=torch.tensor(ids).long().cuda(), attention_mask=torch.tensor(mask).cuda())
+    got = enc(ids, mask).last_hidden_state
+    np.testing.assert_allclose(got * mask[..., None], ref.last_hidden_state.detach().cpu().numpy() * mask[..., None],
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_save_pretrained_from_the_gpu_loads_in_transformers(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    m = SequenceClassifier.from_config(DISTIL, num_labels=2, seed=4, device="cuda", precision="fp32")
+    m.configure_optimizer("adamw", lr=1e-3)
+    ids, mask = batch()
+    m.train_step(ids, mask, np.arange(6) % 2)
+    m.save_pretrained(tmp_path)
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    ref = hf(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(mask)).logits.detach().numpy()
+    np.testing.assert_allclose(m(ids, mask).logits, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_trains_close_to_fp32():
+    ids, mask = batch(8, 33, seed=6)
+    y = np.arange(8) % 2
+    losses = {}
+    for prec in ("fp32", "bf16"):
+        m = SequenceClassifier.from_config(DISTIL, num_labels=2, seed=2, device="cuda", precision=prec)
+        m.configure_optimizer("adamw", lr=1e-3)
+        losses[prec] = [m.train_step(ids, mask, y) for _ in range(5)]
+    np.testing.assert_allclose(losses["bf16"], losses["fp32"], rtol=5e-2)
+
+
+def test_out_of_memory_names_the_batch():
+    m = SequenceClassifier.from_config(dict(DISTIL, max_position_embeddings=8192), num_labels=2, device="cuda",
+                                       precision="fp32")
+    m.configure_optimizer("adamw", lr=1e-3)
+    ids = np.ones((4096, 8192), np.int32)
+    with pytest.raises(MemoryError, match="batch 4096 x sequence 8192"):
+        m.train_step(ids, np.ones_like(ids), np.zeros(4096, np.int64))
+    # the model is still usable after the failure
+    ids2, mask2 = batch()
+    assert np.isfinite(m.train_step(ids2, mask2, np.arange(6) % 2))
+
+
+def test_device_errors():
+    with pytest.raises(ValueError, match="this machine has"):
+        Encoder(DISTIL, device="cuda:99")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Encoder(DISTIL, device="cuda", precision="fp16")

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The GPU check, in one run on a machine with an NVIDIA GPU (the device tool's machines: Python 3.12 with
+# torch+CUDA, transformers, numpy and pytest installed; no package registry). It builds the engine with
+# the CUDA backend, runs the GPU tests and the per-op bench on CUDA, compute-sanitizer memcheck on a
+# subset, and the GPU benchmark; every log goes to $OUT (default ./gpu-check-out). About 6-8 minutes.
+#
+# What it needs beside the checkout, carried into the machine's working tree (.git/info/exclude them):
+#   .whl/    wheels the machine lacks, for Python 3.12: scipy-openblas32 (the build's CPU GEMM library;
+#            the image has pandas, torch, transformers, pytest)
+#   .shared/ the lyrics for the benchmark's real-lyrics epoch: a copy of
+#            ../shared/data/datasets/song_lyrics_21_artists (read through LYRICNN_SHARED)
+# Prepare them here with tools/gpu_check.sh --prepare, then, with the device tool:
+#   run(command="bash tools/gpu_check.sh", carry=[".whl", ".shared"], timeout_s=540)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--prepare" ]; then
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  grep -qx '/.shared/' .git/info/exclude 2>/dev/null || echo '/.shared/' >> .git/info/exclude
+  PY="${PYTHON:-python3}"
+  for w in scipy-openblas32; do
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      --platform manylinux1_x86_64 --platform any -d .whl "$w" || echo "gpu_check --prepare: could not fetch $w"
+  done
+  mkdir -p .shared/datasets
+  cp -r ../shared/data/datasets/song_lyrics_21_artists .shared/datasets/ 2>/dev/null \
+    || echo "gpu_check --prepare: no ../shared lyrics; the benchmark leaves the lyrics epoch out"
+  du -sh .whl .shared
+  exit 0
+fi
+OUT="${OUT:-$PWD/gpu-check-out}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY="${PYTHON:-python3}"
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+status=0
+if ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    > "$OUT/pip.log" 2>&1 || log "pip install of the carried wheels failed (see pip.log)"
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+[ -d .shared ] && export LYRICNN_SHARED="$PWD/.shared"
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+
+log "build (LYRICNN_CUDA=1, CPU GEMMs from scipy-openblas32)"
+start=$(date +%s)
+if ! LYRICNN_CUDA=1 LYRICNN_BLAS=scipy-openblas32 "$PY" setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
+  log "BUILD FAILED"; tail -n 40 "$OUT/build.log" | tee -a "$OUT/summary.txt"; exit 1
+fi
+log "built in $(( $(date +%s) - start )) s"
+"$PY" -c "import lyricnn, json; print(json.dumps(lyricnn.cuda_info(), indent=1)); print(lyricnn.build_info())" \
+  2>&1 | tee -a "$OUT/summary.txt"
+
+log "GPU tests and the per-op bench on every backend"
+timeout 300 "$PY" -m pytest -q -ra tests/test_cuda.py tests/test_backend_ops.py tests/test_device_paths.py \
+  --junitxml="$OUT/tests.xml" > "$OUT/tests.log" 2>&1 || status=1
+tail -n 25 "$OUT/tests.log" | tee -a "$OUT/summary.txt"
+
+log "compute-sanitizer memcheck on a subset (it has refused the device under gVisor before: see sanitizer.log)"
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  timeout 240 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 "$PY" -m pytest -q -x \
+    tests/test_backend_ops.py -k "cuda and (attention or matmul or layernorm or embedding or adam or dropout)" \
+    > "$OUT/sanitizer.log" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || status=1
+  grep -E "ERROR SUMMARY|LEAK SUMMARY|passed|failed" "$OUT/sanitizer.log" | tail -n 5 | tee -a "$OUT/summary.txt"
+else
+  log "compute-sanitizer not found"
+fi
+
+log "benchmark (bench/gpu.py)"
+timeout 240 "$PY" bench/gpu.py ${GPU_BENCH_ARGS:---steps 10 --songs 1024} > "$OUT/bench.log" 2>&1 || status=1
+tail -n 15 "$OUT/bench.log" | tee -a "$OUT/summary.txt"
+log "done (status $status)"
+exit $status
