@@ -105,7 +105,7 @@ def padded_index(rows, C):
 # ------------------------------------------------------------------ embeddings
 
 def embedding_fwd(ids, types, pos, wte, wpe, wtt):
-    out = wte[ids] + wpe[pos]
+    out = wte[ids] + (0.0 if wpe is None else wpe[pos])
     if wtt is not None:
         out = out + wtt[types if types is not None else np.zeros_like(ids)]
     return out
@@ -317,12 +317,57 @@ def mean_pool_bwd(dout, mask, rows):
     return _pool_weights(rows, mask).T @ dout
 
 
+def gather_rows_fwd(inp, idx):
+    """out[n] = inp[idx[n]], a row of zeros where idx[n] < 0."""
+    out = np.zeros((len(idx), inp.shape[1]))
+    sel = np.asarray(idx) >= 0
+    out[sel] = inp[np.asarray(idx)[sel]]
+    return out
+
+
+def gather_rows_bwd(dout, idx, M):
+    d = np.zeros((M, dout.shape[1]))
+    sel = np.asarray(idx) >= 0
+    np.add.at(d, np.asarray(idx)[sel], dout[sel])
+    return d
+
+
 def concat_fwd(h, f):
     return np.concatenate([h, f], 1)
 
 
 def concat_bwd(dout, H):
     return dout[:, :H], dout[:, H:]
+
+
+# ------------------------------------------------------------------ the LSTM cell (torch's nn.LSTM, gates i, f, g, o)
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def lstm_cell_fwd(gates, gh, c_prev, Np):
+    """-> (h, c, activations (i, f, g, o)) of one step; rows >= Np start from c = 0."""
+    N, H = gates.shape[0], gates.shape[1] // 4
+    pre = gates + gh
+    i, f, g, o = _sigmoid(pre[:, :H]), _sigmoid(pre[:, H:2 * H]), np.tanh(pre[:, 2 * H:3 * H]), _sigmoid(pre[:, 3 * H:])
+    cp = np.zeros((N, H))
+    cp[:Np] = np.asarray(c_prev)[:Np] if Np else 0.0
+    c = f * cp + i * g
+    return o * np.tanh(c), c, np.concatenate([i, f, g, o], 1)
+
+
+def lstm_cell_bwd(dh, dc, gates, gh, c_prev, Np):
+    """-> (dgates (N, 4H): the gradient w.r.t. the pre-activations, dc_prev (Np, H))."""
+    H = gates.shape[1] // 4
+    _, c, a = lstm_cell_fwd(gates, gh, c_prev, Np)
+    i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+    cp = np.zeros_like(c)
+    cp[:Np] = np.asarray(c_prev)[:Np] if Np else 0.0
+    tc = np.tanh(c)
+    dct = dc + dh * o * (1 - tc * tc)
+    dg = np.concatenate([dct * g * i * (1 - i), dct * cp * f * (1 - f), dct * i * (1 - g * g), dh * tc * o * (1 - o)], 1)
+    return dg, (dct * f)[:Np]
 
 
 # ------------------------------------------------------------------ batchnorm

@@ -63,6 +63,8 @@ RULE = {
     "token0_backward": {"dinp": "+="},
     "mean_pool_backward": {"dh": "+="},
     "concat_backward": {"dh": "+=", "df": "+="},
+    "gather_rows_backward": {"dinp": "+="},
+    "lstm_cell_backward": {"dgates": "=", "dc_prev": "="},
     "batchnorm_backward": {"dx": "+=", "dgamma": "+=", "dbeta": "+="},
     "cross_entropy": {"dlogits": "="},
     "bce_with_logits": {"dlogits": "="},
@@ -262,7 +264,7 @@ def _rows(layout, B, T, lens):
 @pair
 class EmbeddingPair(Pair):
     fwd, bwd = "embedding_forward", "embedding_backward"
-    cases = ("tt", "tt-notypes", "nott", "pad")
+    cases = ("tt", "tt-notypes", "nott", "pad", "nopos-pad")  # nopos: nn.Embedding alone (an LSTM's)
     grad_of = {"wte": "dwte", "wpe": "dwpe", "wtt": "dwtt"}
 
     def make(self, rng, case):
@@ -272,12 +274,13 @@ class EmbeddingPair(Pair):
         pos = rng.integers(0, P, N).astype(np.int32)
         pos[5] = pos[6]
         types = rng.integers(0, TV, N).astype(np.int32) if case in ("tt", "pad") else None
-        wtt = rng.standard_normal((TV, C)) if case != "nott" else None
-        x = dict(ids=ids, types=types, pos=pos, wte=rng.standard_normal((V, C)), wpe=rng.standard_normal((P, C)),
-                 wtt=wtt, N=N, C=C)
-        pad = int(ids[0]) if case == "pad" else -1
+        wtt = rng.standard_normal((TV, C)) if case in ("tt", "tt-notypes", "pad") else None
+        nopos = case.startswith("nopos")
+        x = dict(ids=ids, types=types, pos=None if nopos else pos, wte=rng.standard_normal((V, C)),
+                 wpe=None if nopos else rng.standard_normal((P, C)), wtt=wtt, N=N, C=C)
+        pad = int(ids[0]) if case.endswith("pad") else -1
         meta = dict(pad_id=pad)
-        if case == "pad":  # the pad row gets no gradient by contract: leave it out of the differences
+        if pad >= 0:  # the pad row gets no gradient by contract: leave it out of the differences
             meta["fd_mask"] = {"wte": (np.arange(V) != pad)[:, None].astype(np.float64)}
         return x, meta
 
@@ -574,6 +577,72 @@ class ConcatPair(Pair):
 
 
 @pair
+class GatherRowsPair(Pair):
+    fwd, bwd = "gather_rows_forward", "gather_rows_backward"
+    cases = ("repeats-and-empty", "one")
+    grad_of = {"inp": "dinp"}
+
+    def make(self, rng, case):
+        M, C = (8, 13) if case != "one" else (1, 3)
+        idx = np.array([5, -1, 0, 5, 7, 2], np.int32) if case != "one" else np.array([0], np.int32)
+        return dict(inp=rng.standard_normal((M, C)), idx=idx, N=len(idx), C=C), {}
+
+    def ref_out(self, x, meta):
+        return R.gather_rows_fwd(x["inp"], x["idx"])
+
+    def ref_grads(self, x, g, meta):
+        return dict(dinp=R.gather_rows_bwd(g, x["idx"], x["inp"].shape[0]))
+
+    def be_out(self, be, x, meta):
+        return call(be, self.fwd, out=nan((x["N"], x["C"])), **x)["out"]
+
+    def be_grads(self, be, x, g, pre, meta):
+        return call(be, self.bwd, dinp=pre.get("dinp"), dout=g, idx=x["idx"], N=x["N"], C=x["C"])
+
+
+@pair
+class LstmCellPair(Pair):
+    """One LSTM step; the output compared and differenced is [h | c] (both feed the next step), the
+    upstream gradient g splits into dh and dc. The gradient w.r.t. gh is dgates too (pre = gates + gh)."""
+    fwd, bwd = "lstm_cell_forward", "lstm_cell_backward"
+    cases = ("continue-some", "continue-all", "start", "saturated")
+    grad_of = {"gates": "dgates", "gh": "dgates", "c_prev": "dc_prev"}
+
+    def make(self, rng, case):
+        N, H = 5, 7  # H odd: the vector loops' remainders
+        Np = {"continue-some": 3, "continue-all": 5, "start": 0, "saturated": 4}[case]
+        scale = 6.0 if case == "saturated" else 1.0  # |pre| up to ~20: sigmoid and tanh near 0 and 1
+        x = dict(gates=rng.standard_normal((N, 4 * H)) * scale, gh=rng.standard_normal((N, 4 * H)) * scale,
+                 c_prev=rng.standard_normal((Np, H)) * 1.5 if Np else None, N=N, Np=Np, H=H)
+        return x, {}
+
+    def ref_out(self, x, meta):
+        h, c, _ = R.lstm_cell_fwd(x["gates"], x["gh"], x["c_prev"], x["Np"])
+        return np.concatenate([h.ravel(), c.ravel()])
+
+    def ref_grads(self, x, g, meta):
+        n = x["N"] * x["H"]
+        dg, dcp = R.lstm_cell_bwd(g[:n].reshape(x["N"], x["H"]), g[n:].reshape(x["N"], x["H"]), x["gates"], x["gh"],
+                                  x["c_prev"], x["Np"])
+        return dict(dgates=dg, dc_prev=dcp) if x["Np"] else dict(dgates=dg)
+
+    def _fwd(self, be, x):
+        N, H = x["N"], x["H"]
+        return call(be, self.fwd, h=nan((N, H)), c=nan((N, H)), **x)
+
+    def be_out(self, be, x, meta):
+        f = self._fwd(be, x)
+        return np.concatenate([f["h"].ravel(), f["c"].ravel()])
+
+    def be_grads(self, be, x, g, pre, meta):
+        f = self._fwd(be, x)  # its gates hold the activations now
+        N, H = x["N"], x["H"]
+        return call(be, self.bwd, dgates=pre.get("dgates"), dc_prev=pre.get("dc_prev"),
+                    dh=g[:N * H].reshape(N, H), dc=g[N * H:].reshape(N, H), gates=f["gates"], c=f["c"],
+                    c_prev=x["c_prev"], N=N, Np=x["Np"], H=H)
+
+
+@pair
 class BatchnormPair(Pair):
     fwd, bwd = "batchnorm_forward", "batchnorm_backward"
     cases = ("train", "train-noaffine-norunning", "eval")
@@ -821,6 +890,17 @@ def test_reference_backward_vs_finite_differences(name, case):
 
 
 # ------------------------------------------------------------------ forward outputs beyond the pairs' main one
+
+@covers("lstm_cell_forward")
+@pytest.mark.parametrize("case", LstmCellPair.cases)
+def test_lstm_cell_forward_keeps_the_gate_activations(be, case):
+    need(be, "lstm_cell_forward")
+    x, _ = PAIRS["lstm_cell_backward"].make(rng_for("lstm acts", case), case)
+    x = prep(be, "lstm_cell_forward", **x)
+    f = call(be, "lstm_cell_forward", h=nan((x["N"], x["H"])), c=nan((x["N"], x["H"])), **x)
+    _, _, acts = R.lstm_cell_fwd(f64(x["gates"]), f64(x["gh"]), f64(x["c_prev"]), x["Np"])
+    close(f["gates"], acts, be.dtype, what="lstm_cell_forward gate activations (i, f, g, o)")
+
 
 @covers("layernorm_forward")
 @pytest.mark.parametrize("residual", [True, False])
@@ -1081,14 +1161,27 @@ def _det_run(be):
              dout=rng.standard_normal((Ne, Ce)), ids=ids, types=rng.integers(0, 2, Ne).astype(np.int32),
              pos=rng.integers(0, 64, Ne).astype(np.int32), N=Ne, C=Ce, pad_id=3)
     out.update(emb_te=f["dwte"], emb_pe=f["dwpe"], emb_tt=f["dwtt"])
+    Nl, Npl, Hl = 64, 50, 128  # an LSTM step of the benchmark's shape: rows over the threads
+    f = call(be, "lstm_cell_forward", h=np.zeros((Nl, Hl)), c=np.zeros((Nl, Hl)), gates=rng.standard_normal((Nl, 4 * Hl)),
+             gh=rng.standard_normal((Nl, 4 * Hl)), c_prev=rng.standard_normal((Npl, Hl)), N=Nl, Np=Npl, H=Hl)
+    out.update(lstm_h=f["h"], lstm_c=f["c"], lstm_acts=f["gates"])
+    f = call(be, "lstm_cell_backward", dgates=np.zeros((Nl, 4 * Hl)), dc_prev=np.zeros((Npl, Hl)),
+             dh=rng.standard_normal((Nl, Hl)), dc=rng.standard_normal((Nl, Hl)), gates=f["gates"], c=f["c"],
+             c_prev=rng.standard_normal((Npl, Hl)), N=Nl, Np=Npl, H=Hl)
+    out.update(lstm_dg=f["dgates"], lstm_dcp=f["dc_prev"])
+    idx = rng.integers(-1, 40, 300).astype(np.int32)  # repeats: 4 column blocks add them in row order
+    out["gather_d"] = call(be, "gather_rows_backward", dinp=np.zeros((40, 200)), dout=rng.standard_normal((300, 200)),
+                           idx=idx, N=300, C=200)["dinp"]
     return out, (inp, w, b)
 
 
 @covers("matmul_forward", "matmul_backward", "attention_forward", "attention_backward", "dropout_forward",
-        "grad_norm_clip", "adam_step", "embedding_backward")
+        "grad_norm_clip", "adam_step", "embedding_backward", "lstm_cell_forward", "lstm_cell_backward",
+        "gather_rows_backward")
 def test_thread_count_independent(be):
     need(be, "matmul_forward", "matmul_backward", "attention_forward", "attention_backward", "dropout_forward",
-         "grad_norm_clip", "adam_step", "embedding_backward")
+         "grad_norm_clip", "adam_step", "embedding_backward", "lstm_cell_forward", "lstm_cell_backward",
+         "gather_rows_backward")
     before = lyricnn.get_num_threads()
     try:
         runs = []
@@ -1231,6 +1324,22 @@ BAD = {
         "attention_forward", **_att(be, saved=be.alloc(0)))),
     "Buffer of another Backend": (ValueError, "another Backend", lambda be: be.call(
         "attention_forward", **_att(be, saved=_C.Backend(BACKENDS[0]).alloc(1 << 12)))),
+    "embedding wpe without pos": (ValueError, "wpe and pos go together", lambda be: be.call(
+        "embedding_forward", **_emb(pos=None))),
+    "gather index past the rows": (IndexError, r"idx\[1\] = 4 is outside the 4 rows of inp", lambda be: be.call(
+        "gather_rows_forward", out=np.zeros((2, 3), np.float32), inp=np.zeros((4, 3), np.float32),
+        idx=np.array([0, 4], np.int32), N=2, C=3)),
+    "lstm Np > N": (ValueError, "Np", lambda be: be.call(
+        "lstm_cell_forward", h=np.zeros((2, 3), np.float32), c=np.zeros((2, 3), np.float32),
+        gates=np.zeros((2, 12), np.float32), gh=np.zeros((2, 12), np.float32), c_prev=np.zeros((3, 3), np.float32),
+        N=2, Np=3, H=3)),
+    "lstm c_prev missing": (ValueError, "c_prev is needed", lambda be: be.call(
+        "lstm_cell_forward", h=np.zeros((2, 3), np.float32), c=np.zeros((2, 3), np.float32),
+        gates=np.zeros((2, 12), np.float32), gh=np.zeros((2, 12), np.float32), c_prev=None, N=2, Np=1, H=3)),
+    "lstm gates too small": (ValueError, "gates has 12 elements", lambda be: be.call(
+        "lstm_cell_backward", dgates=np.zeros((2, 12), np.float32), dc_prev=None, dh=np.zeros((2, 3), np.float32),
+        dc=np.zeros((2, 3), np.float32), gates=np.zeros((1, 12), np.float32), c=np.zeros((2, 3), np.float32),
+        c_prev=None, N=2, Np=0, H=3)),
     "index array as a Buffer": (TypeError, "holds indices", lambda be: be.call(
         "embedding_forward", **_emb(ids=be.alloc(64)))),
     "seq_off as a Buffer": (TypeError, "holds indices", lambda be: be.call(
@@ -1241,7 +1350,8 @@ BAD = {
 
 
 @covers("matmul_forward", "embedding_forward", "embedding_backward", "cross_entropy", "dropout_forward",
-        "attention_forward", "mean_pool_forward", "bias_act_forward", "adam_step", "cast")
+        "attention_forward", "mean_pool_forward", "bias_act_forward", "adam_step", "cast", "gather_rows_forward",
+        "lstm_cell_forward", "lstm_cell_backward")
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_raises_and_the_backend_still_works(be, case):
     exc, match, fn = BAD[case]

@@ -84,7 +84,8 @@ static inline lnn_rows lnn_rows_plain(int N) {
     X(attention_forward) X(attention_backward) X(dropout_forward) X(dropout_backward) X(tanh_forward)     \
     X(tanh_backward) X(token0_forward) X(token0_backward) X(mean_pool_forward) X(mean_pool_backward)      \
     X(concat_forward) X(concat_backward) X(batchnorm_forward) X(batchnorm_backward) X(cross_entropy)      \
-    X(bce_with_logits) X(mse) X(grad_norm_clip) X(adam_step)
+    X(bce_with_logits) X(mse) X(grad_norm_clip) X(adam_step)                                               \
+    X(gather_rows_forward) X(gather_rows_backward) X(lstm_cell_forward) X(lstm_cell_backward)
 
 enum {
 #define LNN_OP_ENUM_(name) LNN_OP_##name,
@@ -132,10 +133,12 @@ struct lnn_backend {
     /* dst(n) dtype dt = src(n) dtype st (F32 <-> BF16, round to nearest even; same dtype copies) */
     void (*cast)(lnn_ctx *ctx, void *dst, lnn_dtype dt, const void *src, lnn_dtype st, size_t n);
 
-    /* out A(N,C) = wte[ids] + wpe[pos] (+ wtt[types], types NULL = type 0, when wtt); ids, types, pos I32 (N) */
+    /* out A(N,C) = wte[ids] + wpe[pos] (+ wtt[types], types NULL = type 0, when wtt); ids, types, pos I32 (N);
+     * wpe and pos NULL: no position embeddings (a plain nn.Embedding lookup) */
     void (*embedding_forward)(lnn_ctx *ctx, void *out, const int32_t *ids, const int32_t *types, const int32_t *pos,
                               const void *wte, const void *wpe, const void *wtt, int N, int C);
-    /* dwte F32 [ids] += dout A(N,C) except the row pad_id (-1: none); dwpe[pos] +=; dwtt[types] += */
+    /* dwte F32 [ids] += dout A(N,C) except the row pad_id (-1: none); dwpe[pos] +=; dwtt[types] += (pos NULL
+     * with dwpe NULL) */
     void (*embedding_backward)(lnn_ctx *ctx, float *dwte, float *dwpe, float *dwtt, const void *dout,
                                const int32_t *ids, const int32_t *types, const int32_t *pos, int N, int C, int pad_id);
 
@@ -242,6 +245,27 @@ struct lnn_backend {
     void (*adam_step)(lnn_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, size_t nstate,
                       const lnn_segment *segs, int nseg, int64_t *steps, const float *lr_scale,
                       const lnn_optim_config *cfg);
+
+    /* out A(N,C) = inp[idx[n]] (rows of inp A(M,C)); idx I32 (N), idx[n] < 0: a row of zeros */
+    void (*gather_rows_forward)(lnn_ctx *ctx, void *out, const void *inp, const int32_t *idx, int N, int C);
+    /* dinp A(M,C) [idx[n]] += dout A(N,C) (rows with idx[n] < 0 skipped; repeated indices add up) */
+    void (*gather_rows_backward)(lnn_ctx *ctx, void *dinp, const void *dout, const int32_t *idx, int N, int C);
+
+    /* One time step of an LSTM (torch's nn.LSTM: gate order i, f, g, o) for the N rows of the sequences
+     * active at that step; rows n < Np continue a sequence (c_prev A(Np,H) is its previous cell state),
+     * rows n >= Np start one (zero state):
+     *   pre = gates + gh; i, f, o = sigmoid(pre_i, pre_f, pre_o); g = tanh(pre_g);
+     *   c = f * c_prev + i * g; h = o * tanh(c).
+     * gates A(N,4H): in, x W_ih^T + b_ih (the input projection, one GEMM for every step); out, the gate
+     * activations (i, f, g, o) the backward reads. gh A(N,4H) = h_prev W_hh^T + b_hh (the recurrent GEMM;
+     * zero h_prev rows for the rows that start). c, h A(N,H) written. */
+    void (*lstm_cell_forward)(lnn_ctx *ctx, void *h, void *c, void *gates, const void *gh, const void *c_prev, int N,
+                              int Np, int H);
+    /* From dh, dc A(N,H) (the gradients w.r.t. this step's h and c): dgates A(N,4H) = the gradient w.r.t.
+     * pre (so w.r.t. the input projection, gh and both biases), WRITTEN; dc_prev A(Np,H) = the gradient
+     * w.r.t. c_prev, WRITTEN (NULL skips it). gates, c, c_prev: the forward's (gates after it ran). */
+    void (*lstm_cell_backward)(lnn_ctx *ctx, void *dgates, void *dc_prev, const void *dh, const void *dc,
+                               const void *gates, const void *c, const void *c_prev, int N, int Np, int H);
 };
 
 /* The backends of this build. The CUDA backend is a separate shared object (csrc/cuda/, built when nvcc

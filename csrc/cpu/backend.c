@@ -49,6 +49,8 @@ static lnn_status cpu_synchronize(lnn_ctx *ctx) {
         .batchnorm_forward = cpu_batchnorm_forward, .batchnorm_backward = cpu_batchnorm_backward,   \
         .cross_entropy = cpu_cross_entropy, .bce_with_logits = cpu_bce_with_logits, .mse = cpu_mse, \
         .grad_norm_clip = cpu_grad_norm_clip, .adam_step = cpu_adam_step,                           \
+        .gather_rows_forward = cpu_gather_rows_forward, .gather_rows_backward = cpu_gather_rows_backward, \
+        .lstm_cell_forward = cpu_lstm_cell_forward, .lstm_cell_backward = cpu_lstm_cell_backward,   \
     }
 
 static const lnn_backend cpu_backend = CPU_TABLE("cpu", 1);

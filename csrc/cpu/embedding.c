@@ -1,7 +1,7 @@
-/* cpu/embedding.c: token + position (+ token type) embeddings. */
+/* cpu/embedding.c: token + position (+ token type) embeddings, or token embeddings alone. */
 #include "cpu/internal.h"
 
-/* out(N,C) = wte[ids] + wpe[pos] (+ wtt[types]) */
+/* out(N,C) = wte[ids] (+ wtt[types]) + wpe[pos] (wpe NULL: none) */
 void cpu_embedding_forward(lnn_ctx *ctx, void *out_, const int32_t *ids, const int32_t *types, const int32_t *pos,
                            const void *wte_, const void *wpe_, const void *wtt_, int N, int C) {
     float *out = out_;
@@ -9,12 +9,13 @@ void cpu_embedding_forward(lnn_ctx *ctx, void *out_, const int32_t *ids, const i
     LNN_OMP_FOR
     for (long n = 0; n < N; n++) {
         float *o = out + n * C;
-        const float *w = wte + (size_t)ids[n] * C, *p = wpe + (size_t)pos[n] * C;
-        if (wtt) {
-            const float *y = wtt + (size_t)(types ? types[n] : 0) * C;
-            for (int c = 0; c < C; c++) o[c] = (w[c] + y[c]) + p[c];
-        } else {
-            for (int c = 0; c < C; c++) o[c] = w[c] + p[c];
+        const float *w = wte + (size_t)ids[n] * C, *p = wpe ? wpe + (size_t)pos[n] * C : NULL;
+        const float *y = wtt ? wtt + (size_t)(types ? types[n] : 0) * C : NULL;
+        for (int c = 0; c < C; c++) {
+            float v = w[c];
+            if (y) v += y[c];
+            if (p) v += p[c];
+            o[c] = v;
         }
     }
 }

@@ -1,5 +1,6 @@
 /* cpu/gather.c: the ops between the encoder's token rows and the head's (B, width) vectors:
- * token-0 gather, mean pooling, and the concatenation of a feature vector. */
+ * token-0 gather, mean pooling, the concatenation of a feature vector, and a gather of rows by index (an
+ * LSTM's last states). */
 #include "cpu/internal.h"
 
 /* the row of token 0 of sequence b */
@@ -108,5 +109,33 @@ void cpu_concat_backward(lnn_ctx *ctx, void *dh_, void *df_, const void *dout_, 
             for (int j = 0; j < H; j++) dh[(size_t)b * H + j] += d[j];
         if (df)
             for (int j = 0; j < F; j++) df[(size_t)b * F + j] += d[H + j];
+    }
+}
+
+/* out(N,C) = inp[idx[n]] (idx[n] < 0: zeros) */
+void cpu_gather_rows_forward(lnn_ctx *ctx, void *out_, const void *inp_, const int32_t *idx, int N, int C) {
+    float *out = out_;
+    const float *inp = inp_;
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * C;
+        if (idx[n] < 0) memset(o, 0, sizeof(float) * C);
+        else memcpy(o, inp + (size_t)idx[n] * C, sizeof(float) * C);
+    }
+}
+
+/* dinp[idx[n]] += dout(N,C), by column blocks (repeated indices add up in row order) */
+void cpu_gather_rows_backward(lnn_ctx *ctx, void *dinp_, const void *dout_, const int32_t *idx, int N, int C) {
+    float *dinp = dinp_;
+    const float *dout = dout_;
+    int nblk = (C + COLBLOCK - 1) / COLBLOCK;
+    LNN_OMP_FOR
+    for (int blk = 0; blk < nblk; blk++) {
+        int c0 = blk * COLBLOCK, nc = C - c0 < COLBLOCK ? C - c0 : COLBLOCK;
+        for (int n = 0; n < N; n++) {
+            if (idx[n] < 0) continue;
+            float *d = dinp + (size_t)idx[n] * C + c0;
+            const float *g = dout + (size_t)n * C + c0;
+            for (int j = 0; j < nc; j++) d[j] += g[j];
+        }
     }
 }

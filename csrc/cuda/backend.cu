@@ -237,6 +237,10 @@ static const lnn_backend cuda_backend = {
     .mse = cuda_mse,
     .grad_norm_clip = cuda_grad_norm_clip,
     .adam_step = cuda_adam_step,
+    .gather_rows_forward = cuda_gather_rows_forward,
+    .gather_rows_backward = cuda_gather_rows_backward,
+    .lstm_cell_forward = cuda_lstm_cell_forward,
+    .lstm_cell_backward = cuda_lstm_cell_backward,
 };
 
 // The entry point: the table when a CUDA device is usable here, else NULL and the reason.

@@ -1,9 +1,9 @@
-// csrc/cuda/embedding.cu: token + position (+ token type) embeddings. The backward adds each row's
-// gradient into the table rows of its ids without atomics: a thread per column walks all rows in order,
+// csrc/cuda/embedding.cu: token + position (+ token type) embeddings, or token embeddings alone. The
+// backward adds each row's gradient into the table rows of its ids without atomics: a thread per column walks all rows in order,
 // so repeated ids add up in the same order on every run.
 #include "cuda/internal.cuh"
 
-// out(N,C) = wte[ids] + wpe[pos] (+ wtt[types])
+// out(N,C) = wte[ids] (+ wtt[types]) + wpe[pos] (wpe NULL: none)
 template <typename T>
 __global__ void embedding_forward_kernel(T *out, const int32_t *ids, const int32_t *types, const int32_t *pos,
                                          const T *wte, const T *wpe, const T *wtt, int N, int C) {
@@ -12,7 +12,8 @@ __global__ void embedding_forward_kernel(T *out, const int32_t *ids, const int32
     int n = (int)(i / C), c = (int)(i % C);
     float v = load_f(wte + (size_t)ids[n] * C + c);
     if (wtt) v = v + load_f(wtt + (size_t)(types ? types[n] : 0) * C + c);
-    store_f(out + i, v + load_f(wpe + (size_t)pos[n] * C + c));
+    if (wpe) v = v + load_f(wpe + (size_t)pos[n] * C + c);
+    store_f(out + i, v);
 }
 
 void cuda_embedding_forward(lnn_ctx *ctx, void *out, const int32_t *ids, const int32_t *types, const int32_t *pos,

@@ -1,5 +1,6 @@
 // csrc/cuda/gather.cu: the ops between the encoder's token rows and the head's (B, width) vectors:
-// token-0 gather, mean pooling, and the concatenation of a feature vector.
+// token-0 gather, mean pooling, the concatenation of a feature vector, and a gather of rows by index (an
+// LSTM's last states).
 #include "cuda/internal.cuh"
 
 // out(B,C) = inp[token 0 of each sequence]; dinp[token 0 rows] += dout
@@ -116,4 +117,40 @@ void cuda_concat_backward(lnn_ctx *ctx, void *dh, void *df, const void *dout, in
     LNN_CUDA_DISPATCH(ctx, T, concat_kernel<T><<<blocks_for((size_t)B * (H + F), 256), 256, 0, stream_of(ctx)>>>(
                                   (T *)dout, (T *)dh, (T *)df, B, H, F, 1));
     CUDA_LAUNCHED(ctx, "concat_backward");
+}
+
+// out(N,C) = inp[idx[n]] (idx[n] < 0: zeros)
+template <typename T>
+__global__ void gather_rows_forward_kernel(T *out, const T *inp, const int32_t *idx, int N, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * C) return;
+    int n = (int)(i / C), c = (int)(i % C);
+    store_f(out + i, idx[n] < 0 ? 0.f : load_f(inp + (size_t)idx[n] * C + c));
+}
+
+// dinp[idx[n]] += dout(N,C): a thread per column walks the rows in order (repeated indices add up the
+// same way on every run, no atomics)
+template <typename T>
+__global__ void gather_rows_backward_kernel(T *dinp, const T *dout, const int32_t *idx, int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    for (int n = 0; n < N; n++) {
+        if (idx[n] < 0) continue;
+        T *p = dinp + (size_t)idx[n] * C + c;
+        store_f(p, load_f(p) + load_f(dout + (size_t)n * C + c));
+    }
+}
+
+void cuda_gather_rows_forward(lnn_ctx *ctx, void *out, const void *inp, const int32_t *idx, int N, int C) {
+    cuda_enter(ctx);
+    LNN_CUDA_DISPATCH(ctx, T, gather_rows_forward_kernel<T><<<blocks_for((size_t)N * C, 256), 256, 0, stream_of(ctx)>>>(
+                                  (T *)out, (const T *)inp, idx, N, C));
+    CUDA_LAUNCHED(ctx, "gather_rows_forward");
+}
+
+void cuda_gather_rows_backward(lnn_ctx *ctx, void *dinp, const void *dout, const int32_t *idx, int N, int C) {
+    cuda_enter(ctx);
+    LNN_CUDA_DISPATCH(ctx, T, gather_rows_backward_kernel<T><<<(C + 63) / 64, 64, 0, stream_of(ctx)>>>(
+                                  (T *)dinp, (const T *)dout, idx, N, C));
+    CUDA_LAUNCHED(ctx, "gather_rows_backward");
 }

@@ -199,6 +199,12 @@ void cuda_bce_with_logits(lnn_ctx *ctx, double *loss, void *dlogits, const void 
                           const float *pos_weight, int N, int K, float grad_scale);
 void cuda_mse(lnn_ctx *ctx, double *loss, void *dpreds, const void *preds, const void *targets, size_t n,
               float grad_scale);
+void cuda_gather_rows_forward(lnn_ctx *ctx, void *out, const void *inp, const int32_t *idx, int N, int C);
+void cuda_gather_rows_backward(lnn_ctx *ctx, void *dinp, const void *dout, const int32_t *idx, int N, int C);
+void cuda_lstm_cell_forward(lnn_ctx *ctx, void *h, void *c, void *gates, const void *gh, const void *c_prev, int N,
+                            int Np, int H);
+void cuda_lstm_cell_backward(lnn_ctx *ctx, void *dgates, void *dc_prev, const void *dh, const void *dc,
+                             const void *gates, const void *c, const void *c_prev, int N, int Np, int H);
 void cuda_grad_norm_clip(lnn_ctx *ctx, double *norm, float *grads, size_t n, const lnn_segment *segs, int nseg,
                          int clip, double max_norm);
 void cuda_adam_step(lnn_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, size_t nstate,

@@ -152,13 +152,15 @@ static int chk_cast(const opcall *c, char *err, size_t errn) {
 }
 static void run_cast(lnn_ctx *ctx, const opcall *c) { ctx->be->cast(ctx, AP(0), c->dt[1], AP(2), c->dt[3], (size_t)c->i[4]); }
 
-/* ---- embedding_forward(out, ids, types, pos, wte, wpe, wtt, N, C) */
+/* ---- embedding_forward(out, ids, types, pos, wte, wpe, wtt, N, C) (wpe and pos: both or neither) */
 static int chk_embedding(const opcall *c, int o, char *err, size_t errn) {
     /* o: index of the first weight argument; N, C at o+3, o+4 */
     POS(o + 3, "N");
     POS(o + 4, "C");
     size_t N = (size_t)c->i[o + 3], C = (size_t)c->i[o + 4];
-    int64_t V = (int64_t)(c->n[o] / C), P = (int64_t)(c->n[o + 1] / C), TV = c->p[o + 2] ? (int64_t)(c->n[o + 2] / C) : 1;
+    int64_t V = (int64_t)(c->n[o] / C), P = c->p[o + 1] ? (int64_t)(c->n[o + 1] / C) : 1;
+    int64_t TV = c->p[o + 2] ? (int64_t)(c->n[o + 2] / C) : 1;
+    if (!c->p[o + 1] != !c->p[o - 1]) FAIL("wpe and pos go together: pass both, or neither (no position embeddings)");
     NEED(o - 3, "ids", N);
     NEED(o - 2, "types", N);
     NEED(o - 1, "pos", N);
@@ -194,6 +196,7 @@ static int chk_embedding_backward(const opcall *c, char *err, size_t errn) {
     if (!r) r = in_range_i32(c, 5, "types", N, TV, err, errn);
     if (r) return r;
     if (c->p[2] && !c->p[5] && TV < 1) FAIL("dwtt needs at least one row");
+    if (c->p[1] && !c->p[6]) FAIL("dwpe needs pos");
     return 0;
 }
 static void run_embedding_backward(lnn_ctx *ctx, const opcall *c) {
@@ -535,6 +538,70 @@ static int chk_mse(const opcall *c, char *err, size_t errn) {
 }
 static void run_mse(lnn_ctx *ctx, const opcall *c) { ctx->be->mse(ctx, AP(0), AP(1), AP(2), AP(3), (size_t)c->i[4], (float)AX(5)); }
 
+/* ---- gather_rows_forward(out, inp, idx, N, C) / gather_rows_backward(dinp, dout, idx, N, C) */
+static int chk_gather_rows(const opcall *c, int fwd, char *err, size_t errn) {
+    POS(3, "N");
+    POS(4, "C");
+    size_t N = (size_t)c->i[3], C = (size_t)c->i[4], M = c->n[fwd ? 1 : 0] / C;
+    const char *src = fwd ? "inp" : "dinp";
+    NEED(fwd ? 0 : 1, fwd ? "out" : "dout", N * C);
+    NEED(2, "idx", N);
+    const int32_t *v = c->host[2];
+    for (size_t j = 0; j < N; j++)
+        if (v[j] >= 0 && (size_t)v[j] >= M)
+            FAIL_INDEX("idx[%zu] = %d is outside the %zu rows of %s (negative: a row of zeros)", j, v[j], M, src);
+    return 0;
+}
+static int chk_gather_rows_forward(const opcall *c, char *err, size_t errn) { return chk_gather_rows(c, 1, err, errn); }
+static int chk_gather_rows_backward(const opcall *c, char *err, size_t errn) { return chk_gather_rows(c, 0, err, errn); }
+static void run_gather_rows_forward(lnn_ctx *ctx, const opcall *c) {
+    ctx->be->gather_rows_forward(ctx, AP(0), AP(1), AP(2), AI(3), AI(4));
+}
+static void run_gather_rows_backward(lnn_ctx *ctx, const opcall *c) {
+    ctx->be->gather_rows_backward(ctx, AP(0), AP(1), AP(2), AI(3), AI(4));
+}
+
+/* ---- lstm_cell_forward(h, c, gates, gh, c_prev, N, Np, H) and
+ *      lstm_cell_backward(dgates, dc_prev, dh, dc, gates, c, c_prev, N, Np, H): k0 the index of N */
+static int chk_lstm_cell(const opcall *c, int k0, char *err, size_t errn) {
+    POS(k0, "N");
+    POS(k0 + 2, "H");
+    if (c->i[k0 + 1] < 0 || c->i[k0 + 1] > c->i[k0])
+        FAIL("Np (the rows that continue a sequence) must be in 0..N=%lld, got %lld", (long long)c->i[k0],
+             (long long)c->i[k0 + 1]);
+    size_t Np = (size_t)c->i[k0 + 1], H = (size_t)c->i[k0 + 2];
+    int kcp = k0 - 1; /* c_prev */
+    if (Np && !c->p[kcp]) FAIL("c_prev is needed when Np > 0");
+    NEED(kcp, "c_prev", Np * H);
+    return 0;
+}
+static int chk_lstm_cell_forward(const opcall *c, char *err, size_t errn) {
+    if (chk_lstm_cell(c, 5, err, errn)) return 1;
+    size_t N = (size_t)c->i[5], H = (size_t)c->i[7];
+    NEED(0, "h", N * H);
+    NEED(1, "c", N * H);
+    NEED(2, "gates", N * 4 * H);
+    NEED(3, "gh", N * 4 * H);
+    return 0;
+}
+static int chk_lstm_cell_backward(const opcall *c, char *err, size_t errn) {
+    if (chk_lstm_cell(c, 7, err, errn)) return 1;
+    size_t N = (size_t)c->i[7], Np = (size_t)c->i[8], H = (size_t)c->i[9];
+    NEED(0, "dgates", N * 4 * H);
+    NEED(1, "dc_prev", Np * H);
+    NEED(2, "dh", N * H);
+    NEED(3, "dc", N * H);
+    NEED(4, "gates", N * 4 * H);
+    NEED(5, "c", N * H);
+    return 0;
+}
+static void run_lstm_cell_forward(lnn_ctx *ctx, const opcall *c) {
+    ctx->be->lstm_cell_forward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AI(5), AI(6), AI(7));
+}
+static void run_lstm_cell_backward(lnn_ctx *ctx, const opcall *c) {
+    ctx->be->lstm_cell_backward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AP(6), AI(7), AI(8), AI(9));
+}
+
 /* ---- grad_norm_clip(norm, grads, n, segs, nseg, clip, max_norm) and
  *      adam_step(params, grads, m, v, n, nstate, segs, nseg, steps, lr_scale, cfg) */
 static int chk_segments(const opcall *c, int ks, int kn, int64_t n, int64_t nstate, char *err, size_t errn) {
@@ -575,10 +642,10 @@ static void run_adam_step(lnn_ctx *ctx, const opcall *c) {
 #define OP(nm, ...) {#nm, LNN_OP_##nm, {__VA_ARGS__}, 0, chk_##nm, run_##nm}
 static opdesc OPS[] = {
     OP(cast, T_("dst", 'f', 'o'), {"dt", 'y', 0, 0, 0}, T_("src", 'f', 'i'), {"st", 'y', 0, 0, 0}, N_("n")),
-    OP(embedding_forward, T_("out", 'a', 'o'), T_("ids", 'i', 'i'), TO("types", 'i', 'i'), T_("pos", 'i', 'i'),
-       T_("wte", 'a', 'i'), T_("wpe", 'a', 'i'), TO("wtt", 'a', 'i'), N_("N"), N_("C")),
+    OP(embedding_forward, T_("out", 'a', 'o'), T_("ids", 'i', 'i'), TO("types", 'i', 'i'), TO("pos", 'i', 'i'),
+       T_("wte", 'a', 'i'), TO("wpe", 'a', 'i'), TO("wtt", 'a', 'i'), N_("N"), N_("C")),
     OP(embedding_backward, TO("dwte", 'f', 'u'), TO("dwpe", 'f', 'u'), TO("dwtt", 'f', 'u'), T_("dout", 'a', 'i'),
-       T_("ids", 'i', 'i'), TO("types", 'i', 'i'), T_("pos", 'i', 'i'), N_("N"), N_("C"), N_("pad_id")),
+       T_("ids", 'i', 'i'), TO("types", 'i', 'i'), TO("pos", 'i', 'i'), N_("N"), N_("C"), N_("pad_id")),
     OP(matmul_forward, T_("out", 'a', 'o'), T_("inp", 'a', 'i'), T_("w", 'a', 'i'), TO("b", 'a', 'i'), N_("N"), N_("C"),
        N_("OC")),
     OP(matmul_backward, TO("dinp", 'a', 'u'), TO("dw", 'f', 'u'), TO("db", 'f', 'u'), T_("dout", 'a', 'i'),
@@ -622,6 +689,12 @@ static opdesc OPS[] = {
     OP(adam_step, T_("params", 'f', 'u'), T_("grads", 'f', 'i'), T_("m", 'f', 'u'), T_("v", 'f', 'u'), N_("n"),
        N_("nstate"), T_("segs", 'l', 'i'), N_("nseg"), T_("steps", 'l', 'u'), TO("lr_scale", 'f', 'i'),
        {"cfg", 'c', 0, 0, 0}),
+    OP(gather_rows_forward, T_("out", 'a', 'o'), T_("inp", 'a', 'i'), T_("idx", 'i', 'i'), N_("N"), N_("C")),
+    OP(gather_rows_backward, T_("dinp", 'a', 'u'), T_("dout", 'a', 'i'), T_("idx", 'i', 'i'), N_("N"), N_("C")),
+    OP(lstm_cell_forward, T_("h", 'a', 'o'), T_("c", 'a', 'o'), T_("gates", 'a', 'u'), T_("gh", 'a', 'i'),
+       TO("c_prev", 'a', 'i'), N_("N"), N_("Np"), N_("H")),
+    OP(lstm_cell_backward, T_("dgates", 'a', 'o'), TO("dc_prev", 'a', 'o'), T_("dh", 'a', 'i'), T_("dc", 'a', 'i'),
+       T_("gates", 'a', 'i'), T_("c", 'a', 'i'), TO("c_prev", 'a', 'i'), N_("N"), N_("Np"), N_("H")),
 };
 #define NOPDESC ((int)(sizeof OPS / sizeof OPS[0]))
 _Static_assert(sizeof OPS / sizeof OPS[0] == LNN_NOPS, "every op of the table has its description here");
