@@ -119,6 +119,8 @@ static int enc_trainable(const lnn_body *b);
 
 static const lnn_body_ops encoder_ops = {"encoder", enc_forward, enc_backward, enc_clear_dout, enc_trainable};
 
+lnn_model *lnn_body_encoder(lnn_body *b) { return b && b->ops == &encoder_ops ? (lnn_model *)b : NULL; }
+
 lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_backend *be, int device, lnn_dtype act,
                             int tf32) {
     *out = NULL;

@@ -111,6 +111,8 @@ typedef struct lnn_model {
  * appended to m->body.tab first). */
 lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_backend *be, int device, lnn_dtype act,
                             int tf32);
+/* The encoder behind a body, or NULL when the body is another kind (an LSTM). */
+lnn_model *lnn_body_encoder(lnn_body *b);
 /* Allocate params, grads (zeroed) and the weight copy, and build the views. */
 lnn_status lnn_model_allocate(lnn_model *m);
 /* Rebuild the gradient views after changing LNN_TENSOR_FROZEN flags. */

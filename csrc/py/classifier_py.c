@@ -10,7 +10,7 @@
 _Static_assert(sizeof(lnn_segment) == 4 * sizeof(int64_t), "lnn_segment must be 4 int64s");
 
 /* engine_py.c */
-lnn_model *lnn_engine_model(PyObject *obj, int **busy);
+lnn_body *lnn_engine_body(PyObject *obj, int **busy);
 
 typedef struct {
     PyObject_HEAD
@@ -125,8 +125,8 @@ static int Classifier_init(ClassifierObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     int *ebusy = NULL;
-    lnn_model *m = lnn_engine_model(engine, &ebusy);
-    if (!m) return -1;
+    lnn_body *body = lnn_engine_body(engine, &ebusy);
+    if (!body) return -1;
     PyObject *seq = PySequence_Fast(ops_o, "ops must be a sequence of tuples");
     if (!seq) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -137,13 +137,13 @@ static int Classifier_init(ClassifierObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++)
-        if (parse_op(PySequence_Fast_GET_ITEM(seq, i), i, &m->body.tab, &ops[i]) < 0) goto fail;
+        if (parse_op(PySequence_Fast_GET_ITEM(seq, i), i, &body->tab, &ops[i]) < 0) goto fail;
     Py_DECREF(seq);
     seq = NULL;
     spec.n_ops = (int)n;
     spec.ops = ops;
     lnn_classifier *c = NULL;
-    lnn_status st = lnn_classifier_create(&c, &m->body, &spec);
+    lnn_status st = lnn_classifier_create(&c, body, &spec);
     free(ops);
     if (st) {
         lnn_raise_status(st);
@@ -273,7 +273,8 @@ static int parse_inputs(ClassifierObject *self, PyObject *ids_o, PyObject *mask_
         return -1;
     if (types_o != Py_None && !(in->types = lnn_check_array(types_o, "token_type_ids", NPY_INT32, 2, shape, 0)))
         return -1;
-    if (in->types && ((lnn_model *)self->c->body)->cfg.model_type != LNN_BERT) {
+    const lnn_model *enc = lnn_body_encoder(self->c->body);
+    if (in->types && (!enc || enc->cfg.model_type != LNN_BERT)) {
         PyErr_SetString(PyExc_ValueError, "token_type_ids are only used by BERT; DistilBERT has no token types");
         return -1;
     }
@@ -469,22 +470,26 @@ static int Classifier_set_unpad(ClassifierObject *self, PyObject *v, void *closu
 static PyObject *Classifier_get_rows(ClassifierObject *self, void *closure) {
     (void)closure;
     if (clf_missing(self)) return NULL;
-    return PyLong_FromSize_t(((lnn_model *)self->c->body)->fwd_N);
+    const lnn_model *m = lnn_body_encoder(self->c->body);
+    if (!m) Py_RETURN_NONE;
+    return PyLong_FromSize_t(m->fwd_N);
 }
 
 static PyObject *Classifier_get_last_rows(ClassifierObject *self, void *closure) {
     (void)closure;
     if (clf_missing(self)) return NULL;
-    const lnn_model *m = (const lnn_model *)self->c->body;
+    const lnn_model *m = lnn_body_encoder(self->c->body);
+    if (!m) Py_RETURN_NONE;
     return PyLong_FromSize_t(m->fwd_cls ? (size_t)m->fwd_B : m->fwd_N);
 }
 
 static PyGetSetDef Classifier_getset[] = {
     {"last_layer_rows", (getter)Classifier_get_last_rows, NULL,
      "Rows the encoder's last layer ran on after its attention in the last forward (the batch size when a "
-     "token-0 head let it skip the other positions).", NULL},
+     "token-0 head let it skip the other positions; None when the body is not an encoder).", NULL},
     {"encoder_rows", (getter)Classifier_get_rows, NULL,
-     "Token rows the encoder ran on in the last forward (B*T padded, the real tokens unpadded).", NULL},
+     "Token rows the encoder ran on in the last forward (B*T padded, the real tokens unpadded; None when the "
+     "body is not an encoder).", NULL},
     {"unpad", (getter)Classifier_get_unpad, (setter)Classifier_set_unpad,
      "Run the encoder on the real tokens of right-padded batches only (same values, less work; "
      "ignored for flatten pooling).", NULL},

@@ -1,5 +1,8 @@
 /* py/engine_py.c: Python binding of the encoder engine (lyricnn._C.Engine).
- * The Python side (lyricnn/encoder.py) parses config.json and builds dict views by HF name. */
+ * The Python side (lyricnn/encoder.py) parses config.json and builds dict views by HF name.
+ * An Engine holds a body (models/body.h): the encoder here; other bodies' bindings (lstm_py.c: _C.LSTM)
+ * are subtypes that hand it theirs (lnn_engine_adopt), and share its methods over the parameter table,
+ * the buffers and the context. forward/backward are the encoder's. */
 #include "py/ext.h"
 
 #include <string.h>
@@ -9,12 +12,20 @@
 
 typedef struct {
     PyObject_HEAD
-    lnn_model *m;
-    int busy; /* set while a forward/backward runs without the GIL */
+    lnn_body *body;                /* the model's body */
+    lnn_model *m;                  /* the encoder when the body is one, else NULL */
+    void (*free_body)(lnn_body *); /* frees another kind of body */
+    int busy;                      /* set while a forward/backward runs without the GIL */
 } EngineObject;
 
+/* Shared with the other bodies' bindings (lstm_py.c), which declare them. */
+int lnn_engine_prepare(PyObject *obj, const char *bname, const char *dname, const lnn_backend **be, lnn_dtype *act);
+int lnn_engine_add_extra(lnn_param_table *tab, PyObject *extra);
+PyTypeObject *lnn_engine_type(void);
+void lnn_engine_adopt(PyObject *obj, lnn_body *body, void (*free_body)(lnn_body *));
+
 static int engine_busy(EngineObject *self) {
-    if (!self->m) {
+    if (!self->body) {
         PyErr_SetString(lnn_Error, "the engine is not initialised");
         return 1;
     }
@@ -23,6 +34,58 @@ static int engine_busy(EngineObject *self) {
         return 1;
     }
     return 0;
+}
+
+int lnn_engine_prepare(PyObject *obj, const char *bname, const char *dname, const lnn_backend **be, lnn_dtype *act) {
+    *be = lnn_backend_find(bname);
+    if (!*be) {
+        PyErr_Format(PyExc_ValueError, "backend %s: %s", bname, lnn_backend_missing(bname));
+        return -1;
+    }
+    if (strcmp(dname, "f32") == 0) *act = LNN_F32;
+    else if (strcmp(dname, "bf16") == 0) *act = LNN_BF16;
+    else {
+        PyErr_Format(PyExc_ValueError, "dtype must be 'f32' or 'bf16', got %s", dname);
+        return -1;
+    }
+    if (((EngineObject *)obj)->body) { /* numpy views point into the buffers: never free them under their feet */
+        PyErr_SetString(lnn_Error, "Engine is already initialised; create a new one");
+        return -1;
+    }
+    return 0;
+}
+
+int lnn_engine_add_extra(lnn_param_table *tab, PyObject *extra) {
+    if (!extra || extra == Py_None) return 0;
+    PyObject *seq = PySequence_Fast(extra, "extra_tensors must be a sequence of (name, shape, flags)");
+    if (!seq) return -1;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        const char *name;
+        PyObject *shape;
+        unsigned int flags = 0;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "sO|I", &name, &shape, &flags)) goto fail;
+        int64_t dims[LNN_MAX_NDIM];
+        Py_ssize_t nd = PySequence_Size(shape);
+        if (nd < 1 || nd > LNN_MAX_NDIM) {
+            PyErr_Format(PyExc_ValueError, "extra tensor %s: shape must have 1..%d dims", name, LNN_MAX_NDIM);
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < nd; j++) {
+            PyObject *o = PySequence_GetItem(shape, j);
+            dims[j] = o ? PyLong_AsLongLong(o) : -1;
+            Py_XDECREF(o);
+            if (PyErr_Occurred()) goto fail;
+        }
+        if (lnn_params_add(tab, name, (int)nd, dims, flags) < 0) {
+            PyErr_SetString(PyExc_ValueError, lnn_get_error());
+            goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
 }
 
 static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
@@ -40,63 +103,16 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
                                      &c.ln_eps, &c.hidden_dropout, &c.attn_dropout, &c.pooler, &extra, &bname, &dname,
                                      &device, &tf32))
         return -1;
-    const lnn_backend *be = lnn_backend_find(bname);
-    if (!be) {
-        PyErr_Format(PyExc_ValueError, "backend %s: %s", bname, lnn_backend_missing(bname));
-        return -1;
-    }
+    const lnn_backend *be;
     lnn_dtype act;
-    if (strcmp(dname, "f32") == 0) act = LNN_F32;
-    else if (strcmp(dname, "bf16") == 0) act = LNN_BF16;
-    else {
-        PyErr_Format(PyExc_ValueError, "dtype must be 'f32' or 'bf16', got %s", dname);
-        return -1;
-    }
-    if (self->m) { /* numpy views point into the buffers: never free them under their feet */
-        PyErr_SetString(lnn_Error, "Engine is already initialised; create a new one");
-        return -1;
-    }
+    if (lnn_engine_prepare((PyObject *)self, bname, dname, &be, &act) < 0) return -1;
     lnn_model *m = NULL;
     lnn_status st = lnn_model_create(&m, &c, be, device, act, tf32);
     if (st) {
         lnn_raise_status(st);
         return -1;
     }
-    if (extra && extra != Py_None) {
-        PyObject *seq = PySequence_Fast(extra, "extra_tensors must be a sequence of (name, shape, flags)");
-        if (!seq) goto fail;
-        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-            const char *name;
-            PyObject *shape;
-            unsigned int flags = 0;
-            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "sO|I", &name, &shape, &flags)) {
-                Py_DECREF(seq);
-                goto fail;
-            }
-            int64_t dims[LNN_MAX_NDIM];
-            Py_ssize_t nd = PySequence_Size(shape);
-            if (nd < 1 || nd > LNN_MAX_NDIM) {
-                PyErr_Format(PyExc_ValueError, "extra tensor %s: shape must have 1..%d dims", name, LNN_MAX_NDIM);
-                Py_DECREF(seq);
-                goto fail;
-            }
-            for (Py_ssize_t j = 0; j < nd; j++) {
-                PyObject *o = PySequence_GetItem(shape, j);
-                dims[j] = o ? PyLong_AsLongLong(o) : -1;
-                Py_XDECREF(o);
-                if (PyErr_Occurred()) {
-                    Py_DECREF(seq);
-                    goto fail;
-                }
-            }
-            if (lnn_params_add(&m->body.tab, name, (int)nd, dims, flags) < 0) {
-                Py_DECREF(seq);
-                PyErr_SetString(PyExc_ValueError, lnn_get_error());
-                goto fail;
-            }
-        }
-        Py_DECREF(seq);
-    }
+    if (lnn_engine_add_extra(&m->body.tab, extra) < 0) goto fail;
     LNN_RELEASE_GIL
     st = lnn_model_allocate(m);
     LNN_ACQUIRE_GIL
@@ -105,6 +121,7 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
         goto fail;
     }
     self->m = m;
+    self->body = &m->body;
     return 0;
 fail:
     lnn_model_free(m);
@@ -112,13 +129,14 @@ fail:
 }
 
 static void Engine_dealloc(EngineObject *self) {
-    lnn_model_free(self->m);
+    if (self->m) lnn_model_free(self->m);
+    else if (self->body && self->free_body) self->free_body(self->body);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *Engine_tensors(EngineObject *self, PyObject *unused) {
     if (engine_busy(self)) return NULL;
-    const lnn_param_table *tab = &self->m->body.tab;
+    const lnn_param_table *tab = &self->body->tab;
     PyObject *out = PyList_New(tab->n);
     if (!out) return NULL;
     for (int i = 0; i < tab->n; i++) {
@@ -138,12 +156,12 @@ fail:
 
 /* A zero-copy view of the params or grads buffer: host-memory backends only. */
 static PyObject *buffer_view(EngineObject *self, float *base) {
-    if (!self->m->body.ctx.be->caps.host_memory) {
+    if (!self->body->ctx.be->caps.host_memory) {
         PyErr_Format(lnn_Error, "the %s backend's memory cannot be viewed from numpy; read copies with "
-                     "Engine.read('params' / 'grads') and write with Engine.write()", self->m->body.ctx.be->name);
+                     "Engine.read('params' / 'grads') and write with Engine.write()", self->body->ctx.be->name);
         return NULL;
     }
-    npy_intp n = (npy_intp)self->m->body.tab.numel;
+    npy_intp n = (npy_intp)self->body->tab.numel;
     PyObject *arr = PyArray_SimpleNewFromData(1, &n, NPY_FLOAT32, base);
     if (!arr) return NULL;
     Py_INCREF(self);
@@ -156,18 +174,18 @@ static PyObject *buffer_view(EngineObject *self, float *base) {
 
 static PyObject *Engine_params_buffer(EngineObject *self, PyObject *unused) {
     if (engine_busy(self)) return NULL;
-    return buffer_view(self, self->m->body.params);
+    return buffer_view(self, self->body->params);
 }
 
 static PyObject *Engine_grads_buffer(EngineObject *self, PyObject *unused) {
     if (engine_busy(self)) return NULL;
-    return buffer_view(self, self->m->body.grads);
+    return buffer_view(self, self->body->grads);
 }
 
 /* the buffer named which ("params" or "grads"), or NULL with ValueError */
 static float *named_buffer(EngineObject *self, const char *which) {
-    if (strcmp(which, "params") == 0) return self->m->body.params;
-    if (strcmp(which, "grads") == 0) return self->m->body.grads;
+    if (strcmp(which, "params") == 0) return self->body->params;
+    if (strcmp(which, "grads") == 0) return self->body->grads;
     PyErr_Format(PyExc_ValueError, "which must be 'params' or 'grads', got %s", which);
     return NULL;
 }
@@ -180,7 +198,7 @@ static PyObject *Engine_read(EngineObject *self, PyObject *args) {
     if (engine_busy(self)) return NULL;
     float *base = named_buffer(self, which);
     if (!base) return NULL;
-    long long n = (long long)self->m->body.tab.numel;
+    long long n = (long long)self->body->tab.numel;
     if (count < 0) count = n - off;
     if (off < 0 || count < 0 || off > n || count > n - off) {
         PyErr_Format(PyExc_IndexError, "read(%s, %lld, %lld) is outside the buffer of %lld elements", which, off,
@@ -190,7 +208,7 @@ static PyObject *Engine_read(EngineObject *self, PyObject *args) {
     npy_intp dims[1] = {(npy_intp)count};
     PyObject *out = PyArray_SimpleNew(1, dims, NPY_FLOAT32);
     if (!out) return NULL;
-    lnn_ctx *ctx = &self->m->body.ctx;
+    lnn_ctx *ctx = &self->body->ctx;
     float *dst = PyArray_DATA((PyArrayObject *)out);
     lnn_status st;
     LNN_RELEASE_GIL
@@ -216,19 +234,19 @@ static PyObject *Engine_write(EngineObject *self, PyObject *args) {
     if (!base) return NULL;
     PyArrayObject *arr = lnn_check_array(arr_o, "array", NPY_FLOAT32, 1, NULL, 0);
     if (!arr) return NULL;
-    long long n = (long long)self->m->body.tab.numel, count = (long long)PyArray_SIZE(arr);
+    long long n = (long long)self->body->tab.numel, count = (long long)PyArray_SIZE(arr);
     if (off < 0 || off > n || count > n - off) {
         PyErr_Format(PyExc_IndexError, "write(%s, %lld, %lld elements) is outside the buffer of %lld elements", which,
                      off, count, n);
         return NULL;
     }
-    lnn_ctx *ctx = &self->m->body.ctx;
+    lnn_ctx *ctx = &self->body->ctx;
     const float *src = PyArray_DATA(arr);
-    int params = base == self->m->body.params;
+    int params = base == self->body->params;
     lnn_status st;
     LNN_RELEASE_GIL
     ctx->be->to_device(ctx, base + off, src, (size_t)count * sizeof(float));
-    if (params) lnn_body_sync_weights(&self->m->body);
+    if (params) lnn_body_sync_weights(self->body);
     st = lnn_sync(ctx);
     LNN_ACQUIRE_GIL
     if (st) return lnn_raise_status(st);
@@ -238,8 +256,8 @@ static PyObject *Engine_write(EngineObject *self, PyObject *args) {
 /* sync_weights(): after writing parameters through a zero-copy view, refresh the forward's weight copy */
 static PyObject *Engine_sync_weights(EngineObject *self, PyObject *unused) {
     if (engine_busy(self)) return NULL;
-    lnn_body_sync_weights(&self->m->body);
-    lnn_status st = lnn_sync(&self->m->body.ctx);
+    lnn_body_sync_weights(self->body);
+    lnn_status st = lnn_sync(&self->body->ctx);
     if (st) return lnn_raise_status(st);
     Py_RETURN_NONE;
 }
@@ -249,7 +267,7 @@ static PyObject *Engine_set_flags(EngineObject *self, PyObject *args) {
     unsigned int flags;
     if (!PyArg_ParseTuple(args, "sI", &name, &flags)) return NULL;
     if (engine_busy(self)) return NULL;
-    int i = lnn_params_find(&self->m->body.tab, name);
+    int i = lnn_params_find(&self->body->tab, name);
     if (i < 0) {
         PyErr_Format(PyExc_KeyError, "no tensor named %s", name);
         return NULL;
@@ -258,20 +276,31 @@ static PyObject *Engine_set_flags(EngineObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "flags must combine TENSOR_NO_DECAY (1) and TENSOR_FROZEN (2), got %u", flags);
         return NULL;
     }
-    self->m->body.tab.t[i].flags = flags;
-    lnn_model_update_views(self->m);
+    self->body->tab.t[i].flags = flags;
+    if (self->m) lnn_model_update_views(self->m);
     Py_RETURN_NONE;
 }
 
 static PyObject *Engine_zero_grad(EngineObject *self, PyObject *unused) {
     if (engine_busy(self)) return NULL;
-    lnn_model *m = self->m;
+    lnn_body *b = self->body;
     self->busy = 1;
     LNN_RELEASE_GIL
-    m->body.ctx.be->zero(&m->body.ctx, m->body.grads, m->body.tab.numel * sizeof(float));
+    b->ctx.be->zero(&b->ctx, b->grads, b->tab.numel * sizeof(float));
     LNN_ACQUIRE_GIL
     self->busy = 0;
     Py_RETURN_NONE;
+}
+
+/* the encoder of an initialised, idle Engine; NULL with the error set otherwise */
+static lnn_model *encoder_of(EngineObject *self) {
+    if (engine_busy(self)) return NULL;
+    if (!self->m) {
+        PyErr_Format(lnn_Error, "this engine's body is a %s, not an encoder: it runs through its Classifier",
+                     self->body->ops->name);
+        return NULL;
+    }
+    return self->m;
 }
 
 static PyArrayObject *opt_int_array(PyObject *o, const char *name, const npy_intp *shape) {
@@ -290,8 +319,8 @@ static PyObject *Engine_forward(EngineObject *self, PyObject *args, PyObject *kw
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOpKKp", kws, &ids_o, &mask_o, &types_o, &train, &seed, &step,
                                      &want_hidden))
         return NULL;
-    if (engine_busy(self)) return NULL;
-    lnn_model *m = self->m;
+    lnn_model *m = encoder_of(self);
+    if (!m) return NULL;
     PyArrayObject *ids = lnn_check_array(ids_o, "input_ids", NPY_INT32, 2, NULL, 0);
     if (!ids) return NULL;
     npy_intp shape[2] = {PyArray_DIM(ids, 0), PyArray_DIM(ids, 1)};
@@ -357,8 +386,8 @@ fail:
 static PyObject *Engine_backward(EngineObject *self, PyObject *args) {
     PyObject *dl_o, *dp_o;
     if (!PyArg_ParseTuple(args, "OO", &dl_o, &dp_o)) return NULL;
-    if (engine_busy(self)) return NULL;
-    lnn_model *m = self->m;
+    lnn_model *m = encoder_of(self);
+    if (!m) return NULL;
     if (!m->body.has_train_forward) {
         PyErr_SetString(lnn_Error, "backward() needs a training forward first: call the encoder with train=True, "
                                    "then backward()");
@@ -387,8 +416,8 @@ static PyObject *Engine_backward(EngineObject *self, PyObject *args) {
 }
 
 static PyObject *Engine_arena_nbytes(EngineObject *self, PyObject *unused) {
-    if (engine_busy(self)) return NULL;
-    return PyLong_FromSize_t(self->m->arena_bytes);
+    lnn_model *m = encoder_of(self);
+    return m ? PyLong_FromSize_t(m->arena_bytes) : NULL;
 }
 
 static PyMethodDef Engine_methods[] = {
@@ -409,18 +438,18 @@ static PyMethodDef Engine_methods[] = {
 };
 
 static PyObject *Engine_get_host_memory(EngineObject *self, void *closure) {
-    if (!self->m) return PyBool_FromLong(0);
-    return PyBool_FromLong(self->m->body.ctx.be->caps.host_memory);
+    if (!self->body) return PyBool_FromLong(0);
+    return PyBool_FromLong(self->body->ctx.be->caps.host_memory);
 }
 
 static PyObject *Engine_get_backend(EngineObject *self, void *closure) {
-    if (!self->m) Py_RETURN_NONE;
-    return PyUnicode_FromString(self->m->body.ctx.be->name);
+    if (!self->body) Py_RETURN_NONE;
+    return PyUnicode_FromString(self->body->ctx.be->name);
 }
 
 static PyObject *Engine_get_dtype(EngineObject *self, void *closure) {
-    if (!self->m) Py_RETURN_NONE;
-    return PyUnicode_FromString(lnn_dtype_name(self->m->body.ctx.act));
+    if (!self->body) Py_RETURN_NONE;
+    return PyUnicode_FromString(lnn_dtype_name(self->body->ctx.act));
 }
 
 static PyGetSetDef Engine_getset[] = {
@@ -450,9 +479,9 @@ int lnn_register_engine(PyObject *m) {
     return 0;
 }
 
-/* For the classifier binding (classifier_py.c): the model of an initialised Engine and a pointer to
- * its busy flag. NULL with TypeError / LyricnnError set otherwise. */
-lnn_model *lnn_engine_model(PyObject *obj, int **busy) {
+/* For the classifier binding (classifier_py.c): the body of an initialised Engine (or subtype) and a
+ * pointer to its busy flag. NULL with TypeError / LyricnnError set otherwise. */
+lnn_body *lnn_engine_body(PyObject *obj, int **busy) {
     if (!PyObject_TypeCheck(obj, &EngineType)) {
         PyErr_Format(PyExc_TypeError, "engine must be a lyricnn._C.Engine, got %s", Py_TYPE(obj)->tp_name);
         return NULL;
@@ -460,5 +489,13 @@ lnn_model *lnn_engine_model(PyObject *obj, int **busy) {
     EngineObject *e = (EngineObject *)obj;
     if (engine_busy(e)) return NULL;
     if (busy) *busy = &e->busy;
-    return e->m;
+    return e->body;
+}
+
+PyTypeObject *lnn_engine_type(void) { return &EngineType; }
+
+void lnn_engine_adopt(PyObject *obj, lnn_body *body, void (*free_body)(lnn_body *)) {
+    EngineObject *e = (EngineObject *)obj;
+    e->body = body;
+    e->free_body = free_body;
 }

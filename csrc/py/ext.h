@@ -52,5 +52,6 @@ int lnn_register_engine(PyObject *m);
 int lnn_register_checkpoint(PyObject *m);
 int lnn_register_ops(PyObject *m);
 int lnn_register_classifier(PyObject *m);
+int lnn_register_lstm(PyObject *m);
 
 #endif /* LNN_PY_EXT_H */

@@ -237,6 +237,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (lnn_register_checkpoint(m) < 0) goto fail;
     if (lnn_register_ops(m) < 0) goto fail;
     if (lnn_register_classifier(m) < 0) goto fail;
+    if (lnn_register_lstm(m) < 0) goto fail;
     /* constants shared with the Python side (lyricnn reads them from here, never copies them) */
     if (PyModule_AddIntConstant(m, "ACT_GELU", LNN_ACT_GELU) < 0 || PyModule_AddIntConstant(m, "ACT_RELU", LNN_ACT_RELU) < 0 ||
         PyModule_AddIntConstant(m, "ACT_GELU_TANH", LNN_ACT_GELU_TANH) < 0 ||
