@@ -30,10 +30,13 @@ extern int lnn_num_threads;
 #define LNN_OMP_FOR LNN_PRAGMA(omp parallel for num_threads(lnn_num_threads) schedule(static))
 #define LNN_OMP_FOR_DYNAMIC LNN_PRAGMA(omp parallel for num_threads(lnn_num_threads) schedule(dynamic, 1))
 #define LNN_OMP_FOR_COLLAPSE2 LNN_PRAGMA(omp parallel for collapse(2) num_threads(lnn_num_threads) schedule(static))
+/* parallel only when cond holds (small loops run in the calling thread: no fork/join) */
+#define LNN_OMP_FOR_IF(cond) LNN_PRAGMA(omp parallel for num_threads(lnn_num_threads) schedule(static) if(cond))
 #else
 #define LNN_OMP_FOR
 #define LNN_OMP_FOR_DYNAMIC
 #define LNN_OMP_FOR_COLLAPSE2
+#define LNN_OMP_FOR_IF(cond)
 #endif
 
 typedef int lnn_status;

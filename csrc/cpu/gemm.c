@@ -41,7 +41,9 @@ void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
     gemm_grid(M, N, K, &gm, &gn);
     int ntiles = gm * gn;
     if (ntiles <= 1) {
+        unsigned csr = lnn_ftz_begin();
         lnn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        lnn_ftz_end(csr);
         return;
     }
     LNN_OMP_FOR_DYNAMIC
@@ -52,6 +54,8 @@ void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         if (m1 <= m0 || n1 <= n0) continue;
         const float *Ap = ta ? A + m0 : A + (size_t)m0 * lda;
         const float *Bp = tb ? B + (size_t)n0 * ldb : B + n0;
+        unsigned csr = lnn_ftz_begin();
         lnn_sgemm(ta, tb, m1 - m0, n1 - n0, K, alpha, Ap, lda, Bp, ldb, beta, C + (size_t)m0 * ldc + n0, ldc);
+        lnn_ftz_end(csr);
     }
 }

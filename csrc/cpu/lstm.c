@@ -1,7 +1,12 @@
 /* cpu/lstm.c: the fused LSTM cell of one time step (torch's nn.LSTM gate order i, f, g, o), forward and
  * backward; the GEMMs around it are matmul ops (models/lstm.c). Rows are independent: one OpenMP loop over
- * them, so the results do not depend on the thread count. */
+ * them, so the results do not depend on the thread count. A step of a batch is small (64 x 128 units is
+ * ~20 us on one core) and an LSTM runs thousands of them, so below PAR_MIN elements the loop stays in the
+ * calling thread: a fork/join per step costs more than it saves, and on a busy machine a worker that is
+ * not scheduled stalls every step. */
 #include "cpu/internal.h"
+
+#define PAR_MIN (1 << 16)
 
 /* sigmoid and tanh, branch-free so the row loops vectorize; a few ulp from the float64 values */
 static inline float lstm_sigmoid(float x) { return 1.0f / (1.0f + lnn_expf(-x)); }
@@ -16,28 +21,55 @@ static inline float lstm_tanh(float x) {
     return a <= 0.625f ? p : (x < 0.f ? -q : q);
 }
 
+/* One row: the gates g4 (4H; in: pre-activations less gh; out: activations), c and h (H); cp NULL: c_prev = 0 */
+static inline void cell_row(float *restrict h, float *restrict c, float *restrict g4, const float *restrict r4,
+                            const float *restrict cp, int H) {
+    float *gi = g4, *gf = g4 + H, *gg = g4 + 2 * H, *go = g4 + 3 * H;
+    const float *ri = r4, *rf = r4 + H, *rg = r4 + 2 * H, *ro = r4 + 3 * H;
+    LNN_PRAGMA(omp simd)
+    for (int j = 0; j < H; j++) {
+        float i = lstm_sigmoid(gi[j] + ri[j]), f = lstm_sigmoid(gf[j] + rf[j]);
+        float g = lstm_tanh(gg[j] + rg[j]), o = lstm_sigmoid(go[j] + ro[j]);
+        gi[j] = i;
+        gf[j] = f;
+        gg[j] = g;
+        go[j] = o;
+        float cv = i * g + (cp ? f * cp[j] : 0.0f);
+        c[j] = cv;
+        h[j] = o * lstm_tanh(cv);
+    }
+}
+
 /* h, c (N,H) from gates (N,4H) (in: x W_ih^T + b_ih; out: the activations), gh (N,4H), c_prev (Np,H) */
 void cpu_lstm_cell_forward(lnn_ctx *ctx, void *h_, void *c_, void *gates_, const void *gh_, const void *c_prev_, int N,
                            int Np, int H) {
     float *h = h_, *c = c_, *gates = gates_;
     const float *gh = gh_, *c_prev = c_prev_;
-    LNN_OMP_FOR
+    LNN_OMP_FOR_IF((size_t)N * H >= PAR_MIN)
     for (int n = 0; n < N; n++) {
-        float *gi = gates + (size_t)n * 4 * H, *gf = gi + H, *gg = gi + 2 * H, *go = gi + 3 * H;
-        const float *ri = gh + (size_t)n * 4 * H, *rf = ri + H, *rg = ri + 2 * H, *ro = ri + 3 * H;
-        const float *cp = n < Np ? c_prev + (size_t)n * H : NULL;
-        float *cn = c + (size_t)n * H, *hn = h + (size_t)n * H;
-        for (int j = 0; j < H; j++) {
-            float i = lstm_sigmoid(gi[j] + ri[j]), f = lstm_sigmoid(gf[j] + rf[j]);
-            float g = lstm_tanh(gg[j] + rg[j]), o = lstm_sigmoid(go[j] + ro[j]);
-            gi[j] = i;
-            gf[j] = f;
-            gg[j] = g;
-            go[j] = o;
-            float cv = i * g + (cp ? f * cp[j] : 0.0f);
-            cn[j] = cv;
-            hn[j] = o * lstm_tanh(cv);
-        }
+        size_t r = (size_t)n * H, r4 = (size_t)n * 4 * H;
+        unsigned csr = lnn_ftz_begin();
+        if (n < Np) cell_row(h + r, c + r, gates + r4, gh + r4, c_prev + r, H);
+        else cell_row(h + r, c + r, gates + r4, gh + r4, NULL, H);
+        lnn_ftz_end(csr);
+    }
+}
+
+/* One row of the backward: dg4 (4H) and dcp (H; NULL: skipped) from dh, dc (H); cp NULL: c_prev = 0 */
+static inline void cell_row_backward(float *restrict dg4, float *restrict dcp, const float *restrict dh,
+                                     const float *restrict dc, const float *restrict g4, const float *restrict c,
+                                     const float *restrict cp, int H) {
+    const float *gi = g4, *gf = g4 + H, *gg = g4 + 2 * H, *go = g4 + 3 * H;
+    float *di = dg4, *df = dg4 + H, *dg = dg4 + 2 * H, *dout = dg4 + 3 * H;
+    LNN_PRAGMA(omp simd)
+    for (int j = 0; j < H; j++) {
+        float i = gi[j], f = gf[j], g = gg[j], o = go[j], tc = lstm_tanh(c[j]);
+        float dct = dc[j] + dh[j] * o * (1.0f - tc * tc);
+        di[j] = dct * g * i * (1.0f - i);
+        df[j] = cp ? dct * cp[j] * f * (1.0f - f) : 0.0f;
+        dg[j] = dct * i * (1.0f - g * g);
+        dout[j] = dh[j] * tc * o * (1.0f - o);
+        if (dcp) dcp[j] = dct * f;
     }
 }
 
@@ -46,21 +78,16 @@ void cpu_lstm_cell_backward(lnn_ctx *ctx, void *dgates_, void *dc_prev_, const v
                             const void *gates_, const void *c_, const void *c_prev_, int N, int Np, int H) {
     float *dgates = dgates_, *dc_prev = dc_prev_;
     const float *dh = dh_, *dc = dc_, *gates = gates_, *c = c_, *c_prev = c_prev_;
-    LNN_OMP_FOR
+    LNN_OMP_FOR_IF((size_t)N * H >= PAR_MIN)
     for (int n = 0; n < N; n++) {
-        const float *gi = gates + (size_t)n * 4 * H, *gf = gi + H, *gg = gi + 2 * H, *go = gi + 3 * H;
-        float *di = dgates + (size_t)n * 4 * H, *df = di + H, *dg = di + 2 * H, *dout = di + 3 * H;
-        const float *cp = n < Np ? c_prev + (size_t)n * H : NULL;
-        float *dcp = dc_prev && n < Np ? dc_prev + (size_t)n * H : NULL;
-        const float *dhn = dh + (size_t)n * H, *dcn = dc + (size_t)n * H, *cn = c + (size_t)n * H;
-        for (int j = 0; j < H; j++) {
-            float i = gi[j], f = gf[j], g = gg[j], o = go[j], tc = lstm_tanh(cn[j]);
-            float dct = dcn[j] + dhn[j] * o * (1.0f - tc * tc);
-            di[j] = dct * g * i * (1.0f - i);
-            df[j] = cp ? dct * cp[j] * f * (1.0f - f) : 0.0f;
-            dg[j] = dct * i * (1.0f - g * g);
-            dout[j] = dhn[j] * tc * o * (1.0f - o);
-            if (dcp) dcp[j] = dct * f;
-        }
+        size_t r = (size_t)n * H, r4 = (size_t)n * 4 * H;
+        unsigned csr = lnn_ftz_begin();
+        if (n < Np && dc_prev)
+            cell_row_backward(dgates + r4, dc_prev + r, dh + r, dc + r, gates + r4, c + r, c_prev + r, H);
+        else if (n < Np)
+            cell_row_backward(dgates + r4, NULL, dh + r, dc + r, gates + r4, c + r, c_prev + r, H);
+        else
+            cell_row_backward(dgates + r4, NULL, dh + r, dc + r, gates + r4, c + r, NULL, H);
+        lnn_ftz_end(csr);
     }
 }

@@ -22,8 +22,8 @@ void cpu_matmul_forward(lnn_ctx *ctx, void *out_, const void *inp, const void *w
     float *out = out_;
     const float *b = b_;
     float beta = 0.f;
-    if (b) {
-        LNN_OMP_FOR
+    if (b) { /* small copies (an LSTM's per-step GEMM) stay in the calling thread */
+        LNN_OMP_FOR_IF((size_t)N * OC >= (1 << 16))
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, sizeof(float) * OC);
         beta = 1.f;
     }

@@ -110,10 +110,12 @@ lnn_status lnn_lstm_allocate(lnn_lstm *m) {
     if (st) return st;
     m->a.xin = calloc((size_t)m->cfg.n_layers, sizeof *m->a.xin);
     m->a.slot = calloc((size_t)m->cfg.n_layers * m->D, sizeof *m->a.slot);
-    if (!m->a.xin || !m->a.slot) {
+    m->umap = malloc(sizeof(int32_t) * (size_t)m->cfg.vocab_size); /* at most the embedding table's size / E */
+    if (!m->a.xin || !m->a.slot || !m->umap) {
         lnn_set_error("out of memory");
         return LNN_ERR_MEMORY;
     }
+    memset(m->umap, 0xff, sizeof(int32_t) * (size_t)m->cfg.vocab_size);
     return LNN_OK;
 }
 
@@ -126,22 +128,25 @@ void lnn_lstm_free(lnn_lstm *m) {
     free(m->a.slot);
     free(m->bs);
     free(m->host);
+    free(m->umap);
     free(m);
 }
 
 /* ------------------------------------------------------------------ activation arena */
 
-static void layout_acts(lnn_lstm *m, lnn_plan *p, int B, int N, int train) {
+static void layout_acts(lnn_lstm *m, lnn_plan *p, int B, int N, int U, int train) {
     const lnn_lstm_config *c = &m->cfg;
     lnn_lstm_acts *a = &m->a;
     lnn_dtype A = m->body.ctx.act;
-    size_t n = (size_t)N, H = (size_t)c->H, DH = (size_t)m->D * H, E = (size_t)c->E, b = (size_t)B;
+    size_t n = (size_t)N, u = (size_t)U, H = (size_t)c->H, DH = (size_t)m->D * H, E = (size_t)c->E, b = (size_t)B;
     size_t nb = train ? 1 : 0, two = m->D == 2 ? 1 : 0;
 #define TAKE(ptr, count, dt) lnn_take(p, (void **)&(ptr), (count), (dt))
-    TAKE(a->ids, n, LNN_I32);
+    TAKE(a->word, n, LNN_I32);
+    TAKE(a->uids, u, LNN_I32);
     TAKE(a->idx, (size_t)m->D * b, LNN_I32);
-    TAKE(a->x0, n * E, A);
-    a->xin[0] = a->x0;
+    TAKE(a->eu, u * E, A);
+    TAKE(a->pu, u * 4 * H, A);
+    a->xin[0] = NULL;
     for (int l = 1; l < c->n_layers; l++) TAKE(a->xin[l], n * DH, A);
     int slots = (train ? c->n_layers : 1) * m->D;
     for (int s = 0; s < slots; s++) {
@@ -159,15 +164,17 @@ static void layout_acts(lnn_lstm *m, lnn_plan *p, int B, int N, int train) {
     TAKE(a->dC, nb * n * H, A);
     TAKE(a->dH[0], nb * n * H, A);
     TAKE(a->dH[1], nb * two * n * H, A);
-    TAKE(a->dX, nb * n * (E > DH ? E : DH), A);
+    TAKE(a->dX, nb * two * (c->n_layers > 1) * n * DH, A);
+    TAKE(a->sdg, nb * u * 4 * H, A);
+    TAKE(a->deu, nb * u * E, A);
     TAKE(a->dpart[0], nb * two * b * H, A);
     TAKE(a->dpart[1], nb * two * b * H, A);
 #undef TAKE
 }
 
-static lnn_status ensure_arena(lnn_lstm *m, int B, int N, int train) {
+static lnn_status ensure_arena(lnn_lstm *m, int B, int N, int U, int train) {
     lnn_plan p = lnn_plan_begin(NULL);
-    layout_acts(m, &p, B, N, train);
+    layout_acts(m, &p, B, N, U, train);
     if (p.used > m->arena_bytes || !m->arena) {
         char what[96];
         snprintf(what, sizeof what, "the LSTM activations for %d sequences of %d tokens in all", B, N);
@@ -176,7 +183,7 @@ static lnn_status ensure_arena(lnn_lstm *m, int B, int N, int train) {
         if (st) return st;
     }
     p = lnn_plan_begin(m->arena);
-    layout_acts(m, &p, B, N, train);
+    layout_acts(m, &p, B, N, U, train);
     return LNN_OK;
 }
 
@@ -202,8 +209,8 @@ static int32_t *grow_i32(int32_t **buf, size_t *cap, size_t need) {
     return *buf;
 }
 
-/* Lengths from the mask, the sorted order, bs / off, and the staged ids and final-state rows (host), all
- * checked; then copied to the backend. */
+/* Lengths from the mask, the sorted order, bs / off, each packed token's word among the batch's distinct
+ * ids, and the final-state rows (host), all checked. */
 static lnn_status stage_batch(lnn_lstm *m, const lnn_batch *in) {
     const lnn_lstm_config *c = &m->cfg;
     int B = in->B, T = in->T, D = m->D;
@@ -260,18 +267,29 @@ static lnn_status stage_batch(lnn_lstm *m, const lnn_batch *in) {
         m->bs[t] = s;
         m->off[t + 1] = m->off[t] + s;
     }
-    /* packed ids and the final-state rows (after the three int arrays above) */
-    if (!grow_i32(&m->host, &m->host_cap, 3 * (size_t)B + N + (size_t)D * B)) goto oom;
+    /* after the three int arrays above: the packed tokens' words, the final-state rows, the distinct ids (in
+     * order of first appearance) */
+    if (!grow_i32(&m->host, &m->host_cap, 3 * (size_t)B + 2 * N + (size_t)D * B)) goto oom;
     len = m->host, order = m->host + B, rank = m->host + 2 * B;
-    int32_t *ids = m->host + 3 * (size_t)B, *idx = ids + N;
+    int32_t *word = m->host + 3 * (size_t)B, *idx = word + N, *uids = idx + (size_t)D * B;
+    int U = 0;
     for (int t = 0; t < Tmax; t++)
-        for (int s = 0; s < m->bs[t]; s++) ids[m->off[t] + s] = in->ids[(size_t)order[s] * T + t];
+        for (int s = 0; s < m->bs[t]; s++) {
+            int32_t id = in->ids[(size_t)order[s] * T + t];
+            if (m->umap[id] < 0) {
+                m->umap[id] = U;
+                uids[U++] = id;
+            }
+            word[m->off[t] + s] = m->umap[id];
+        }
+    for (int u = 0; u < U; u++) m->umap[uids[u]] = -1;
     for (int b = 0; b < B; b++) {
         idx[b] = len[b] ? m->off[len[b] - 1] + rank[b] : -1;
         if (D == 2) idx[B + b] = len[b] ? rank[b] : -1;
     }
     m->B = B;
     m->N = (int)N;
+    m->U = U;
     m->Tmax = Tmax;
     return LNN_OK;
 oom:
@@ -295,8 +313,9 @@ static int n_continue(const lnn_lstm *m, int d, int t) {
     return t > 0 ? m->bs[t] : 0;
 }
 
-/* One layer and direction: x (N,in_w) -> the slot's states */
-static void layer_forward(lnn_lstm *m, int l, int d, const void *x, int in_w) {
+/* One layer and direction: its input (the embeddings of the words, or the layer below's states) -> the
+ * slot's states */
+static void layer_forward(lnn_lstm *m, int l, int d) {
     lnn_ctx *ctx = &m->body.ctx;
     const lnn_backend *be = ctx->be;
     lnn_dtype A = ctx->act;
@@ -304,9 +323,14 @@ static void layer_forward(lnn_lstm *m, int l, int d, const void *x, int in_w) {
     lnn_lstm_slot *s = slot_of(m, l, d);
     size_t H = (size_t)m->cfg.H, esz = lnn_dtype_size(A);
     const void *w_hh = lnn_body_weight(&m->body, t4->w_hh), *b_hh = lnn_body_weight(&m->body, t4->b_hh);
-    /* every step's input projection: G (N,4H) = x W_ih^T + b_ih */
-    be->matmul_forward(ctx, s->G, x, lnn_body_weight(&m->body, t4->w_ih), lnn_body_weight(&m->body, t4->b_ih), m->N,
-                       in_w, (int)(4 * H));
+    /* every step's input projection: G (N,4H) = x W_ih^T + b_ih; the first layer's per distinct word */
+    const void *w_ih = lnn_body_weight(&m->body, t4->w_ih), *b_ih = lnn_body_weight(&m->body, t4->b_ih);
+    if (l == 0) {
+        be->matmul_forward(ctx, m->a.pu, m->a.eu, w_ih, b_ih, m->U, m->cfg.E, (int)(4 * H));
+        be->embedding_forward(ctx, s->G, m->a.word, NULL, NULL, m->a.pu, NULL, NULL, m->N, (int)(4 * H));
+    } else {
+        be->matmul_forward(ctx, s->G, m->a.xin[l], w_ih, b_ih, m->N, m->D * (int)H, (int)(4 * H));
+    }
     for (int k = 0; k < m->Tmax; k++) {
         int t = step_at(m, d, k), n = m->bs[t], np = n_continue(m, d, t), tp = prev_step(d, t);
         size_t r = (size_t)m->off[t], rp = np ? (size_t)m->off[tp] : 0;
@@ -341,20 +365,21 @@ static lnn_status lstm_forward(lnn_body *b, const lnn_batch *in, int train, uint
     }
     b->has_train_forward = 0;
     lnn_status st = stage_batch(m, in);
-    if (!st) st = ensure_arena(m, in->B, m->N, train);
+    if (!st) st = ensure_arena(m, in->B, m->N, m->U, train);
     if (st) return st;
     lnn_lstm_acts *a = &m->a;
     int B = m->B, N = m->N, H = c->H, D = m->D, DH = D * H;
     m->train = train;
     m->seed = seed;
     m->step = step;
-    const int32_t *host_ids = m->host + 3 * (size_t)B, *host_idx = host_ids + N;
-    if (N) be->to_device(ctx, a->ids, host_ids, (size_t)N * sizeof(int32_t));
+    const int32_t *host_word = m->host + 3 * (size_t)B, *host_idx = host_word + N, *host_uids = host_idx + D * B;
     be->to_device(ctx, a->idx, host_idx, (size_t)D * B * sizeof(int32_t));
     if (N) {
-        be->embedding_forward(ctx, a->x0, a->ids, NULL, NULL, lnn_body_weight(b, m->emb), NULL, NULL, N, c->E);
+        be->to_device(ctx, a->word, host_word, (size_t)N * sizeof(int32_t));
+        be->to_device(ctx, a->uids, host_uids, (size_t)m->U * sizeof(int32_t));
+        be->embedding_forward(ctx, a->eu, a->uids, NULL, NULL, lnn_body_weight(b, m->emb), NULL, NULL, m->U, c->E);
         for (int l = 0; l < c->n_layers; l++) {
-            for (int d = 0; d < D; d++) layer_forward(m, l, d, a->xin[l], l ? DH : c->E);
+            for (int d = 0; d < D; d++) layer_forward(m, l, d);
             if (l + 1 == c->n_layers) break;
             /* the next layer's input: [h_fwd | h_rev], dropped out in training */
             void *x = a->xin[l + 1];
@@ -412,9 +437,10 @@ static int lstm_trainable(const lnn_body *b) {
 
 /* One layer and direction, the steps the other way: dH (N,H) (the gradient w.r.t. the hidden states from
  * above) -> dG (N,4H), the recurrent part added into dH on the way; then the weight gradients and, when
- * dx is not NULL, dx (N,in_w) += dG W_ih. dx may be dH (one direction above layer 0: the gradient w.r.t.
- * the layer's input is the layer below's dH): it is zeroed once the steps are done with it. */
-static void layer_backward(lnn_lstm *m, int l, int d, void *dH, void *dx, int in_w) {
+ * dx is not NULL, dx += dG W_ih: (N,D*H) above the first layer, (U,E) per distinct word in it. dx may be
+ * dH (one direction above layer 0: the gradient w.r.t. the layer's input is the layer below's dH): it is
+ * zeroed once the steps are done with it. */
+static void layer_backward(lnn_lstm *m, int l, int d, void *dH, void *dx) {
     lnn_ctx *ctx = &m->body.ctx;
     const lnn_backend *be = ctx->be;
     lnn_dtype A = ctx->act;
@@ -438,10 +464,15 @@ static void layer_backward(lnn_lstm *m, int l, int d, void *dH, void *dx, int in
     /* dW_ih, db_ih (and dx) over every step at once; dW_hh, db_hh against each row's h_prev */
     float *gw_ih = lnn_body_grad(&m->body, t4->w_ih), *gb_ih = lnn_body_grad(&m->body, t4->b_ih);
     float *gw_hh = lnn_body_grad(&m->body, t4->w_hh), *gb_hh = lnn_body_grad(&m->body, t4->b_hh);
+    const void *w_ih = lnn_body_weight(&m->body, t4->w_ih);
     if (dx == dH) be->zero(ctx, dx, (size_t)m->N * H * esz);
-    if (dx || gw_ih || gb_ih)
-        be->matmul_backward(ctx, dx, gw_ih, gb_ih, a->dG, m->a.xin[l], lnn_body_weight(&m->body, t4->w_ih), m->N,
-                            in_w, (int)(4 * H));
+    if (l == 0 && (dx || gw_ih || gb_ih)) { /* per distinct word: their tokens' dG rows summed */
+        be->zero(ctx, a->sdg, (size_t)m->U * 4 * H * esz);
+        be->gather_rows_backward(ctx, a->sdg, a->dG, a->word, m->N, (int)(4 * H));
+        be->matmul_backward(ctx, dx, gw_ih, gb_ih, a->sdg, a->eu, w_ih, m->U, m->cfg.E, (int)(4 * H));
+    } else if (dx || gw_ih || gb_ih) {
+        be->matmul_backward(ctx, dx, gw_ih, gb_ih, a->dG, a->xin[l], w_ih, m->N, m->D * (int)H, (int)(4 * H));
+    }
     if (gw_hh || gb_hh)
         be->matmul_backward(ctx, NULL, gw_hh, gb_hh, a->dG, s->Hp, w_hh, m->N, (int)H, (int)(4 * H));
 }
@@ -473,14 +504,15 @@ static lnn_status lstm_backward(lnn_body *b, int has_dout, const void *dpooled) 
         be->gather_rows_backward(ctx, a->dH[1], a->dpart[1], a->idx + B, B, H);
     }
     for (int l = c->n_layers - 1; l >= 0 && l + 1 >= lowest; l--) {
-        int in_w = l ? DH : c->E, need_dx = l + 1 > lowest;
-        /* dx: the gradient w.r.t. this layer's input (one direction above layer 0: dH[0], reused) */
-        void *dx = !need_dx ? NULL : D == 1 && l > 0 ? a->dH[0] : a->dX;
-        if (dx && dx != a->dH[0]) be->zero(ctx, dx, (size_t)N * in_w * esz);
-        for (int d = 0; d < D; d++) layer_backward(m, l, d, a->dH[d], dx, in_w);
+        int need_dx = l + 1 > lowest;
+        /* dx: the gradient w.r.t. this layer's input (the distinct words' embeddings for the first; one
+         * direction above it: dH[0], reused) */
+        void *dx = !need_dx ? NULL : l == 0 ? a->deu : D == 1 ? a->dH[0] : a->dX;
+        if (dx && dx != a->dH[0]) be->zero(ctx, dx, (l ? (size_t)N * DH : (size_t)m->U * c->E) * esz);
+        for (int d = 0; d < D; d++) layer_backward(m, l, d, a->dH[d], dx);
         if (!need_dx) break;
         if (l == 0) {
-            be->embedding_backward(ctx, lnn_body_grad(b, m->emb), NULL, NULL, dx, a->ids, NULL, NULL, N, c->E,
+            be->embedding_backward(ctx, lnn_body_grad(b, m->emb), NULL, NULL, dx, a->uids, NULL, NULL, m->U, c->E,
                                    c->pad_id);
             break;
         }

@@ -13,6 +13,12 @@
  * projects every step's input (x W_ih^T + b_ih, all N tokens at once), then per step a recurrent GEMM
  * (h_prev W_hh^T + b_hh, the running rows only) and the fused cell op; the backward runs the steps the
  * other way and ends with one GEMM each for dW_ih and dW_hh. A length-0 sequence has the zero state.
+ *
+ * The first layer's input is a function of the token id alone (no dropout on the embeddings), so its
+ * input projection runs over the batch's U distinct words, not its N tokens (a batch of 64 songs has
+ * ~5x fewer distinct words than tokens): forward P = emb[words] W_ih^T + b_ih (U,4H), then each token's
+ * row of P; backward, the tokens' dG rows summed per word (U,4H), then dW_ih, db_ih and the embedding
+ * rows' gradient from those U rows. The same sums in another order (float rounding aside).
  * No Python here. */
 #ifndef LNN_MODELS_LSTM_H
 #define LNN_MODELS_LSTM_H
@@ -46,10 +52,12 @@ typedef struct {
 } lnn_lstm_slot;
 
 typedef struct {
-    int32_t *ids;        /* I32 (N) token ids, packed */
+    int32_t *word;       /* I32 (N) each packed token's word: its index among the batch's distinct ids */
+    int32_t *uids;       /* I32 (U) the batch's distinct token ids */
     int32_t *idx;        /* I32 (D*B) the packed row of each sequence's final state per direction (-1: empty) */
-    void *x0;            /* (N,E) embeddings */
-    void **xin;          /* n_layers: the input of layer l (xin[0] = x0; l > 0: (N,D*H)) */
+    void *eu;            /* (U,E) the distinct words' embeddings */
+    void *pu;            /* (U,4H) their input projection (one direction at a time) */
+    void **xin;          /* n_layers: the input of layer l > 0 (N,D*H) (xin[0] unused) */
     lnn_lstm_slot *slot; /* n_layers*D in training; D in inference (reused by the layers) */
     void *gh;            /* (B,4H) the recurrent GEMM of one step */
     void *part[2];       /* (B,H) each direction's final states (bidirectional) */
@@ -58,7 +66,9 @@ typedef struct {
     void *dG;            /* (N,4H) */
     void *dC;            /* (N,H) */
     void *dH[2];         /* (N,H) per direction */
-    void *dX;            /* (N,max(E,D*H)) the gradient w.r.t. a layer's input */
+    void *dX;            /* (N,D*H) the gradient w.r.t. a layer's input (bidirectional) */
+    void *sdg;           /* (U,4H) the first layer's dG summed per word */
+    void *deu;           /* (U,E) the gradient w.r.t. the distinct words' embeddings */
     void *dpart[2];      /* (B,H) */
 } lnn_lstm_acts;
 
@@ -74,10 +84,11 @@ typedef struct lnn_lstm {
     size_t arena_bytes;
     lnn_lstm_acts a;
     /* the last forward (host) */
-    int B, N, Tmax, train;
+    int B, N, U, Tmax, train;
     int32_t *bs, *off;          /* (Tmax), (Tmax+1): the rows running at step t and where step t starts */
-    int32_t *host;              /* staging: lengths, order, ranks (B each), ids (N), idx (D*B) */
+    int32_t *host;              /* staging: lengths, order, ranks (B each), word (N), idx (D*B), uids (U) */
     size_t host_cap, steps_cap;
+    int32_t *umap;              /* (V) id -> its index among the distinct ids while staging, else -1 */
     uint64_t seed;
     uint32_t step;
 } lnn_lstm;
