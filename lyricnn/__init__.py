@@ -5,12 +5,13 @@ from ._C import CheckpointError, LyricnnError
 from .classifier import SequenceClassifier
 from .encoder import Encoder, EncoderOutput
 from .estimators import TextClassifier, TextRegressor
+from .lstm import LSTMClassifier, LSTMNet, LSTMRegressor, WordVocab
 from .tokenizer import BatchEncoding, Tokenizer
 
 __all__ = ["__version__", "build_info", "cuda_info", "set_num_threads", "get_num_threads",
            "LyricnnError", "CheckpointError", "Tokenizer", "BatchEncoding",
            "Encoder", "EncoderOutput", "SequenceClassifier", "TextClassifier",
-           "TextRegressor"]
+           "TextRegressor", "WordVocab", "LSTMNet", "LSTMClassifier", "LSTMRegressor"]
 
 
 def build_info():

@@ -398,7 +398,7 @@ class _TextEstimator:
         """Check the type and range of every hyper-parameter fit() uses, before any work (see
         lyricnn._validate for the rules); returns the training loop's normalised parameters."""
         p = check_loop_params(self)
-        self._max_length(spec=False)
+        self._check_model_params()
         check_int(self.eval_batch_size, "eval_batch_size", min=1, allow_none=True)
         check_choice(self.optimizer, "optimizer", ("adamw", "adam"))
         check_float(self.weight_decay, "weight_decay", min=0)
@@ -409,13 +409,47 @@ class _TextEstimator:
         for i, v in enumerate(b):
             check_float(v, "betas[%d]" % i, min=0, max=1, max_inclusive=False)
         check_float(self.max_grad_norm, "max_grad_norm (None: no clipping)", min=0, allow_none=True)
-        check_bool(self.freeze_encoder, "freeze_encoder")
-        check_float(self.dropout, "dropout", min=0, max=1, allow_none=True)
-        check_choice(self.feature_scaling, "feature_scaling", ("standard", None))
         vf = self.validation_fraction
         if not (vf is None or isinstance(vf, numbers.Real) and not isinstance(vf, bool) and vf == 0):  # 0: off
             check_float(vf, "validation_fraction", min=0, max=1, min_inclusive=False, max_inclusive=False)
         return p
+
+    # -------------------------------------------------------------- the model (what another model overrides)
+    def _check_model_params(self):
+        """Check the model's hyper-parameters (part of _check_params)."""
+        self._max_length(spec=False)
+        check_bool(self.freeze_encoder, "freeze_encoder")
+        check_float(self.dropout, "dropout", min=0, max=1, allow_none=True)
+        check_choice(self.feature_scaling, "feature_scaling", ("standard", None))
+
+    def _resolve_spec(self):
+        """The model to build (checked before any data work); its .description goes into the log."""
+        spec = resolve_model(self.model, self.tokenizer)
+        self._max_length(spec)
+        return spec
+
+    def _fit_tokenizer(self, spec, texts):
+        """The tokenizer for the training texts."""
+        return spec.load_tokenizer()
+
+    def _build_model(self, spec, seed):
+        """A new model for num_labels_ / problem_type_ / n_features_ (fit)."""
+        return build_classifier(spec, self.num_labels_, problem_type=self.problem_type_, head=self._resolved_head(),
+                                num_features=self.n_features_, freeze_encoder=bool(self.freeze_encoder), seed=seed,
+                                device=self.device, dropout=self.dropout, precision=self.precision)
+
+    def _load_model(self, directory, seed):
+        """(spec, tokenizer, model) of a directory written by save()."""
+        from .classifier import SequenceClassifier
+
+        spec = resolve_model(directory)
+        # head=None: the head saved in the directory (HF head, or the configurable head recorded in
+        # config.json), with its trained tensors and BatchNorm statistics
+        model = SequenceClassifier.from_pretrained(
+            directory, num_labels=self.num_labels_, problem_type=self.problem_type_, head=None,
+            num_features=self.n_features_ or None, seed=seed, device=self.device, dropout=self.dropout,
+            precision=self.precision)
+        return spec, spec.load_tokenizer(), model
 
     def _targets(self, y, what="y"):
         """y as a numpy array, after checking the original Python values (before numpy coerces them) for
@@ -434,8 +468,7 @@ class _TextEstimator:
         step (info: step, epoch, loss, lr); returning False stops training like Ctrl-C.
         """
         p = self._check_params()
-        spec = resolve_model(self.model, self.tokenizer)
-        self._max_length(spec)
+        spec = self._resolve_spec()
         texts, F = self._texts_and_features(X, features)
         if isinstance(y, (collections.abc.Mapping, collections.abc.Set)):
             raise TypeError("y must be a sequence of targets, one per text (list, numpy array or pandas Series), "
@@ -451,7 +484,7 @@ class _TextEstimator:
         t_enc = self._encode_targets(yv, fitting=True)
         F = self._scale_features(F, fitting=True)
         self.model_spec_ = spec
-        self.tokenizer_ = spec.load_tokenizer()
+        self.tokenizer_ = self._fit_tokenizer(spec, texts)
         ids = self._tokenize(texts)
 
         val = None
@@ -472,10 +505,7 @@ class _TextEstimator:
             ids, t_enc, F = [ids[i] for i in tr], t_enc[tr], None if F is None else F[tr]
         train = Dataset(ids, t_enc, F)
 
-        self.model_ = build_classifier(spec, self.num_labels_, problem_type=self.problem_type_,
-                                       head=self._resolved_head(), num_features=self.n_features_,
-                                       freeze_encoder=bool(self.freeze_encoder), seed=p["seed"],
-                                       device=self.device, dropout=self.dropout, precision=self.precision)
+        self.model_ = self._build_model(spec, p["seed"])
         self.model_.configure_optimizer(name=self.optimizer, lr=float(self.lr), betas=tuple(self.betas),
                                         eps=float(self.eps), weight_decay=float(self.weight_decay),
                                         max_grad_norm=self.max_grad_norm)
@@ -588,18 +618,7 @@ class _TextEstimator:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError("%s: the 'fitted' state is incomplete or malformed (%s: %s); save the estimator "
                                   "again with save()" % (path, type(e).__name__, e)) from None
-        seed = check_seed(est.seed)
-        spec = resolve_model(directory)
-        est.model_spec_ = spec
-        est.tokenizer_ = spec.load_tokenizer()
-        from .classifier import SequenceClassifier
-
-        # head=None: the head saved in the directory (HF head, or the configurable head recorded in
-        # config.json), with its trained tensors and BatchNorm statistics
-        est.model_ = SequenceClassifier.from_pretrained(
-            directory, num_labels=est.num_labels_, problem_type=est.problem_type_, head=None,
-            num_features=est.n_features_ or None, seed=seed, device=est.device, dropout=est.dropout,
-            precision=est.precision)
+        est.model_spec_, est.tokenizer_, est.model_ = est._load_model(directory, check_seed(est.seed))
         hist = os.path.join(directory, "history.csv")
         if os.path.isfile(hist):
             try:
