@@ -404,6 +404,19 @@ class _LSTMModel:
     history, early stopping, checkpoints, metrics, save/load and the scikit-learn protocol are theirs."""
 
     feature_columns = None  # no numeric features
+    _OWN = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "fc_dropout", "min_freq", "max_size",
+            "lowercase")
+
+    @staticmethod
+    def _init(est, base, args):
+        """The constructor: base's arguments to base.__init__, the LSTM's as attributes (get_params reads the
+        constructor's signature), and the transformer-only attributes of the base class removed."""
+        args = {k: v for k, v in args.items() if k not in ("self", "__class__")}
+        base.__init__(est, **{k: v for k, v in args.items() if k not in _LSTMModel._OWN})
+        for k in ("model", "tokenizer", "head", "pooling", "freeze_encoder", "feature_scaling", "feature_columns"):
+            est.__dict__.pop(k, None)
+        for k in _LSTMModel._OWN:
+            setattr(est, k, args[k])
 
     def _check_model_params(self):
         self._max_length()
@@ -487,18 +500,7 @@ class LSTMClassifier(_LSTMModel, TextClassifier):
                  bucket_by_length=False, text_column=None, validation_fraction=None, eval_steps=None, monitor="loss",
                  early_stopping=False, patience=3, restore_best_weights=True, checkpoint_dir=None,
                  checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1):
-        TextClassifier.__init__(
-            self, max_length=max_length, dropout=dropout, batch_size=batch_size, eval_batch_size=eval_batch_size,
-            epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay, betas=betas, eps=eps,
-            max_grad_norm=max_grad_norm, schedule=schedule, warmup_steps=warmup_steps, warmup_ratio=warmup_ratio,
-            plateau_factor=plateau_factor, plateau_patience=plateau_patience, class_weight=class_weight,
-            classes=classes, loss=loss, bucket_by_length=bucket_by_length, text_column=text_column,
-            validation_fraction=validation_fraction, eval_steps=eval_steps, monitor=monitor,
-            early_stopping=early_stopping, patience=patience, restore_best_weights=restore_best_weights,
-            checkpoint_dir=checkpoint_dir, checkpoint_steps=checkpoint_steps, seed=seed, device=device,
-            precision=precision, verbose=verbose)
-        _set_lstm_params(self, embedding_dim, hidden_size, num_layers, bidirectional, fc_dropout, min_freq, max_size,
-                         lowercase)
+        _LSTMModel._init(self, TextClassifier, locals())
 
 
 class LSTMRegressor(_LSTMModel, TextRegressor):
@@ -514,25 +516,4 @@ class LSTMRegressor(_LSTMModel, TextRegressor):
                  validation_fraction=None, eval_steps=None, monitor="loss", early_stopping=False, patience=3,
                  restore_best_weights=True, checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu",
                  precision=None, verbose=1):
-        TextRegressor.__init__(
-            self, max_length=max_length, dropout=dropout, batch_size=batch_size, eval_batch_size=eval_batch_size,
-            epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay, betas=betas, eps=eps,
-            max_grad_norm=max_grad_norm, schedule=schedule, warmup_steps=warmup_steps, warmup_ratio=warmup_ratio,
-            plateau_factor=plateau_factor, plateau_patience=plateau_patience, bucket_by_length=bucket_by_length,
-            text_column=text_column, validation_fraction=validation_fraction, eval_steps=eval_steps,
-            monitor=monitor, early_stopping=early_stopping, patience=patience,
-            restore_best_weights=restore_best_weights, checkpoint_dir=checkpoint_dir,
-            checkpoint_steps=checkpoint_steps, seed=seed, device=device, precision=precision, verbose=verbose)
-        _set_lstm_params(self, embedding_dim, hidden_size, num_layers, bidirectional, fc_dropout, min_freq, max_size,
-                         lowercase)
-
-
-def _set_lstm_params(est, embedding_dim, hidden_size, num_layers, bidirectional, fc_dropout, min_freq, max_size,
-                     lowercase):
-    """The LSTM's constructor arguments as attributes; the transformer-only ones of the base class removed, so
-    get_params (the constructor's signature) and the attributes agree."""
-    for k in ("model", "tokenizer", "head", "pooling", "freeze_encoder", "feature_scaling", "feature_columns"):
-        est.__dict__.pop(k, None)
-    est.embedding_dim, est.hidden_size, est.num_layers = embedding_dim, hidden_size, num_layers
-    est.bidirectional, est.fc_dropout = bidirectional, fc_dropout
-    est.min_freq, est.max_size, est.lowercase = min_freq, max_size, lowercase
+        _LSTMModel._init(self, TextRegressor, locals())

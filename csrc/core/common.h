@@ -63,6 +63,15 @@ const char *lnn_get_error(void);
         }                                                                                  \
     } while (0)
 
+/* A check of a user-facing value: when cond fails, set the message and return LNN_ERR_VALUE. */
+#define LNN_REQUIRE(cond, ...)          \
+    do {                                \
+        if (!(cond)) {                  \
+            lnn_set_error(__VA_ARGS__); \
+            return LNN_ERR_VALUE;       \
+        }                               \
+    } while (0)
+
 /* 64-byte aligned allocation helpers; lnn_free(NULL) is a no-op. */
 void *lnn_malloc(size_t nbytes);
 void *lnn_calloc(size_t nbytes);

@@ -22,13 +22,7 @@ static int add2(lnn_param_table *tab, const char *name, int64_t d0, int64_t d1, 
 }
 
 static lnn_status check_config(const lnn_config *c) {
-#define REQ(cond, ...)                 \
-    do {                               \
-        if (!(cond)) {                 \
-            lnn_set_error(__VA_ARGS__); \
-            return LNN_ERR_VALUE;      \
-        }                              \
-    } while (0)
+#define REQ LNN_REQUIRE
     REQ(c->model_type == LNN_DISTILBERT || c->model_type == LNN_BERT, "model_type must be distilbert or bert");
     REQ(c->vocab_size >= 1, "vocab_size must be >= 1, got %d", c->vocab_size);
     REQ(c->max_pos >= 1 && c->max_pos <= (1 << 20), "max_position_embeddings must be in 1..2^20, got %d", c->max_pos);

@@ -21,13 +21,7 @@ lnn_lstm *lnn_body_lstm(lnn_body *b) { return b && b->ops == &lstm_ops ? (lnn_ls
 /* ------------------------------------------------------------------ creation */
 
 static lnn_status check_config(const lnn_lstm_config *c) {
-#define REQ(cond, ...)                  \
-    do {                                \
-        if (!(cond)) {                  \
-            lnn_set_error(__VA_ARGS__); \
-            return LNN_ERR_VALUE;       \
-        }                               \
-    } while (0)
+#define REQ LNN_REQUIRE
     REQ(c->vocab_size >= 1, "vocab_size must be >= 1 (the vocabulary holds at least <pad>), got %d", c->vocab_size);
     REQ(c->E >= 1 && c->E <= (1 << 16), "embedding_dim must be in 1..65536, got %d", c->E);
     REQ(c->H >= 1 && c->H <= (1 << 16), "hidden_size must be in 1..65536, got %d", c->H);
