@@ -447,3 +447,33 @@ def test_cli_train_evaluate_predict_with_the_lstm(tmp_path):
     assert cli.main(["predict", str(out), str(tmp_path / "train.csv"), "--output", str(tmp_path / "p.csv"),
                      "--device", "cpu"]) == 0
     assert len(pd.read_csv(tmp_path / "p.csv")) == len(X)
+
+
+# ---------------------------------------------------------------- the GPU (tools/gpu_check.sh runs this)
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_matches_the_cpu(precision):
+    """Three Adam steps with dropout, bidirectional, ragged lengths with an empty row: fp32 on the GPU equals
+    the CPU engine to float rounding (the same Philox masks); bf16 stays close."""
+    from lyricnn._device import cuda_available
+
+    if not cuda_available():
+        pytest.skip("needs the CUDA backend and a GPU")
+    if precision == "bf16" and not lyricnn.cuda_info()["devices"][0]["bf16"]:
+        pytest.skip("bf16 needs compute capability 8.0+")
+    rng = np.random.default_rng(12)
+    ids, lengths = batch(24, 30, rng)
+    lengths[5], ids[5] = 0, 0
+    labels = rng.integers(0, K, 24)
+    out = {}
+    for dev in ("cpu", "cuda"):
+        net = make_net(2, True, dropout=0.2, fc_dropout=0.1, device=dev,
+                       precision=None if dev == "cpu" else precision)
+        net.configure_optimizer("adam", lr=1e-2, max_grad_norm=1.0)
+        losses = [net.train_step(ids, lengths, labels) for _ in range(3)]
+        out[dev] = (losses, net.state_dict(), net(ids, lengths).logits)
+    tol = 1e-4 if precision == "fp32" else 5e-2
+    np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=tol)
+    for k, v in out["cpu"][1].items():
+        close(out["cuda"][1][k], v, tol, "weights after 3 steps: " + k)
+    close(out["cuda"][2], out["cpu"][2], tol * 10, "logits")

@@ -53,6 +53,7 @@ log "built in $(( $(date +%s) - start )) s"
 
 log "GPU tests and the per-op bench on every backend"
 timeout 300 "$PY" -m pytest -q -ra tests/test_cuda.py tests/test_backend_ops.py tests/test_device_paths.py \
+  "tests/test_lstm.py::test_cuda_matches_the_cpu" \
   --junitxml="$OUT/tests.xml" > "$OUT/tests.log" 2>&1 || status=1
 tail -n 25 "$OUT/tests.log" | tee -a "$OUT/summary.txt"
 
