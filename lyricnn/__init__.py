@@ -6,11 +6,12 @@ from .classifier import SequenceClassifier
 from .encoder import Encoder, EncoderOutput
 from .estimators import TextClassifier, TextRegressor
 from .tokenizer import BatchEncoding, Tokenizer
+from .tuning import TuneResult, tune
 
 __all__ = ["__version__", "build_info", "cuda_info", "set_num_threads", "get_num_threads",
            "LyricnnError", "CheckpointError", "Tokenizer", "BatchEncoding",
            "Encoder", "EncoderOutput", "SequenceClassifier", "TextClassifier",
-           "TextRegressor"]
+           "TextRegressor", "tune", "TuneResult"]
 
 
 def build_info():
