@@ -33,6 +33,7 @@ NOTEBOOKS = {
     "03_valence_regression.ipynb": (["musicoset"], ["mse", "rmse", "mae", "pearson_r"], 2),
     "04_disaster_tweets.ipynb": (
         ["disaster_tweets"], ["precision_macro", "recall_macro", "f1_macro", "accuracy"], 2),
+    "06_valence_sweep.ipynb": (["musicoset"], ["mse", "rmse", "mae", "pearson_r"], 2),
 }
 
 
@@ -81,7 +82,7 @@ def _outputs(nb):
 
 
 def test_committed_notebooks_are_valid_without_outputs():
-    """The committed notebooks are the expected four, valid nbformat, and carry no outputs."""
+    """The committed notebooks are the expected ones, valid nbformat, and carry no outputs."""
     assert sorted(p.name for p in NB_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
     for name in NOTEBOOKS:
         nb = nbformat.read(str(NB_DIR / name), as_version=4)
@@ -166,6 +167,9 @@ def test_notebook_runs_small(name, kernel_env, monkeypatch):
     if name == "04_disaster_tweets.ipynb":
         assert "fold 3:" in text and "frozen encoder:" in text
         assert "HF bert head" in text
+    if name == "06_valence_sweep.ipynb":  # 12 trials, one line each, then the refit
+        assert sum(ln.startswith("trial ") for ln in text.splitlines()) == 12
+        assert "best trial" in text and "refit:" in text
 
 
 def test_notebook_without_data_says_so(kernel_env, monkeypatch, tmp_path):
