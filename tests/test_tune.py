@@ -22,15 +22,10 @@ from lyricnn.data import kfold
 from lyricnn.estimators import TextClassifier, TextRegressor
 
 from conftest import ROOT
+from test_estimators import TINY, WORDS, love_hate  # the tiny model and the love/hate texts
 
 optuna = pytest.importorskip("optuna", reason="optuna is a test dependency of lyricnn.tune (requirements/test.txt)")
 S = optuna.trial.TrialState
-
-# a tiny DistilBERT: the 30522-token bundled vocab, 32 dims, one layer (as tests/test_estimators.py)
-TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 1, "n_heads": 2,
-        "hidden_dim": 64, "max_position_embeddings": 64, "dropout": 0.1, "attention_dropout": 0.1,
-        "seq_classif_dropout": 0.1, "initializer_range": 0.02}
-WORDS = "the a song night day heart road river light rain my your old new sky".split()
 
 
 @pytest.fixture(autouse=True)
@@ -39,19 +34,6 @@ def engine():
     lyricnn.set_num_threads(1)  # tiny models: one engine thread is fastest on a shared 2-core machine
     yield
     lyricnn.set_num_threads(n)
-
-
-def love_hate(n, seed):
-    """Texts with 'love' (label 'pos') or 'hate' (label 'neg') among random filler words."""
-    r = np.random.default_rng(seed)
-    X, y = [], []
-    for _ in range(n):
-        lab = int(r.integers(2))
-        w = list(r.choice(WORDS, int(r.integers(3, 9)))) + ["love" if lab else "hate"]
-        r.shuffle(w)
-        X.append(" ".join(w))
-        y.append("pos" if lab else "neg")
-    return X, y
 
 
 def counts_task(n=64, seed=0):
@@ -123,6 +105,15 @@ def test_same_seed_same_suggestions():
 
 
 # ------------------------------------------------------------------------------------ pruning
+
+@pytest.mark.parametrize("name, cls", [("median", "MedianPruner"), ("hyperband", "HyperbandPruner"),
+                                       ("successive_halving", "SuccessiveHalvingPruner"), (None, "NopPruner")])
+def test_pruner_choices(name, cls):
+    X, y = counts_task()
+    res = lyricnn.tune(one_step_regressor(), X, y, {"lr": ("log", 1e-4, 1.0)}, n_trials=3, metric="mse",
+                       cv=HOLDOUT, pruner=name, verbose=0)
+    assert type(res.study.pruner).__name__ == cls and len(res.study.trials) == 3
+
 
 class Tracked(TextClassifier):
     """Records a weak reference to each trial's estimator and model; lr >= 0.05 'diverges' at step 3 (the
