@@ -7,11 +7,12 @@ from .encoder import Encoder, EncoderOutput
 from .estimators import TextClassifier, TextRegressor
 from .lstm import LSTMClassifier, LSTMNet, LSTMRegressor, WordVocab
 from .tokenizer import BatchEncoding, Tokenizer
+from .tuning import TuneResult, tune
 
 __all__ = ["__version__", "build_info", "cuda_info", "set_num_threads", "get_num_threads",
            "LyricnnError", "CheckpointError", "Tokenizer", "BatchEncoding",
            "Encoder", "EncoderOutput", "SequenceClassifier", "TextClassifier",
-           "TextRegressor", "WordVocab", "LSTMNet", "LSTMClassifier", "LSTMRegressor"]
+           "TextRegressor", "WordVocab", "LSTMNet", "LSTMClassifier", "LSTMRegressor", "tune", "TuneResult"]
 
 
 def build_info():

@@ -1,7 +1,8 @@
-"""Command line: python -m lyricnn train|evaluate|predict|demo.
+"""Command line: python -m lyricnn train|tune|evaluate|predict|demo.
 
     python -m lyricnn train data.csv --text-col lyrics --label-col artist --output-dir out/ --epochs 3
     python -m lyricnn train data.csv --model lstm --hidden-size 256 --output-dir lstm/     # the LSTM baseline
+    python -m lyricnn tune data.csv --text-col lyrics --label-col artist --lr-range 1e-5,1e-3 --n-trials 12
     python -m lyricnn evaluate out/ test.csv
     python -m lyricnn predict out/ new.csv --output predictions.csv --proba
     python -m lyricnn demo
@@ -95,7 +96,9 @@ _TRAIN_DEFAULTS = {"epochs": (3, 10), "batch_size": (16, 64), "lr": (5e-5, 1e-3)
                    "weight_decay": (0.01, 0.0), "schedule": ("linear", "constant")}
 
 
-def cmd_train(a):
+def _estimator(a, feats):
+    """The estimator that train's options describe (tune: its fixed settings): TextClassifier / TextRegressor,
+    or LSTMClassifier / LSTMRegressor for --model lstm."""
     from .estimators import TextClassifier, TextRegressor
     from .lstm import LSTMClassifier, LSTMRegressor
 
@@ -103,11 +106,9 @@ def cmd_train(a):
     for k, (tr, ls) in _TRAIN_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, ls if lstm else tr)
-    feats = _cols(a.feature_cols)
     if lstm and (feats or a.pooling or a.head_hidden or a.freeze_encoder):
         raise SystemExit("error: --feature-cols, --pooling, --head-hidden and --freeze-encoder are for transformer "
                          "models, not --model lstm")
-    df = _clean(_read_csv(a.csv), a.text_col, a.label_col, feats, a.csv)
     common = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, max_length=a.max_length,
                   weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio, schedule=a.schedule,
                   bucket_by_length=a.bucket_by_length, text_column=a.text_col, seed=a.seed, monitor=a.monitor,
@@ -127,11 +128,30 @@ def cmd_train(a):
                               "dropout": 0.1}
         clf, reg = TextClassifier, TextRegressor
     if a.task == "classify":
-        est = clf(class_weight=a.class_weight, **common)
-    else:
-        if a.class_weight:
-            raise SystemExit("error: --class-weight is for --task classify")
-        est = reg(**common)
+        return clf(class_weight=a.class_weight, **common)
+    if a.class_weight:
+        raise SystemExit("error: --class-weight is for --task classify")
+    return reg(**common)
+
+
+def _save(est, a, feats):
+    os.makedirs(a.output_dir, exist_ok=True)
+    est.save(a.output_dir)
+    with open(os.path.join(a.output_dir, _CLI_FILE), "w", encoding="utf-8") as f:
+        json.dump({"text_col": a.text_col, "label_col": a.label_col, "feature_cols": feats, "task": a.task}, f)
+    try:
+        est.plot_history(os.path.join(a.output_dir, "history.png"))
+        plot = ", history.png"
+    except ImportError:
+        plot = ""
+    print("saved the model to %s (config.json, model.safetensors, tokenizer, lyricnn_estimator.json, "
+          "history.csv%s)" % (a.output_dir, plot))
+
+
+def cmd_train(a):
+    feats = _cols(a.feature_cols)
+    df = _clean(_read_csv(a.csv), a.text_col, a.label_col, feats, a.csv)
+    est = _estimator(a, feats)
     y_all = df[a.label_col]
     eval_set = None
     if a.val_csv:
@@ -140,22 +160,12 @@ def cmd_train(a):
     elif a.val_fraction:
         est.set_params(validation_fraction=a.val_fraction)
     est.fit(df, y_all, eval_set=eval_set, resume=a.resume)
-    os.makedirs(a.output_dir, exist_ok=True)
-    est.save(a.output_dir)
-    with open(os.path.join(a.output_dir, _CLI_FILE), "w", encoding="utf-8") as f:
-        json.dump({"text_col": a.text_col, "label_col": a.label_col, "feature_cols": feats, "task": a.task}, f)
     h = est.history_
     val_cols = [c for c in h.columns if c.startswith("val_")]
     if val_cols and h[val_cols[0]].notna().any():
         last = h[h[val_cols[0]].notna()].iloc[-1]
         print("last validation: " + ", ".join("%s %.4f" % (c[4:], last[c]) for c in val_cols))
-    try:
-        est.plot_history(os.path.join(a.output_dir, "history.png"))
-        plot = ", history.png"
-    except ImportError:
-        plot = ""
-    print("saved the model to %s (config.json, model.safetensors, tokenizer, lyricnn_estimator.json, "
-          "history.csv%s)" % (a.output_dir, plot))
+    _save(est, a, feats)
     return 0
 
 
@@ -163,6 +173,81 @@ def _set_columns(est, text_col, feats):
     est.set_params(text_column=text_col)
     if "feature_columns" in est.get_params():  # the LSTM estimators take no features
         est.set_params(feature_columns=feats)
+def _pair(s, flag):
+    try:
+        lo, hi = (float(v) for v in s.split(","))
+    except ValueError:
+        raise SystemExit("error: %s takes LOW,HIGH (two numbers separated by a comma), got %r" % (flag, s))
+    return lo, hi
+
+
+def _tune_space(a):
+    """The search space: --space (a JSON file) with the --*-range / --*-choices options on top."""
+    space = {}
+    if a.space:
+        try:
+            with open(a.space, encoding="utf-8") as f:
+                space = json.load(f)
+        except OSError as e:
+            raise SystemExit("error: cannot read --space %s: %s" % (a.space, e))
+        except ValueError as e:
+            raise SystemExit("error: --space %s is not valid JSON: %s" % (a.space, e))
+        if not isinstance(space, dict):
+            raise SystemExit("error: --space %s must hold a JSON object {parameter: distribution}" % a.space)
+    if a.lr_range:
+        space["lr"] = ("log",) + _pair(a.lr_range, "--lr-range")
+    if a.weight_decay_range:
+        space["weight_decay"] = ("uniform",) + _pair(a.weight_decay_range, "--weight-decay-range")
+    if a.warmup_ratio_range:
+        space["warmup_ratio"] = ("uniform",) + _pair(a.warmup_ratio_range, "--warmup-ratio-range")
+    if a.schedules:
+        space["schedule"] = _cols(a.schedules)
+    if a.batch_sizes:
+        space["batch_size"] = [int(v) for v in _cols(a.batch_sizes)]
+    head = {}
+    if a.head_hidden_choices:
+        head["hidden"] = [[int(w) for w in c.split(",") if w.strip()] for c in a.head_hidden_choices.split(";")]
+    if a.head_dropout_range:
+        head["dropout"] = ("uniform",) + _pair(a.head_dropout_range, "--head-dropout-range")
+    if head:
+        space["head"] = dict(space.get("head") or {}, **head)
+    if not space:
+        raise SystemExit("error: nothing to search: give --space space.json or ranges such as --lr-range 1e-5,1e-3")
+    return space
+
+
+def cmd_tune(a):
+    from .tuning import tune
+
+    feats = _cols(a.feature_cols)
+    df = _clean(_read_csv(a.csv), a.text_col, a.label_col, feats, a.csv)
+    est = _estimator(a, feats)
+    if a.eval_steps:
+        est.set_params(eval_steps=a.eval_steps)
+    space = _tune_space(a)
+    try:
+        res = tune(est, df, df[a.label_col], space, n_trials=a.n_trials, metric=a.metric, direction=a.direction,
+                   cv=a.cv, validation_fraction=a.val_fraction, storage=a.storage, study_name=a.study_name,
+                   seed=a.seed, pruner=None if a.pruner == "none" else a.pruner, timeout=a.timeout,
+                   refit=bool(a.output_dir), plots_dir=a.plots_dir, verbose=0 if a.quiet else 1)
+    except ImportError as e:
+        raise SystemExit("error: %s" % e)
+    trials_csv = a.trials_csv or (os.path.join(a.output_dir, "trials.csv") if a.output_dir else None)
+    if trials_csv and hasattr(res.trials_, "to_csv"):
+        os.makedirs(os.path.dirname(os.path.abspath(trials_csv)), exist_ok=True)
+        res.trials_.to_csv(trials_csv, index=False)
+        print("wrote the trials to %s" % trials_csv)
+    if res.best_params_ is not None:
+        print("best %s %.4f (trial %d): %s" % (res.metric, res.best_score_, res.best_trial_.number,
+                                               json.dumps(res.best_params_, default=str)))
+    if res.plots_:
+        print("plots: %s" % ", ".join(sorted(res.plots_.values())))
+    if res.best_estimator_ is not None:
+        _save(res.best_estimator_, a, feats)
+        with open(os.path.join(a.output_dir, "best_params.json"), "w", encoding="utf-8") as f:
+            json.dump({"metric": res.metric, "score": res.best_score_, "trial": res.best_trial_.number,
+                       "params": res.best_params_}, f, indent=1, default=str)
+    return 130 if res.interrupted_ else 0
 
 
 def cmd_evaluate(a):
@@ -290,6 +375,50 @@ def build_parser():
     g.add_argument("--max-vocab", type=int, default=None, help="keep at most this many words (default: all)")
     _threads_arg(t)
 
+    u = sub.add_parser("tune", help="search hyper-parameters with Optuna (pip install optuna) on a CSV file",
+                       description="Search hyper-parameters (Optuna: seeded TPE, pruning) on a CSV file. Each trial "
+                                   "trains on a split and is scored on the rest. Many processes or machines can "
+                                   "work on one study: run the same command with the same --storage and "
+                                   "--study-name. Train's options set the fixed settings.")
+    u.add_argument("csv", help="training data: a CSV file with a header row")
+    for act in t._actions:  # train's model and training options are tune's fixed settings
+        if act.dest not in ("help", "csv", "output_dir", "val_csv", "val_fraction", "resume"):
+            u._add_action(act)
+    u.add_argument("--space", default=None,
+                   help='JSON file {parameter: distribution}: ["log", lo, hi], ["uniform", lo, hi], ["int", lo, hi], '
+                        'a list of choices, or {"head": {...}} for head keys')
+    u.add_argument("--lr-range", default=None, help="search lr log-uniformly in LOW,HIGH, e.g. 1e-5,1e-3")
+    u.add_argument("--weight-decay-range", default=None, help="search weight_decay uniformly in LOW,HIGH")
+    u.add_argument("--warmup-ratio-range", default=None, help="search warmup_ratio uniformly in LOW,HIGH")
+    u.add_argument("--schedules", default=None, help="schedules to choose from, e.g. linear,cosine,constant")
+    u.add_argument("--batch-sizes", default=None, help="batch sizes to choose from, e.g. 8,16,32")
+    u.add_argument("--head-hidden-choices", default=None,
+                   help="head hidden sizes to choose from, ';' between choices, e.g. '128;256,128'")
+    u.add_argument("--head-dropout-range", default=None, help="search the head dropout uniformly in LOW,HIGH")
+    u.add_argument("--n-trials", type=int, default=20,
+                   help="finished trials the study should hold, over all workers (default: 20)")
+    u.add_argument("--metric", default="loss", help="validation metric to optimise (default: loss)")
+    u.add_argument("--direction", default=None, choices=("minimize", "maximize"),
+                   help="default: minimize loss/mse/rmse/mae, maximize the others")
+    u.add_argument("--cv", type=int, default=None, help="k-fold cross-validation (stratified for classify)")
+    u.add_argument("--val-fraction", type=float, default=0.2,
+                   help="holdout fraction scored by each trial without --cv (default: 0.2)")
+    u.add_argument("--eval-steps", type=int, default=None,
+                   help="also evaluate (and let the pruner decide) every this many steps (default: each epoch)")
+    u.add_argument("--pruner", default="median", choices=("median", "hyperband", "successive_halving", "none"),
+                   help="stop unpromising trials early (default: median)")
+    u.add_argument("--storage", default=None,
+                   help="sqlite:///study.db (resumable), postgresql+psycopg://user@host/db or a journal file path "
+                        "(for many workers); default: in memory")
+    u.add_argument("--study-name", default=None, help="study in the storage (default: lyricnn-study)")
+    u.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    u.add_argument("--plots-dir", default=None,
+                   help="save optimisation history, importances, parallel coordinates and slices as PNGs here")
+    u.add_argument("--trials-csv", default=None, help="write the trials table to this CSV file")
+    u.add_argument("--output-dir", default=None,
+                   help="refit the best configuration on all the data and save it here (also trials.csv, "
+                        "best_params.json)")
+
     e = sub.add_parser("evaluate", help="print metrics of a saved model on a labelled CSV",
                        description="Evaluate a model saved by `train` on a labelled CSV: accuracy, macro "
                                    "precision/recall/F1, per class and the confusion matrix (or MSE, RMSE, MAE, "
@@ -325,7 +454,8 @@ def main(argv=None):
         from . import demo
         return demo.main(output_dir=args.output_dir)
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}[args.cmd](args)
+        return {"train": cmd_train, "tune": cmd_tune, "evaluate": cmd_evaluate,
+                "predict": cmd_predict}[args.cmd](args)
     except (ValueError, TypeError, OSError) as e:
         if os.environ.get("LYRICNN_DEBUG"):
             raise

@@ -155,6 +155,19 @@ def stratified_kfold(y, n_splits=5, seed=0):
     return [(np.flatnonzero(fold != i), np.flatnonzero(fold == i)) for i in range(n_splits)]
 
 
+def kfold(n, n_splits=5, seed=0):
+    """List of n_splits (train_idx, val_idx) pairs, each sorted: seeded shuffled k-fold over n rows (numpy
+    only), for targets that cannot be stratified (regression). The folds have scikit-learn's KFold sizes (the
+    first n % n_splits folds one row more); which rows go where is a seeded draw (numpy's default_rng(seed))."""
+    if isinstance(n_splits, (bool, np.bool_)) or not isinstance(n_splits, numbers.Integral) or n_splits < 2:
+        raise ValueError("n_splits must be an integer >= 2, got %r" % (n_splits,))
+    if int(n_splits) > n:
+        raise ValueError("n_splits=%d is greater than the number of samples (%d)" % (n_splits, n))
+    perm = np.random.default_rng(seed).permutation(n)
+    parts = np.array_split(perm, int(n_splits))
+    return [(np.sort(np.concatenate(parts[:i] + parts[i + 1:])), np.sort(p)) for i, p in enumerate(parts)]
+
+
 def batch_order(lengths, batch_size, shuffle=True, seed=0, bucket=False):
     """Row indices grouped into batches.
 

@@ -465,7 +465,10 @@ class _TextEstimator:
         (X_val, y_val, features_val), evaluated every epoch (and every `eval_steps`); used by early
         stopping, the best checkpoint and the 'plateau' schedule. resume=True continues from
         checkpoint_dir/last.safetensors. callbacks: callables cb(estimator, info) called after every
-        step (info: step, epoch, loss, lr); returning False stops training like Ctrl-C.
+        step (info: step, epoch, loss, lr); returning False stops training like Ctrl-C. Objects with a method
+        on_evaluate(estimator, info) are called after every evaluation (info: step, epoch, metrics, the
+        validation metrics of VALIDATION_METRICS); returning False stops training there, between steps
+        (stopped_by_callback_ is then True).
         """
         p = self._check_params()
         spec = self._resolve_spec()
@@ -532,6 +535,7 @@ class _TextEstimator:
         self.n_steps_ = loop.step
         self.interrupted_ = loop.interrupted
         self.stopped_early_ = loop.stopped_early
+        self.stopped_by_callback_ = loop.stopped_by_callback
         self.best_score_ = loop.best_score
         self.best_step_ = loop.best_step
         self.history_ = _history_frame(loop.records)
@@ -817,6 +821,8 @@ class TextClassifier(_TextEstimator):
 
     _task = "classify"
     _estimator_type = "classifier"
+    #: the validation metrics fit() computes (history_ columns val_<name>; monitor and lyricnn.tune take them)
+    VALIDATION_METRICS = ("loss", "accuracy", "f1_macro", "precision_macro", "recall_macro")
 
     def __init__(self, model="tiny-distilbert", tokenizer=None, head=None, pooling=None, max_length=128,
                  freeze_encoder=False, dropout=None, batch_size=16, eval_batch_size=None, epochs=3, lr=5e-5,
@@ -995,6 +1001,8 @@ class TextRegressor(_TextEstimator):
 
     _task = "regress"
     _estimator_type = "regressor"
+    #: the validation metrics fit() computes (history_ columns val_<name>; monitor and lyricnn.tune take them)
+    VALIDATION_METRICS = ("loss", "mse", "rmse", "mae", "pearson_r")
 
     def _encode_targets(self, y, fitting=False):
         try:

@@ -226,6 +226,11 @@ class TrainLoop:
     est: the estimator (its hyper-parameters are read from it); model: a SequenceClassifier with a
     configured optimizer; train / val: Dataset; hooks: an object with
       train_labels(idx) -> labels for train_step,  evaluate(Dataset) -> dict of metrics (with "loss").
+
+    run(callbacks=...): a callable cb(est, info) is called after every step (info: step, epoch, loss, lr);
+    returning False stops training like Ctrl-C. An object with a method on_evaluate(est, info) is called
+    after every evaluation (info: step, epoch, metrics); returning False stops training there, between
+    steps, as early stopping does (stopped_by_callback; lyricnn.tune's pruning uses it).
     """
 
     def __init__(self, est, model, train, val, hooks, pad_id, pad_to=None, class_weight=None, pos_weight=None,
@@ -253,8 +258,10 @@ class TrainLoop:
         self.bad_evals = 0
         self.best_state = None
         self.stopped_early = False
+        self.stopped_by_callback = False
         self.interrupted = False
         self.last_eval_step = None
+        self.eval_callbacks = []
         self.data_fingerprint = train.fingerprint()
 
     # ------------------------------------------------------------------ schedule
@@ -379,6 +386,11 @@ class TrainLoop:
         return meta
 
     # ------------------------------------------------------------------ evaluation / early stopping
+    @property
+    def stopping(self):
+        """Early stopping or an on_evaluate callback ended training (between steps)."""
+        return self.stopped_early or self.stopped_by_callback
+
     def _improved(self, score):
         if self.best_score is None:
             return True
@@ -414,6 +426,10 @@ class TrainLoop:
             shown = " ".join("%s %.4f" % (k, v) for k, v in metrics.items() if np.isscalar(v))
             bar.write("step %d (epoch %d): val %s%s" % (self.step, row["epoch"], shown,
                                                          " *" if self.best_step == self.step else ""))
+        info = {"step": self.step, "epoch": row["epoch"], "metrics": metrics}
+        for cb in self.eval_callbacks:
+            if cb.on_evaluate(self.est, info) is False:
+                self.stopped_by_callback = True
         return metrics
 
     # ------------------------------------------------------------------ the loop
@@ -423,6 +439,12 @@ class TrainLoop:
         if resume:
             self.load_checkpoint()
         callbacks = [c for c in (callbacks or ()) if c is not None]
+        for i, c in enumerate(callbacks):
+            if not callable(c) and not callable(getattr(c, "on_evaluate", None)):
+                raise TypeError("callbacks[%d] is a %s: pass callables cb(estimator, info), called after every step, "
+                                "or objects with a method on_evaluate(estimator, info)" % (i, type(c).__name__))
+        self.eval_callbacks = [c for c in callbacks if callable(getattr(c, "on_evaluate", None))]
+        callbacks = [c for c in callbacks if callable(c)]
         eval_steps = self.p["eval_steps"]
         ckpt_steps = self.p["checkpoint_steps"]
         bar = _make_bar(self.total_steps, min(self.step, self.total_steps), self.p["verbose"] > 0,
@@ -430,7 +452,7 @@ class TrainLoop:
         running = None
         try:
             with _SigintGuard() as guard:
-                while self.epoch < self.epochs and not self.stopped_early and not self.interrupted:
+                while self.epoch < self.epochs and not self.stopping and not self.interrupted:
                     batches = batch_order(self.train.lengths, self.batch_size, shuffle=True,
                                           seed=[self.p["seed"], self.epoch], bucket=self.p["bucket_by_length"])
                     while self.batch_in_epoch < len(batches):
@@ -472,9 +494,9 @@ class TrainLoop:
                         for cb in callbacks:
                             if cb(est, info) is False:
                                 guard.requested = True
-                        if self.stopped_early:
+                        if self.stopping:
                             break
-                    if self.interrupted or self.stopped_early and self.batch_in_epoch < len(batches):
+                    if self.interrupted or self.stopping and self.batch_in_epoch < len(batches):
                         break
                     # end of the epoch
                     self.epoch += 1

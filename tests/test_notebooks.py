@@ -35,6 +35,7 @@ NOTEBOOKS = {
         ["disaster_tweets"], ["precision_macro", "recall_macro", "f1_macro", "accuracy"], 2),
     "05_lstm_baseline.ipynb": (
         ["song_lyrics_21_artists"], ["accuracy", "precision_macro", "recall_macro", "f1_macro", "loss"], 2),
+    "06_valence_sweep.ipynb": (["musicoset"], ["mse", "rmse", "mae", "pearson_r"], 2),
 }
 
 
@@ -170,6 +171,9 @@ def test_notebook_runs_small(name, kernel_env, monkeypatch):
         assert "HF bert head" in text
     if name == "05_lstm_baseline.ipynb":
         assert "LSTMNet(" in text and "lstm.weight_hh_l1" in text and "(notebook 1)" in text
+    if name == "06_valence_sweep.ipynb":  # 12 trials, one line each, then the refit
+        assert sum(ln.startswith("trial ") for ln in text.splitlines()) == 12
+        assert "best trial" in text and "refit:" in text
 
 
 def test_notebook_without_data_says_so(kernel_env, monkeypatch, tmp_path):
