@@ -88,6 +88,24 @@ def _load(model_dir, device="auto", precision=None):
     return est, cli
 
 
+def _lora_arg(a):
+    """lora= of the estimator from --lora-r / --lora-alpha / --lora-dropout / --lora-targets (None: no LoRA)."""
+    given = [v is not None for v in (a.lora_r, a.lora_alpha, a.lora_dropout, a.lora_targets)]
+    if not any(given):
+        return None
+    lora = {}
+    if a.lora_r is not None:
+        lora["r"] = a.lora_r
+    if a.lora_alpha is not None:
+        lora["alpha"] = a.lora_alpha
+    if a.lora_dropout is not None:
+        lora["dropout"] = a.lora_dropout
+    if a.lora_targets:
+        t = [x.strip() for x in a.lora_targets.split(",") if x.strip()]
+        lora["target_modules"] = "all-linear" if t == ["all-linear"] else t
+    return lora
+
+
 def cmd_train(a):
     from .estimators import TextClassifier, TextRegressor
 
@@ -99,6 +117,9 @@ def cmd_train(a):
                   text_column=a.text_col, feature_columns=feats, seed=a.seed, monitor=a.monitor,
                   early_stopping=a.patience is not None, patience=a.patience or 3,
                   checkpoint_dir=a.checkpoint_dir, device=a.device, precision=a.precision, verbose=0 if a.quiet else 1)
+    lora = _lora_arg(a)
+    if lora is not None:
+        common["lora"] = lora
     if a.head_hidden:
         common["head"] = {"pooling": a.pooling or "cls", "hidden": [int(x) for x in a.head_hidden.split(",")],
                           "dropout": 0.1}
@@ -231,6 +252,15 @@ def build_parser():
                    help="use the configurable head with this pooling instead of the model's HF head")
     t.add_argument("--head-hidden", default=None, help="hidden sizes of the configurable head, e.g. 256,64")
     t.add_argument("--freeze-encoder", action="store_true", help="train only the head")
+    t.add_argument("--lora-r", type=int, default=None,
+                   help="train LoRA adapters of this rank instead of the encoder's weights (peft's LoRA; default 8 "
+                        "when another --lora-* option is given)")
+    t.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha: the branch is scaled by alpha / r "
+                                                                   "(default 16)")
+    t.add_argument("--lora-dropout", type=float, default=None, help="dropout on the LoRA input (default 0.1)")
+    t.add_argument("--lora-targets", default=None,
+                   help="comma-separated modules taking adapters, e.g. q_lin,v_lin (DistilBERT) or query,value "
+                        "(BERT, the default for both), or all-linear")
     t.add_argument("--class-weight", choices=("balanced",), default=None,
                    help="'balanced': weigh the loss by inverse class frequency")
     t.add_argument("--bucket-by-length", action="store_true", help="batch texts of similar length (faster)")
