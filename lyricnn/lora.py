@@ -289,12 +289,7 @@ def peft_config(spec, sites, save, base_path):
             "bias": spec["bias"], "modules_to_save": list(save) or None, "fan_in_fan_out": False,
             "inference_mode": True, "use_dora": False, "lora_bias": False, "layers_to_transform": None,
             "layers_pattern": None, "rank_pattern": {}, "alpha_pattern": {}, "exclude_modules": None,
-            "revision": None, "lyricnn_version": _version()}
-
-
-def _version():
-    from ._version import __version__
-    return __version__
+            "revision": None}
 
 
 # ------------------------------------------------------------------ the model side (SequenceClassifier)

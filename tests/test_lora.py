@@ -18,6 +18,7 @@ from lyricnn import CheckpointError, LyricnnError  # noqa: E402
 from lyricnn.classifier import SequenceClassifier  # noqa: E402
 from lyricnn.lora import PREFIX  # noqa: E402
 from _clf_oracle import batch, hf_classifier, torch_adamw, torch_step  # noqa: E402
+from test_estimators import love_hate  # noqa: E402
 import _backend_refs as R  # noqa: E402
 
 LR, WD = 1e-3, 0.01
@@ -451,7 +452,6 @@ def test_adapter_for_another_base_names_the_mismatch(tmp_path):
 TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 2, "n_heads": 2,
         "hidden_dim": 64, "max_position_embeddings": 64, "dropout": 0.1, "attention_dropout": 0.1,
         "seq_classif_dropout": 0.1, "initializer_range": 0.02}
-WORDS = "the a song night day heart road river light rain my your old new sky".split()
 
 
 @pytest.fixture
@@ -460,18 +460,6 @@ def one_thread():
     lyricnn.set_num_threads(1)  # tiny models: two spinning threads on a busy 2-core machine cost more than they give
     yield
     lyricnn.set_num_threads(n)
-
-
-def love_hate(n, seed):
-    r = np.random.default_rng(seed)
-    X, y = [], []
-    for _ in range(n):
-        lab = int(r.integers(2))
-        w = list(r.choice(WORDS, int(r.integers(3, 9)))) + ["love" if lab else "hate"]
-        r.shuffle(w)
-        X.append(" ".join(w))
-        y.append("pos" if lab else "neg")
-    return X, y
 
 
 def test_estimator_with_lora_trains_resumes_bit_identically_and_saves(tmp_path, one_thread):
@@ -529,3 +517,30 @@ def test_cli_lora_options(tmp_path, one_thread):
     rc = cli.main(["train", str(tmp_path / "t.csv"), "--text-col", "lyrics", "--label-col", "mood", "--model",
                    str(tmp_path / "tiny"), "--output-dir", str(out), "--lora-targets", "q_proj", "--quiet"])
     assert rc == 2
+
+
+@pytest.mark.parametrize("kind", ["distilbert", "bert"])
+def test_adapters_on_device_memory_equal_cpu(kind, tmp_path, one_thread):
+    """On the cpu-copy backend (device memory: copies only, as on a GPU) training, merging and the adapter
+    files give the CPU's bits."""
+    base = _base(tmp_path, kind)
+    ids, mask, tt = batch(4, 10, seed=13, lengths=[10, 6, 3, 10], types=kind == "bert")
+    y = np.array([0, 1, 2, 1])
+    runs = {}
+    for dev in ("cpu", "cpu-copy"):
+        m = SequenceClassifier.from_pretrained(base, num_labels=3, device=dev, seed=2,
+                                               lora=dict(r=4, dropout=0.1, target_modules="all-linear", bias="all"))
+        m.configure_optimizer(lr=1e-2)
+        losses = [m.train_step(ids, mask, y, token_type_ids=tt) for _ in range(3)]
+        m.save_adapter(tmp_path / dev)
+        m.merge()
+        merged = m(ids, mask, token_type_ids=tt).logits
+        m.unmerge()
+        back = SequenceClassifier.from_pretrained(base, adapter=tmp_path / dev, device=dev)
+        runs[dev] = (losses, merged, m.state_dict(), back(ids, mask, token_type_ids=tt).logits)
+    (l0, z0, s0, b0), (l1, z1, s1, b1) = runs["cpu"], runs["cpu-copy"]
+    assert l0 == l1
+    np.testing.assert_array_equal(z0, z1)
+    np.testing.assert_array_equal(b0, b1)
+    for k in s0:
+        np.testing.assert_array_equal(s0[k], s1[k], err_msg=k)
