@@ -26,6 +26,7 @@ from ._C import CheckpointError, LyricnnError
 from . import _train_ops
 from ._validate import check_float, check_int, check_seed
 from .encoder import Encoder, _check_inputs, parse_config
+from .lora import LoraMixin
 
 __all__ = ["SequenceClassifier", "SequenceClassifierOutput", "normalize_head"]
 
@@ -207,7 +208,7 @@ def _f32_2d(x, name, B, F):
     return a
 
 
-class SequenceClassifier:
+class SequenceClassifier(LoraMixin):
     """An encoder (DistilBERT / BERT) with a classification or regression head, trained in C.
 
     Parameters, gradients and the Adam moments are each one contiguous buffer; `params` / `grads`
@@ -216,7 +217,7 @@ class SequenceClassifier:
     tensors there with load_state_dict). device: see lyricnn._device."""
 
     def __init__(self, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,
-                 seed=0, device="cpu", dropout=None, add_pooling_layer=None, precision=None):
+                 seed=0, device="cpu", dropout=None, add_pooling_layer=None, precision=None, lora=None, _adapter=None):
         resolve_device(device, precision)
         seed = check_seed(seed)
         if not isinstance(config, dict):
@@ -257,6 +258,7 @@ class SequenceClassifier:
         if mt == "bert" and head is None and not add_pooling_layer:
             raise ValueError("the BERT classification head needs the pooler")
         source, flatten_T, ops, tensors, bn = _head_plan(mt, config, head, C, num_labels, num_features, hdrop)
+        lora_engine = self._lora_prepare(lora, _adapter, freeze_encoder, mt, s["num_layers"], head, tensors)
         self.config = dict(config)
         self.model_type = mt
         self.num_labels = num_labels
@@ -268,7 +270,7 @@ class SequenceClassifier:
         self.device = device
         self.precision = precision
         self.encoder = Encoder(config, add_pooling_layer=add_pooling_layer, extra_tensors=tensors, device=device,
-                               precision=precision)
+                               precision=precision, lora=lora_engine)
         self._head_names = [t[0] for t in tensors]
         self._clf = _C.Classifier(self.encoder._engine, source, flatten_T, ops, num_labels, num_features,
                                   problem_type)
@@ -277,13 +279,13 @@ class SequenceClassifier:
         self._names = []  # HF names in buffer order
         layout = {}
         for name, shape, off, _ in self.encoder._info:
-            full = name if name in head_set else prefix + name
+            full = name if name in head_set else self._lora_full_name(name) or prefix + name
             self._names.append(full)
             layout[full] = (off, tuple(shape))
         self._pstore = TensorStore(self.encoder._engine, "params", layout)
         self.params = self._pstore.view()
         self.grads = TensorStore(self.encoder._engine, "grads", layout).view()
-        self._enc_names = [n for n in self.encoder._info if n[0] not in head_set]
+        self._enc_names = [n for n in self.encoder._info if n[0] not in head_set and not self._lora_full_name(n[0])]
         # BatchNorm running statistics: the classifier's buffer, running_mean then running_var per op
         self._bn = bn
         self._bn_layout, off = {}, 0
@@ -312,6 +314,7 @@ class SequenceClassifier:
             self.encoder.freeze(True, names=["pooler.dense.weight", "pooler.dense.bias"])
         if freeze_encoder:
             self._set_frozen(True)
+        self._lora_finish()
 
     @property
     def buffers(self):
@@ -371,24 +374,33 @@ class SequenceClassifier:
 
     @classmethod
     def from_config(cls, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,
-                    seed=0, device="cpu", dropout=None, precision=None):
-        """A randomly initialised model (encoder as Encoder.from_config(config, seed), seeded head)."""
+                    seed=0, device="cpu", dropout=None, precision=None, lora=None):
+        """A randomly initialised model (encoder as Encoder.from_config(config, seed), seeded head; lora: new
+        adapters, see from_pretrained)."""
         m = cls(config, num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
-                freeze_encoder=freeze_encoder, seed=seed, device=device, dropout=dropout, precision=precision)
+                freeze_encoder=freeze_encoder, seed=seed, device=device, dropout=dropout, precision=precision,
+                lora=lora)
         m._init_encoder(seed)
         m._init_head(m._head_names, np.random.default_rng([seed, 1]))
         return m
 
     @classmethod
     def from_pretrained(cls, path, num_labels=None, problem_type=None, head=None, num_features=None,
-                        freeze_encoder=False, seed=0, device="cpu", dropout=None, precision=None):
+                        freeze_encoder=False, seed=0, device="cpu", dropout=None, precision=None, lora=None,
+                        adapter=None):
         """Load an HF model directory (a base encoder or a *ForSequenceClassification checkpoint, also
         one saved by save_pretrained). Head tensors in the checkpoint are loaded, new ones get a seeded
         init. num_labels=None: the checkpoint head's size (or config id2label), else 2. A num_labels
-        that disagrees with the checkpoint's classifier raises CheckpointError."""
+        that disagrees with the checkpoint's classifier raises CheckpointError.
+
+        lora=dict(r=8, alpha=16, dropout=0.1, target_modules=..., rslora=False, init="kaiming", bias="none",
+        modules_to_save=None): new LoRA adapters (lyricnn.lora.normalize_lora); the encoder's weights are
+        frozen, the adapters and the head train. adapter=dir: load a LoRA adapter saved by save_adapter()
+        or by peft (adapter_config.json + adapter_model.safetensors), its head included."""
         from . import checkpoint
         config = checkpoint.read_config(path)
         state = dict(checkpoint.load_state_dict(path))
+        adapter_state = cls._lora_read_adapter(adapter, lora, config, path, freeze_encoder)
         mt = config.get("model_type")
         if mt not in _PREFIX:
             raise CheckpointError("%s: model_type must be 'distilbert' or 'bert', got %r" % (path, mt))
@@ -416,6 +428,11 @@ class SequenceClassifier:
                     num_features = f0
             except (TypeError, ValueError):
                 use_saved = False
+        if adapter_state is not None:  # the adapter's head replaces the checkpoint's
+            for k in adapter_state["head"]:
+                head_state.pop(k, None)
+            if num_labels is None and "classifier.weight" in adapter_state["head"]:
+                num_labels = int(np.shape(adapter_state["head"]["classifier.weight"])[0])
         ckpt_k = None
         if "classifier.weight" in head_state:
             ckpt_k = int(np.shape(head_state["classifier.weight"])[0])
@@ -437,7 +454,8 @@ class SequenceClassifier:
         has_pooler = any(k in state for k in (prefix + "pooler.dense.weight", "pooler.dense.weight"))
         m = cls(config, num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
                 freeze_encoder=False, seed=seed, device=device, dropout=dropout, precision=precision,
-                add_pooling_layer=(mt == "bert" and (head is None or has_pooler)))
+                add_pooling_layer=(mt == "bert" and (head is None or has_pooler)), lora=lora,
+                _adapter=adapter_state)
         expected = {n: tuple(s) for n, s, _, _ in m._enc_names}
         matched, extra = checkpoint.match_state_dict(expected, state, mt, allow_missing=("pooler.",))
         for name, arr in matched.items():
@@ -470,6 +488,9 @@ class SequenceClassifier:
                 m.id2label = {int(k): v for k, v in i2l.items()}
             except (TypeError, ValueError):
                 pass
+        if adapter_state is not None:
+            m._lora_load_adapter(adapter_state)
+        m._lora_source = os.fspath(path)
         if freeze_encoder:
             m._set_frozen(True)
         return m
@@ -603,6 +624,8 @@ class SequenceClassifier:
         (or (B,) when num_labels == 1) for multi_label_classification / regression."""
         if self._opt is None:
             raise LyricnnError("call configure_optimizer() before train_step()")
+        if self.merged:
+            raise LyricnnError("the LoRA adapters are merged into the base weights: call unmerge() before training")
         ids, mask, types, feats = self._inputs(input_ids, attention_mask, token_type_ids, features)
         lab, tgt = self._targets(labels, ids.shape[0])
         w = self._weight(class_weight, "class_weight", "single_label_classification")
@@ -710,11 +733,13 @@ class SequenceClassifier:
 
     def save_pretrained(self, save_directory):
         """Write config.json and model.safetensors (HF names) into save_directory (atomic writes).
-        transformers loads the directory (HF heads: AutoModelForSequenceClassification, same logits)."""
+        transformers loads the directory (HF heads: AutoModelForSequenceClassification, same logits).
+        With LoRA adapters the weights written are the merged ones (as merge_and_unload().save_pretrained);
+        save_adapter() writes the adapters."""
         from . import checkpoint
         d = os.fspath(save_directory)
         os.makedirs(d, exist_ok=True)
-        tensors = {k: v for k, v in self.state_dict().items() if not k.endswith(".num_batches_tracked")}
+        tensors = {k: v for k, v in self._lora_merged_state().items() if not k.endswith(".num_batches_tracked")}
         checkpoint.save_safetensors(os.path.join(d, checkpoint.SAFE_WEIGHTS), tensors, metadata={"format": "pt"})
         tmp = os.path.join(d, ".config.json.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
@@ -722,6 +747,6 @@ class SequenceClassifier:
         os.replace(tmp, os.path.join(d, "config.json"))
 
     def __repr__(self):
-        return "SequenceClassifier(%s, num_labels=%d, problem_type=%r, head=%s, params=%d%s)" % (
+        return "SequenceClassifier(%s, num_labels=%d, problem_type=%r, head=%s, params=%d%s%s)" % (
             self.model_type, self.num_labels, self.problem_type, "hf" if self.head is None else self.head["pooling"],
-            self.num_parameters(), ", frozen encoder" if self.freeze_encoder else "")
+            self.num_parameters(), ", frozen encoder" if self.freeze_encoder else "", self._lora_repr())

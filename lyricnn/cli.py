@@ -91,6 +91,24 @@ def _load(model_dir, device="auto", precision=None):
     return est, cli
 
 
+def _lora_arg(a):
+    """lora= of the estimator from --lora-r / --lora-alpha / --lora-dropout / --lora-targets (None: no LoRA)."""
+    given = [v is not None for v in (a.lora_r, a.lora_alpha, a.lora_dropout, a.lora_targets)]
+    if not any(given):
+        return None
+    lora = {}
+    if a.lora_r is not None:
+        lora["r"] = a.lora_r
+    if a.lora_alpha is not None:
+        lora["alpha"] = a.lora_alpha
+    if a.lora_dropout is not None:
+        lora["dropout"] = a.lora_dropout
+    if a.lora_targets:
+        t = [x.strip() for x in a.lora_targets.split(",") if x.strip()]
+        lora["target_modules"] = "all-linear" if t == ["all-linear"] else t
+    return lora
+
+
 # the training defaults that differ between a transformer and the LSTM baseline (--model lstm)
 _TRAIN_DEFAULTS = {"epochs": (3, 10), "batch_size": (16, 64), "lr": (5e-5, 1e-3), "max_length": (128, 400),
                    "weight_decay": (0.01, 0.0), "schedule": ("linear", "constant")}
@@ -106,9 +124,9 @@ def _estimator(a, feats):
     for k, (tr, ls) in _TRAIN_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, ls if lstm else tr)
-    if lstm and (feats or a.pooling or a.head_hidden or a.freeze_encoder):
-        raise SystemExit("error: --feature-cols, --pooling, --head-hidden and --freeze-encoder are for transformer "
-                         "models, not --model lstm")
+    if lstm and (feats or a.pooling or a.head_hidden or a.freeze_encoder or _lora_arg(a)):
+        raise SystemExit("error: --feature-cols, --pooling, --head-hidden, --freeze-encoder and --lora-* are for "
+                         "transformer models, not --model lstm")
     common = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, max_length=a.max_length,
                   weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio, schedule=a.schedule,
                   bucket_by_length=a.bucket_by_length, text_column=a.text_col, seed=a.seed, monitor=a.monitor,
@@ -121,6 +139,9 @@ def _estimator(a, feats):
         clf, reg = LSTMClassifier, LSTMRegressor
     else:
         common.update(model=a.model, pooling=a.pooling, freeze_encoder=a.freeze_encoder, feature_columns=feats)
+        lora = _lora_arg(a)
+        if lora is not None:
+            common["lora"] = lora
         if a.dropout is not None:
             common["dropout"] = a.dropout
         if a.head_hidden:
@@ -351,6 +372,15 @@ def build_parser():
                    help="use the configurable head with this pooling instead of the model's HF head")
     t.add_argument("--head-hidden", default=None, help="hidden sizes of the configurable head, e.g. 256,64")
     t.add_argument("--freeze-encoder", action="store_true", help="train only the head")
+    t.add_argument("--lora-r", type=int, default=None,
+                   help="train LoRA adapters of this rank instead of the encoder's weights (peft's LoRA; default 8 "
+                        "when another --lora-* option is given)")
+    t.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha: the branch is scaled by alpha / r "
+                                                                   "(default 16)")
+    t.add_argument("--lora-dropout", type=float, default=None, help="dropout on the LoRA input (default 0.1)")
+    t.add_argument("--lora-targets", default=None,
+                   help="comma-separated modules taking adapters, e.g. q_lin,v_lin (DistilBERT) or query,value "
+                        "(BERT, the default for both), or all-linear")
     t.add_argument("--class-weight", choices=("balanced",), default=None,
                    help="'balanced': weigh the loss by inverse class frequency")
     t.add_argument("--bucket-by-length", action="store_true", help="batch texts of similar length (faster)")

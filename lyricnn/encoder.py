@@ -182,7 +182,9 @@ class Encoder:
     (without the `distilbert.` / `bert.` prefix) to zero-copy numpy views on the CPU, and to copies
     on device backends (write parameters there with load_tensors). device: see lyricnn._device."""
 
-    def __init__(self, config, add_pooling_layer=True, extra_tensors=(), device="cpu", precision=None):
+    def __init__(self, config, add_pooling_layer=True, extra_tensors=(), device="cpu", precision=None, lora=None):
+        """lora: (r, scale, dropout, site masks per layer, pooler) registers LoRA adapters after the encoder's
+        tensors (lyricnn.lora; SequenceClassifier(lora=...) builds it)."""
         backend, dtype, index, tf32 = resolve_device(device, precision)
         self.config = dict(config)
         self.device = device
@@ -190,7 +192,7 @@ class Encoder:
         self._settings = parse_config(self.config)
         self._settings["pooler"] = bool(add_pooling_layer) and self._settings["model_type"] == 1
         self._engine = _C.Engine(extra_tensors=list(extra_tensors), backend=backend, dtype=dtype, device=index, tf32=tf32,
-                                 **self._settings)
+                                 lora=lora, **self._settings)
         self._info = self._engine.tensors()
         layout = {name: (off, tuple(shape)) for name, shape, off, _ in self._info}
         self._pstore = TensorStore(self._engine, "params", layout)

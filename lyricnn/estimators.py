@@ -226,7 +226,7 @@ class _TextEstimator:
                  freeze_encoder=False, dropout=None, batch_size=16, eval_batch_size=None, epochs=3, lr=5e-5,
                  optimizer="adamw", weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8, max_grad_norm=1.0,
                  schedule="linear", warmup_steps=0, warmup_ratio=0.0, plateau_factor=0.1, plateau_patience=2,
-                 bucket_by_length=False, feature_scaling="standard", text_column=None, feature_columns=None,
+                 lora=None, bucket_by_length=False, feature_scaling="standard", text_column=None, feature_columns=None,
                  validation_fraction=None, eval_steps=None, monitor="loss", early_stopping=False, patience=3,
                  restore_best_weights=True, checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu",
                  precision=None, verbose=1):
@@ -236,6 +236,7 @@ class _TextEstimator:
         self.pooling = pooling
         self.max_length = max_length
         self.freeze_encoder = freeze_encoder
+        self.lora = lora
         self.dropout = dropout
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -419,6 +420,12 @@ class _TextEstimator:
         """Check the model's hyper-parameters (part of _check_params)."""
         self._max_length(spec=False)
         check_bool(self.freeze_encoder, "freeze_encoder")
+        if self.lora is not None and self.lora is not False:
+            from .lora import normalize_lora
+            normalize_lora(self.lora)
+            if self.freeze_encoder:
+                raise ValueError("freeze_encoder=True and lora are exclusive: with lora the encoder's weights are "
+                                 "frozen and the adapters and the head train; pass one of them")
         check_float(self.dropout, "dropout", min=0, max=1, allow_none=True)
         check_choice(self.feature_scaling, "feature_scaling", ("standard", None))
 
@@ -435,8 +442,8 @@ class _TextEstimator:
     def _build_model(self, spec, seed):
         """A new model for num_labels_ / problem_type_ / n_features_ (fit)."""
         return build_classifier(spec, self.num_labels_, problem_type=self.problem_type_, head=self._resolved_head(),
-                                num_features=self.n_features_, freeze_encoder=bool(self.freeze_encoder), seed=seed,
-                                device=self.device, dropout=self.dropout, precision=self.precision)
+                                num_features=self.n_features_, freeze_encoder=bool(self.freeze_encoder),
+                                lora=self.lora or None, seed=seed, device=self.device, dropout=self.dropout, precision=self.precision)
 
     def _load_model(self, directory, seed):
         """(spec, tokenizer, model) of a directory written by save()."""
@@ -789,6 +796,9 @@ class TextClassifier(_TextEstimator):
         batchnorm, dropout, features_at; see lyricnn.SequenceClassifier). pooling: shortcut setting
         head['pooling'] ('cls', 'mean', 'flatten'). max_length: tokens per text (truncation).
       freeze_encoder: train only the head. dropout: override the head dropout.
+      lora: train LoRA adapters instead of the encoder's weights (peft's LoRA), e.g. dict(r=8, alpha=16,
+        dropout=0.1, target_modules=['q_lin', 'v_lin'] or 'all-linear'); see lyricnn.lora.normalize_lora.
+        save() writes the merged weights; model_.save_adapter(dir) writes the adapter.
       batch_size, eval_batch_size (default 2*batch_size), epochs, lr, optimizer ('adamw' | 'adam'),
       weight_decay, betas, eps, max_grad_norm (None: no clipping).
       schedule: 'linear' (warmup + linear decay), 'cosine', 'constant', or 'plateau' (ReduceLROnPlateau on
@@ -828,7 +838,7 @@ class TextClassifier(_TextEstimator):
                  freeze_encoder=False, dropout=None, batch_size=16, eval_batch_size=None, epochs=3, lr=5e-5,
                  optimizer="adamw", weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8, max_grad_norm=1.0,
                  schedule="linear", warmup_steps=0, warmup_ratio=0.0, plateau_factor=0.1, plateau_patience=2,
-                 class_weight=None, classes=None, loss="cross_entropy", bucket_by_length=False,
+                 lora=None, class_weight=None, classes=None, loss="cross_entropy", bucket_by_length=False,
                  feature_scaling="standard", text_column=None, feature_columns=None, validation_fraction=None,
                  eval_steps=None, monitor="loss", early_stopping=False, patience=3, restore_best_weights=True,
                  checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1):
@@ -837,7 +847,7 @@ class TextClassifier(_TextEstimator):
                          eval_batch_size=eval_batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
                          weight_decay=weight_decay, betas=betas, eps=eps, max_grad_norm=max_grad_norm,
                          schedule=schedule, warmup_steps=warmup_steps, warmup_ratio=warmup_ratio,
-                         plateau_factor=plateau_factor, plateau_patience=plateau_patience,
+                         plateau_factor=plateau_factor, plateau_patience=plateau_patience, lora=lora,
                          bucket_by_length=bucket_by_length, feature_scaling=feature_scaling,
                          text_column=text_column, feature_columns=feature_columns,
                          validation_fraction=validation_fraction, eval_steps=eval_steps, monitor=monitor,

@@ -30,6 +30,7 @@ import numpy as np
 from ._validate import check_bool, check_float, check_int, check_seed
 from .classifier import HEAD_KEYS, normalize_head
 from .data import kfold, stratified_kfold
+from .lora import LORA_KEYS
 from .training import LOWER_IS_BETTER, check_checkpoint_dir
 
 __all__ = ["tune", "TuneResult", "PRUNERS", "PLOTS"]
@@ -41,7 +42,7 @@ PRUNERS = ("median", "hyperband", "successive_halving")
 PLOTS = {"history": "plot_optimization_history", "importances": "plot_param_importances",
          "parallel_coordinate": "plot_parallel_coordinate", "slice": "plot_slice"}
 #: the keys a nested space may search under a dict-valued estimator parameter (others are checked by fit)
-NESTED_KEYS = {"head": HEAD_KEYS}
+NESTED_KEYS = {"head": HEAD_KEYS, "lora": LORA_KEYS}
 _META = "lyricnn"  # the study user attribute recording what the study searches
 
 
@@ -220,7 +221,7 @@ def _clone(est, overrides=None):
 
 def _preflight(est, params, base, n_features):
     """Every end of every range and every choice, set alone on a clone, passes the estimator's own
-    parameter checks (and the head checks for a head space): bad values fail now, before any training."""
+    parameter checks (the head checks for a head space, the LoRA checks for a lora space): bad values fail now, before any training."""
     for p in params:
         for v in _extremes(p):
             c = _clone(est, _to_params({p.name: v}, [p], base))

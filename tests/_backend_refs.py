@@ -136,6 +136,24 @@ def matmul_bwd(dout, inp, w):
     return dout @ w, dout.T @ inp, dout.sum(0)
 
 
+def lora_fwd(y, x, A, B, rows, scale, drop):
+    """peft's lora.Linear branch: (y with its first OC columns += scale * (drop(x) A^T) B^T, u = drop(x) A^T)."""
+    xd = dropout_fwd(x, rows, x.shape[1], drop)
+    u = xd @ A.T
+    out = np.array(y, np.float64)
+    out[:, :B.shape[0]] += scale * (u @ B.T)
+    return out, u
+
+
+def lora_bwd(dy, x, A, B, rows, scale, drop):
+    """-> (dx, dA, dB) for the gradient dy (N, ldy) of lora_fwd's y (its first OC columns)."""
+    C = x.shape[1]
+    xd = dropout_fwd(x, rows, C, drop)
+    g = dy[:, :B.shape[0]]
+    t = scale * (g @ B)
+    return dropout_fwd(t @ A, rows, C, drop), t.T @ xd, scale * (g.T @ (xd @ A.T))
+
+
 def layernorm_fwd(a, r, w, b, eps):
     res = a if r is None else a + r
     mean = res.mean(1)

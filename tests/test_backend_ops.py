@@ -55,6 +55,7 @@ FD_DIRECTIONS = 3
 RULE = {
     "embedding_backward": {"dwte": "+=", "dwpe": "+=", "dwtt": "+="},
     "matmul_backward": {"dinp": "+=", "dw": "+=", "db": "+="},
+    "lora_backward": {"dx": "+=", "dA": "+=", "dB": "+="},
     "layernorm_backward": {"dres": "+=", "dw": "+=", "db": "+="},
     "bias_act_backward": {"dx": "=", "db": "+="},
     "attention_backward": {"dqkv": "+="},
@@ -323,6 +324,47 @@ class MatmulPair(Pair):
     def be_grads(self, be, x, g, pre, meta):
         return call(be, self.bwd, dinp=pre.get("dinp"), dw=pre.get("dw"), db=pre.get("db"), dout=g, inp=x["inp"],
                     w=x["w"], N=x["N"], C=x["C"], OC=x["OC"])
+
+
+LORA_DROP = dict(seed=(5 << 32) + 17, step=3, stream=0x20000009)
+
+
+@pair
+class LoraPair(Pair):
+    """peft's lora.Linear branch; y is pre-filled (the base layer's output) and may be a column slice of a
+    wider row (ldy > OC: q, k, v inside the fused qkv output); dropout keyed by x's padded indices."""
+    fwd, bwd = "lora_forward", "lora_backward"
+    cases = ("padded", "strided", "padded-drop", "packed-drop", "first-drop", "r1")
+    grad_of = {"x": "dx", "A": "dA", "B": "dB"}
+
+    def make(self, rng, case):
+        lay = case.split("-")[0] if case.split("-")[0] in ("packed", "first") else "padded"
+        rows = _rows(lay, 3, 5, [3, 0, 5])  # an empty sequence inside the packed rows
+        C, OC, r = 13, 9, 1 if case == "r1" else 4
+        ldy = 3 * OC + 2 if case == "strided" else OC
+        N = rows["N"]
+        drop = dict(LORA_DROP, p=0.3 if case.endswith("drop") else 0.0)
+        return dict(y=rng.standard_normal((N, ldy)), ldy=ldy, x=rng.standard_normal((N, C)),
+                    A=rng.standard_normal((r, C)) / 3, B=rng.standard_normal((OC, r)) / 2, rows=rows, C=C, r=r,
+                    OC=OC, scale=1.7, drop=drop), {}
+
+    def ref_out(self, x, meta):
+        return R.lora_fwd(x["y"], x["x"], x["A"], x["B"], x["rows"], x["scale"], x["drop"])[0]
+
+    def ref_grads(self, x, g, meta):
+        return dict(zip(("dx", "dA", "dB"), R.lora_bwd(g, x["x"], x["A"], x["B"], x["rows"], x["scale"], x["drop"])))
+
+    def _fwd(self, be, x):
+        return call(be, self.fwd, u=nan((x["rows"]["N"], x["r"])), **x)
+
+    def be_out(self, be, x, meta):
+        return self._fwd(be, x)["y"]
+
+    def be_grads(self, be, x, g, pre, meta):
+        u = self._fwd(be, x)["u"]  # the forward's u goes to the backward
+        return call(be, self.bwd, dx=pre.get("dx"), dA=pre.get("dA"), dB=pre.get("dB"), dy=g, ldy=x["ldy"], x=x["x"],
+                    A=x["A"], B=x["B"], u=u, rows=x["rows"], C=x["C"], r=x["r"], OC=x["OC"], scale=x["scale"],
+                    drop=x["drop"])
 
 
 @pair
@@ -915,6 +957,18 @@ def test_layernorm_forward_writes_res_mean_rstd(be, residual):
         close(f[k], r, be.dtype, what="layernorm_forward " + k)
 
 
+@covers("lora_forward")
+@pytest.mark.parametrize("case", LoraPair.cases)
+def test_lora_forward_keeps_u_and_leaves_the_other_columns(be, case):
+    need(be, "lora_forward")
+    x, _ = LoraPair().make(rng_for("lora-u", case), case)
+    x = prep(be, "lora_forward", **x)
+    f = call(be, "lora_forward", u=nan((x["rows"]["N"], x["r"])), **x)
+    y, u = R.lora_fwd(f64(x["y"]), f64(x["x"]), f64(x["A"]), f64(x["B"]), x["rows"], x["scale"], x["drop"])
+    close(f["u"], u, be.dtype, what="lora_forward u")
+    assert np.array_equal(f["y"][:, x["OC"]:], x["y"][:, x["OC"]:]), "columns past OC must stay as they were"
+
+
 @covers("bias_act_forward")
 @pytest.mark.parametrize("bias", [True, False])
 def test_bias_act_forward_leaves_the_preactivation_in_x(be, bias):
@@ -1172,16 +1226,26 @@ def _det_run(be):
     idx = rng.integers(-1, 40, 300).astype(np.int32)  # repeats: 4 column blocks add them in row order
     out["gather_d"] = call(be, "gather_rows_backward", dinp=np.zeros((40, 200)), dout=rng.standard_normal((300, 200)),
                            idx=idx, N=300, C=200)["dinp"]
+    Nl, Cl, rl = 1024, 640, 8  # the rank-r GEMMs split by rows (2 tiles), dropout in parallel chunks
+    lrows, ldrop = dict(N=Nl, B=4, T=256), dict(LORA_DROP, p=0.1)
+    xl, Al, Bl = rng.standard_normal((Nl, Cl)), rng.standard_normal((rl, Cl)) / 25, rng.standard_normal((Cl, rl))
+    f = call(be, "lora_forward", y=np.zeros((Nl, Cl)), ldy=Cl, x=xl, A=Al, B=Bl, u=np.zeros((Nl, rl)), rows=lrows, C=Cl,
+             r=rl, OC=Cl, scale=2.0, drop=ldrop)
+    out.update(lora_y=f["y"], lora_u=f["u"])
+    f = call(be, "lora_backward", dx=np.zeros((Nl, Cl)), dA=np.zeros((rl, Cl)), dB=np.zeros((Cl, rl)),
+             dy=rng.standard_normal((Nl, Cl)), ldy=Cl, x=xl, A=Al, B=Bl, u=f["u"], rows=lrows, C=Cl, r=rl, OC=Cl,
+             scale=2.0, drop=ldrop)
+    out.update(lora_dx=f["dx"], lora_dA=f["dA"], lora_dB=f["dB"])
     return out, (inp, w, b)
 
 
 @covers("matmul_forward", "matmul_backward", "attention_forward", "attention_backward", "dropout_forward",
         "grad_norm_clip", "adam_step", "embedding_backward", "lstm_cell_forward", "lstm_cell_backward",
-        "gather_rows_backward")
+        "gather_rows_backward", "lora_forward", "lora_backward")
 def test_thread_count_independent(be):
     need(be, "matmul_forward", "matmul_backward", "attention_forward", "attention_backward", "dropout_forward",
          "grad_norm_clip", "adam_step", "embedding_backward", "lstm_cell_forward", "lstm_cell_backward",
-         "gather_rows_backward")
+         "gather_rows_backward", "lora_forward", "lora_backward")
     before = lyricnn.get_num_threads()
     try:
         runs = []
@@ -1233,6 +1297,14 @@ def _ce(**over):
 def _drop_args(off, **over):
     a = dict(out=np.zeros((5, 2), np.float32), inp=np.ones((5, 2), np.float32),
              rows=dict(N=5, B=2, T=3, seq_off=np.array(off, np.int32)), C=2, drop=dict(p=0.1, seed=1, step=0, stream=0))
+    a.update(over)
+    return a
+
+
+def _lora(**over):
+    a = dict(y=np.zeros((4, 3), np.float32), ldy=3, x=np.ones((4, 5), np.float32), A=np.ones((2, 5), np.float32),
+             B=np.ones((3, 2), np.float32), u=np.zeros((4, 2), np.float32), rows=dict(N=4, B=4, T=1), C=5, r=2, OC=3,
+             scale=1.0, drop=dict(p=0.0, seed=0, step=0, stream=0))
     a.update(over)
     return a
 
@@ -1346,12 +1418,18 @@ BAD = {
         "attention_forward", **_att(be, off=[0, 2, 5], seq_off=be.alloc(64)))),
     "workspace as an array": (TypeError, "must be a Buffer", lambda be: be.call(
         "attention_forward", **_att(be, scratch=np.zeros(1024, np.float32)))),
+    "lora ldy < OC": (ValueError, "ldy must be in OC", lambda be: be.call("lora_forward", **_lora(ldy=2))),
+    "lora y too small for ldy": (ValueError, "y has 12 elements", lambda be: be.call("lora_forward", **_lora(ldy=4))),
+    "lora B for another rank": (ValueError, "B has 6 elements", lambda be: be.call("lora_forward", **_lora(
+        r=3, u=np.zeros((4, 3), np.float32), A=np.ones((3, 5), np.float32)))),
+    "lora dropout p": (ValueError, "drop.p must be in", lambda be: be.call("lora_forward", **_lora(
+        drop=dict(p=1.5, seed=0, step=0, stream=0)))),
 }
 
 
 @covers("matmul_forward", "embedding_forward", "embedding_backward", "cross_entropy", "dropout_forward",
         "attention_forward", "mean_pool_forward", "bias_act_forward", "adam_step", "cast", "gather_rows_forward",
-        "lstm_cell_forward", "lstm_cell_backward")
+        "lstm_cell_forward", "lstm_cell_backward", "lora_forward")
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_raises_and_the_backend_still_works(be, case):
     exc, match, fn = BAD[case]

@@ -80,6 +80,7 @@ static inline lnn_rows lnn_rows_plain(int N) {
 /* The op table, in one list: the op bench (py/ops_py.c) and supports() use these ids. */
 #define LNN_OP_LIST(X)                                                                                    \
     X(cast) X(embedding_forward) X(embedding_backward) X(matmul_forward) X(matmul_backward)               \
+    X(lora_forward) X(lora_backward)                                                                      \
     X(layernorm_forward) X(layernorm_backward) X(bias_act_forward) X(bias_act_backward)                   \
     X(attention_forward) X(attention_backward) X(dropout_forward) X(dropout_backward) X(tanh_forward)     \
     X(tanh_backward) X(token0_forward) X(token0_backward) X(mean_pool_forward) X(mean_pool_backward)      \
@@ -148,6 +149,19 @@ struct lnn_backend {
     /* dinp A(N,C) += dout A(N,OC) @ w; dw F32(OC,C) += dout^T @ inp; db F32(OC) += colsum(dout) */
     void (*matmul_backward)(lnn_ctx *ctx, void *dinp, float *dw, float *db, const void *dout, const void *inp,
                             const void *w, int N, int C, int OC);
+
+    /* LoRA branch of a frozen nn.Linear (peft's lora.Linear), added to the base layer's output:
+     * y A(N, ldy), its first OC columns, += scale * (drop(x) @ A^T) @ B^T, N = rows.N; x A(N,C) in the
+     * token-row layout rows (the dropout keys: padded element index, as dropout_forward); A A(r,C),
+     * B A(OC,r); u A(N,r) = drop(x) @ A^T, kept for the backward. ldy >= OC lets q, k, v write into
+     * their column slices of the fused qkv output. The mask is not kept: the backward draws it again. */
+    void (*lora_forward)(lnn_ctx *ctx, void *y, int ldy, const void *x, const void *A, const void *B, void *u,
+                         lnn_rows rows, int C, int r, int OC, float scale, lnn_dropout_t drop);
+    /* dy A(N, ldy) (first OC columns); dB F32(OC,r) += scale * dy^T u; dA F32(r,C) += scale * (dy B)^T drop(x);
+     * dx A(N,C) += drop(scale * (dy B) A) (the same mask); any of dx, dA, dB may be NULL */
+    void (*lora_backward)(lnn_ctx *ctx, void *dx, float *dA, float *dB, const void *dy, int ldy, const void *x,
+                          const void *A, const void *B, const void *u, lnn_rows rows, int C, int r, int OC,
+                          float scale, lnn_dropout_t drop);
 
     /* res A(N,C) = a + r (r may be NULL; res may alias a); out A(N,C) = (res - mean) * rstd * w + b;
      * mean, rstd F32(N) kept for the backward */

@@ -37,6 +37,7 @@ static lnn_status cpu_synchronize(lnn_ctx *ctx) {
         .cast = cpu_cast, .embedding_forward = cpu_embedding_forward,                               \
         .embedding_backward = cpu_embedding_backward, .matmul_forward = cpu_matmul_forward,         \
         .matmul_backward = cpu_matmul_backward, .layernorm_forward = cpu_layernorm_forward,         \
+        .lora_forward = cpu_lora_forward, .lora_backward = cpu_lora_backward,                       \
         .layernorm_backward = cpu_layernorm_backward, .bias_act_forward = cpu_bias_act_forward,     \
         .bias_act_backward = cpu_bias_act_backward, .attention_saved_bytes = cpu_attention_saved_bytes, \
         .attention_scratch_bytes = cpu_attention_scratch_bytes,                                     \

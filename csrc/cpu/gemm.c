@@ -10,7 +10,8 @@
 #define MAX_TILES 8
 
 /* The tile grid gm x gn of an (M, N, K) GEMM: the power-of-two count of tiles of about TILE_FLOPS
- * each (at most MAX_TILES), as square as the shape allows, each at least 32 rows and 64 columns. */
+ * each (at most MAX_TILES), as square as the shape allows, each at least 32 rows and 64 columns (or
+ * all N columns when N is narrower: the rank-r GEMMs of LoRA split by rows only). */
 static void gemm_grid(int M, int N, int K, int *gm, int *gn) {
     double flops = 2.0 * M * N * K;
     int target = 1;
@@ -19,7 +20,7 @@ static void gemm_grid(int M, int N, int K, int *gm, int *gn) {
         double best = -1;
         for (int d = 1; d <= target; d *= 2) {
             int e = target / d;
-            if (M / d < 32 || N / e < 64) continue;
+            if (M / d < 32 || (e > 1 && N / e < 64)) continue;
             double tm = (double)M / d, tn = (double)N / e, score = tm < tn ? tm / tn : tn / tm;
             if (score > best) { best = score; *gm = d; *gn = e; }
         }

@@ -105,6 +105,11 @@ void cpu_embedding_backward(lnn_ctx *ctx, float *dwte, float *dwpe, float *dwtt,
 void cpu_matmul_forward(lnn_ctx *ctx, void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);
 void cpu_matmul_backward(lnn_ctx *ctx, void *dinp, float *dw, float *db, const void *dout, const void *inp,
                          const void *w, int N, int C, int OC);
+void cpu_lora_forward(lnn_ctx *ctx, void *y, int ldy, const void *x, const void *A, const void *B, void *u,
+                      lnn_rows rows, int C, int r, int OC, float scale, lnn_dropout_t drop);
+void cpu_lora_backward(lnn_ctx *ctx, void *dx, float *dA, float *dB, const void *dy, int ldy, const void *x,
+                       const void *A, const void *B, const void *u, lnn_rows rows, int C, int r, int OC, float scale,
+                       lnn_dropout_t drop);
 void cpu_layernorm_forward(lnn_ctx *ctx, void *out, float *mean, float *rstd, void *res, const void *a, const void *r,
                            const void *w, const void *b, int N, int C, float eps);
 void cpu_layernorm_backward(lnn_ctx *ctx, void *dres, float *dw, float *db, const void *dout, const void *res,

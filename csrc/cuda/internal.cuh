@@ -211,6 +211,19 @@ void cuda_adam_step(lnn_ctx *ctx, float *params, const float *grads, float *m, f
                     const lnn_segment *segs, int nseg, int64_t *steps, const float *lr_scale,
                     const lnn_optim_config *cfg);
 
+void cuda_lora_forward(lnn_ctx *ctx, void *y, int ldy, const void *x, const void *A, const void *B, void *u,
+                       lnn_rows rows, int C, int r, int OC, float scale, lnn_dropout_t drop);
+void cuda_lora_backward(lnn_ctx *ctx, void *dx, float *dA, float *dB, const void *dy, int ldy, const void *x,
+                        const void *A, const void *B, const void *u, lnn_rows rows, int C, int r, int OC, float scale,
+                        lnn_dropout_t drop);
+
+// Row-major GEMM on cuBLAS (matmul.cu): C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C, operands of type at,
+// C of type ct, F32 accumulation (TF32 only when the context allows it).
+void cuda_gemm(lnn_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
+               int ldb, float beta, void *C, int ldc, cudaDataType_t at, cudaDataType_t ct);
+// The cuBLAS type of the context's activations.
+static inline cudaDataType_t cuda_act_type(const lnn_ctx *ctx) { return ctx->act == LNN_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
 // Deterministic column sums used by several backward ops (matmul, bias_act): db(OC) += colsum(x(N,OC)).
 template <typename T>
 void cuda_colsum_acc(lnn_ctx *ctx, float *db, const T *x, int N, int OC);

@@ -5,19 +5,21 @@
 
 // Row-major C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C (ta/tb: 0 as stored, 1 transposed), A and B of
 // type at, C of type ct; cuBLAS is column-major, so this computes C^T = op(B)^T op(A)^T.
-static void gemm_rm(lnn_ctx *ctx, int ta, int tb, int M, int N, int K, const void *A, int lda, const void *B, int ldb,
-                    float beta, void *C, int ldc, cudaDataType_t at, cudaDataType_t ct) {
+void cuda_gemm(lnn_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
+               int ldb, float beta, void *C, int ldc, cudaDataType_t at, cudaDataType_t ct) {
     cuda_handles *h = handles_of(ctx);
     cublasComputeType_t comp = (at == CUDA_R_32F && ctx->allow_tf32) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     cublasSetMathMode(h->blas, CUBLAS_DEFAULT_MATH);
-    const float alpha = 1.f;
     cublasStatus_t st = cublasGemmEx(h->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
                                      &alpha, B, at, ldb, A, at, lda, &beta, C, ct, ldc, comp, CUBLAS_GEMM_DEFAULT);
     if (st != CUBLAS_STATUS_SUCCESS)
         cuda_fail(ctx, LNN_ERR_RUNTIME, "cuBLAS GEMM (%d x %d x %d) failed with status %d", M, N, K, (int)st);
 }
 
-static cudaDataType_t cuda_type(lnn_dtype t) { return t == LNN_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+static void gemm_rm(lnn_ctx *ctx, int ta, int tb, int M, int N, int K, const void *A, int lda, const void *B, int ldb,
+                    float beta, void *C, int ldc, cudaDataType_t at, cudaDataType_t ct) {
+    cuda_gemm(ctx, ta, tb, M, N, K, 1.f, A, lda, B, ldb, beta, C, ldc, at, ct);
+}
 
 // out(N,OC) = b broadcast over the rows
 template <typename T>
@@ -36,7 +38,7 @@ void cuda_matmul_forward(lnn_ctx *ctx, void *out, const void *inp, const void *w
         CUDA_LAUNCHED(ctx, "matmul_forward bias");
         beta = 1.f;
     }
-    cudaDataType_t t = cuda_type(ctx->act);
+    cudaDataType_t t = cuda_act_type(ctx);
     gemm_rm(ctx, 0, 1, N, OC, C, inp, C, w, C, beta, out, OC, t, t);
 }
 
@@ -79,7 +81,7 @@ template void cuda_colsum_acc<bf16>(lnn_ctx *, float *, const bf16 *, int, int);
 void cuda_matmul_backward(lnn_ctx *ctx, void *dinp, float *dw, float *db, const void *dout, const void *inp,
                           const void *w, int N, int C, int OC) {
     cuda_enter(ctx);
-    cudaDataType_t t = cuda_type(ctx->act);
+    cudaDataType_t t = cuda_act_type(ctx);
     if (dinp) gemm_rm(ctx, 0, 0, N, C, OC, dout, OC, w, C, 1.f, dinp, C, t, t);
     if (dw) gemm_rm(ctx, 1, 0, OC, C, N, dout, OC, inp, C, 1.f, dw, C, t, CUDA_R_32F);
     if (db) LNN_CUDA_DISPATCH(ctx, T, cuda_colsum_acc<T>(ctx, db, (const T *)dout, N, OC));

@@ -2,6 +2,7 @@
  * table. No BLAS or OpenMP here: every computation is a call into the backend (m->body.ctx.be),
  * and host memory is touched only at the boundary: staging the inputs, and the read/write
  * functions at the end of this file. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,7 @@ lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_ba
         return LNN_ERR_MEMORY;
     }
     m->cfg = *cfg;
+    m->lora_pool_idx = -1;
     st = lnn_ctx_init(&m->body.ctx, be, device, act);
     if (st) {
         free(m);
@@ -141,9 +143,103 @@ lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_ba
         lnn_model_free(m);
         return st;
     }
+    m->n_enc_tensors = m->body.tab.n;
     *out = m;
     return LNN_OK;
 }
+
+/* ------------------------------------------------------------------ LoRA adapters */
+
+/* in / out features of LoRA site k, and the table index of the base weight it adapts */
+static int lora_in(const lnn_config *c, int k) { return k == LNN_LORA_F2 ? c->F : c->C; }
+static int lora_out(const lnn_config *c, int k) { return k == LNN_LORA_F1 ? c->F : c->C; }
+static int lora_base(const lnn_model *m, int l, int k) {
+    static const int slot[LNN_LORA_NK] = {0, 0, 0, 2, 6, 8}; /* q, k, v weights are adjacent */
+    return m->layer_idx[l][slot[k]] + (k <= LNN_LORA_V ? k : 0);
+}
+
+/* "<linear>.lora_A.weight" (r, in) and "<linear>.lora_B.weight" (out, r) for the base weight at index w;
+ * the index of lora_A, or -1 (error set) */
+static int add_lora_pair(lnn_model *m, int w, int r, int in, int out) {
+    lnn_param_table *tab = &m->body.tab;
+    const char *base = tab->t[w].name;
+    size_t n = strlen(base) - strlen(".weight");
+    char nm[LNN_NAME_MAX];
+    if (n + strlen(".lora_A.weight") >= sizeof nm) {
+        lnn_set_error("tensor name %s is too long for a LoRA adapter", base);
+        return -1;
+    }
+    snprintf(nm, sizeof nm, "%.*s.lora_A.weight", (int)n, base);
+    int a = add2(tab, nm, r, in, 0);
+    snprintf(nm, sizeof nm, "%.*s.lora_B.weight", (int)n, base);
+    int b = a < 0 ? -1 : add2(tab, nm, out, r, 0);
+    return b < 0 ? -1 : a;
+}
+
+lnn_status lnn_model_add_lora(lnn_model *m, const lnn_lora_config *lc) {
+    const lnn_config *c = &m->cfg;
+    if (m->body.params || m->lora_idx || m->body.tab.n != m->n_enc_tensors) {
+        lnn_set_error("LoRA adapters are registered once, right after the encoder's tensors and before allocation");
+        return LNN_ERR_RUNTIME;
+    }
+    if (lc->r < 1 || lc->r > (1 << 16) || !isfinite(lc->scale) || !(lc->dropout >= 0.f && lc->dropout < 1.f)) {
+        lnn_set_error("LoRA needs r in 1..65536 (got %d), a finite scale (got %g) and dropout in [0, 1) (got %g)",
+                      lc->r, (double)lc->scale, (double)lc->dropout);
+        return LNN_ERR_VALUE;
+    }
+    if (lc->pooler && !(c->model_type == LNN_BERT && c->pooler)) {
+        lnn_set_error("a LoRA adapter on the pooler needs a BERT encoder with its pooler");
+        return LNN_ERR_VALUE;
+    }
+    m->lora_idx = malloc(sizeof *m->lora_idx * (size_t)(c->n_layers ? c->n_layers : 1));
+    if (!m->lora_idx) {
+        lnn_set_error("out of memory");
+        return LNN_ERR_MEMORY;
+    }
+    m->lora_r = lc->r;
+    m->lora_scale = lc->scale;
+    m->lora_dropout = lc->dropout;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < LNN_LORA_NK; k++) {
+            m->lora_idx[l][k] = -1;
+            if (!lc->layers || !(lc->layers[l] & (1u << k))) continue;
+            m->lora_idx[l][k] = add_lora_pair(m, lora_base(m, l, k), lc->r, lora_in(c, k), lora_out(c, k));
+            if (m->lora_idx[l][k] < 0) return LNN_ERR_VALUE;
+        }
+    if (lc->pooler) {
+        m->lora_pool_idx = add_lora_pair(m, m->top_idx[5], lc->r, c->C, c->C);
+        if (m->lora_pool_idx < 0) return LNN_ERR_VALUE;
+    }
+    return LNN_OK;
+}
+
+/* The LoRA branch of the site whose lora_A is at table index idx (-1: none) on the linear x -> y. */
+static void lora_fwd(lnn_model *m, int idx, void *y, int ldy, const void *x, void *u, lnn_rows rows, int in, int out,
+                     float p, uint32_t stream) {
+    if (idx < 0 || m->lora_off) return;
+    lnn_body *bd = &m->body;
+    lnn_dropout_t d = {p, m->seed, m->step, stream};
+    bd->ctx.be->lora_forward(&bd->ctx, y, ldy, x, lnn_body_weight(bd, idx), lnn_body_weight(bd, idx + 1), u, rows, in,
+                             m->lora_r, out, m->lora_scale, d);
+}
+
+static void lora_bwd(lnn_model *m, int idx, void *dx, const void *dy, int ldy, const void *x, const void *u,
+                     lnn_rows rows, int in, int out, uint32_t stream) {
+    if (idx < 0 || m->lora_off) return;
+    lnn_body *bd = &m->body;
+    float *dA = lnn_body_grad(bd, idx), *dB = lnn_body_grad(bd, idx + 1);
+    if (!dx && !dA && !dB) return;
+    lnn_dropout_t d = {m->lora_dropout, m->seed, m->step, stream};
+    bd->ctx.be->lora_backward(&bd->ctx, dx, dA, dB, dy, ldy, x, lnn_body_weight(bd, idx), lnn_body_weight(bd, idx + 1),
+                              u, rows, in, m->lora_r, out, m->lora_scale, d);
+}
+
+/* a LoRA site at table index idx has a trainable tensor */
+static int lora_trains(const lnn_model *m, int idx) {
+    return idx >= 0 && !m->lora_off && (lnn_body_grad(&m->body, idx) || lnn_body_grad(&m->body, idx + 1));
+}
+
+static uint32_t lora_stream(int l, int k) { return LNN_LORA_STREAM0 + 8u * (uint32_t)l + (uint32_t)k; }
 
 void lnn_model_update_views(lnn_model *m) {
     const lnn_body *bd = &m->body;
@@ -189,6 +285,7 @@ void lnn_model_free(lnn_model *m) {
     free(m->host_off);
     free(m->stage);
     free(m->layer_idx);
+    free(m->lora_idx);
     free(m);
 }
 
@@ -229,12 +326,14 @@ static void layout_acts(lnn_model *m, lnn_acts *a, lnn_plan *p, int B, int T, in
         TAKE(l->mean2, N, LNN_F32);
         TAKE(l->rstd2, N, LNN_F32);
         TAKE(l->out, N * C, A);
+        for (int k = 0; k < LNN_LORA_NK; k++) TAKE(l->lora_u[k], m->lora_idx ? N * (size_t)m->lora_r : 0, A);
     }
     for (int s = slots; s < c->n_layers; s++) a->layers[s] = a->layers[0]; /* inference: one slot, reused */
     lnn_take_bytes(p, &a->att_scratch, be->attention_scratch_bytes(ctx, B, T, c->NH, train, ap));
     TAKE(a->cls, BC, A);
     TAKE(a->xcls, BC, A);
     TAKE(a->pooled, BC, A);
+    TAKE(a->pool_u, m->lora_pool_idx >= 0 ? (size_t)B * m->lora_r : 0, A);
     size_t nb = train ? 1 : 0; /* the backward's buffers: training layout only */
     TAKE(a->dX, nb * N * C, A);
     TAKE(a->dR, nb * N * C, A);
@@ -412,6 +511,7 @@ lnn_status lnn_model_forward(lnn_model *m, const lnn_batch *in, int train, uint6
     m->fwd_N = N;
     int C = c->C, F = c->F, NH = c->NH, L = c->n_layers, bert = c->model_type == LNN_BERT;
     float hp = train ? c->hidden_dropout : 0.f, ap = train ? c->attn_dropout : 0.f;
+    float lp = train ? m->lora_dropout : 0.f;
     const int32_t *dtypes = in->types ? a->types : NULL, *dmask = in->mask && !pack ? a->mask : NULL;
     const int32_t *doff = pack ? a->seq_off : NULL;
     lnn_rows rows = fwd_rows(m, 0), rows0 = fwd_rows(m, 1);
@@ -432,7 +532,11 @@ lnn_status lnn_model_forward(lnn_model *m, const lnn_batch *in, int train, uint6
         int R = cls ? B : (int)N;            /* rows after the attention */
         lnn_rows rr = cls ? rows0 : rows;
         const void *xres = x;
+        const int *li = m->lora_idx ? m->lora_idx[l] : NULL;
         be->matmul_forward(ctx, s->qkv, x, w->qkv_w, w->qkv_b, (int)N, C, 3 * C);
+        for (int j = 0; li && j < 3; j++)
+            lora_fwd(m, li[j], at(s->qkv, (size_t)j * C, ctx->act), 3 * C, x, s->lora_u[j], rows, C, C, lp,
+                     lora_stream(l, j));
         be->attention_forward(ctx, s->att, s->att_saved, a->att_scratch, s->qkv, dmask, doff, cls, B, T, C, NH,
                               site(m, ap, 1 + 3 * l));
         if (cls) {
@@ -440,11 +544,14 @@ lnn_status lnn_model_forward(lnn_model *m, const lnn_batch *in, int train, uint6
             xres = a->xcls;
         }
         be->matmul_forward(ctx, s->r1, s->att, w->o_w, w->o_b, R, C, C);
+        if (li) lora_fwd(m, li[LNN_LORA_O], s->r1, C, s->att, s->lora_u[LNN_LORA_O], rr, C, C, lp, lora_stream(l, LNN_LORA_O));
         if (bert && hp > 0.f) be->dropout_forward(ctx, s->r1, s->r1, rr, C, site(m, hp, 2 + 3 * l));
         be->layernorm_forward(ctx, s->h1, s->mean1, s->rstd1, s->r1, s->r1, xres, w->ln1_w, w->ln1_b, R, C, c->ln_eps);
         be->matmul_forward(ctx, s->f1, s->h1, w->f1_w, NULL, R, C, F);
+        if (li) lora_fwd(m, li[LNN_LORA_F1], s->f1, F, s->h1, s->lora_u[LNN_LORA_F1], rr, C, F, lp, lora_stream(l, LNN_LORA_F1));
         be->bias_act_forward(ctx, s->g, s->f1, w->f1_b, R, F, c->act);
         be->matmul_forward(ctx, s->r2, s->g, w->f2_w, w->f2_b, R, F, C);
+        if (li) lora_fwd(m, li[LNN_LORA_F2], s->r2, C, s->g, s->lora_u[LNN_LORA_F2], rr, F, C, lp, lora_stream(l, LNN_LORA_F2));
         if (hp > 0.f) be->dropout_forward(ctx, s->r2, s->r2, rr, C, site(m, hp, 3 + 3 * l));
         be->layernorm_forward(ctx, s->out, s->mean2, s->rstd2, s->r2, s->r2, s->h1, w->ln2_w, w->ln2_b, R, C, c->ln_eps);
         if (hidden) lnn_body_to_host_act(&m->body, hidden + (size_t)(l + 1) * N * C, s->out, N * C);
@@ -454,6 +561,7 @@ lnn_status lnn_model_forward(lnn_model *m, const lnn_batch *in, int train, uint6
     if (bert && c->pooler) { /* pooled = tanh(token 0 @ Wp^T + bp) */
         be->token0_forward(ctx, a->cls, x, xrows, C);
         be->matmul_forward(ctx, a->pooled, a->cls, m->p.top.pool_w, m->p.top.pool_b, B, C, C);
+        lora_fwd(m, m->lora_pool_idx, a->pooled, C, a->cls, a->pool_u, lnn_rows_plain(B), C, C, lp, lora_stream(L, 0));
         be->tanh_forward(ctx, a->pooled, a->pooled, (size_t)B * C);
     }
     bd->out = x;
@@ -474,9 +582,12 @@ lnn_status lnn_model_forward(lnn_model *m, const lnn_batch *in, int train, uint6
 static int lowest_trainable_level(const lnn_model *m) {
     const lnn_top_params *g = &m->g.top;
     if (g->wte || g->wpe || g->wtt || g->emb_ln_w || g->emb_ln_b) return 0;
-    for (int l = 0; l < m->cfg.n_layers; l++)
+    for (int l = 0; l < m->cfg.n_layers; l++) {
         for (int k = 0; k < LNN_LAYER_NT; k++)
             if (m->g.layers[l].t[k]) return l + 1;
+        for (int k = 0; m->lora_idx && k < LNN_LORA_NK; k++)
+            if (lora_trains(m, m->lora_idx[l][k])) return l + 1;
+    }
     return m->cfg.n_layers + 1; /* only the pooler (or nothing) */
 }
 
@@ -508,6 +619,8 @@ lnn_status lnn_model_backward(lnn_model *m, int has_dout, const void *dpooled) {
         be->zero(ctx, a->dcls, BC * esz);
         be->matmul_backward(ctx, lowest <= L ? a->dcls : NULL, m->g.top.pool_w, m->g.top.pool_b, a->dpool, a->cls,
                             m->p.top.pool_w, B, C, C);
+        lora_bwd(m, m->lora_pool_idx, lowest <= L ? a->dcls : NULL, a->dpool, C, a->cls, a->pool_u, lnn_rows_plain(B),
+                 C, C, lora_stream(L, 0));
         if (lowest <= L) be->token0_backward(ctx, a->dX, a->dcls, m->fwd_cls ? rows0 : rows, C);
     }
 
@@ -520,6 +633,7 @@ lnn_status lnn_model_backward(lnn_model *m, int has_dout, const void *dpooled) {
         int R = cls ? B : (int)N; /* rows after the attention (dX holds R rows on entry) */
         lnn_rows rr = cls ? rows0 : rows;
         size_t RC = (size_t)R * C * esz;
+        const int *li = m->lora_idx ? m->lora_idx[l] : NULL;
         /* out = LN2(r2), r2 = drop(lin2(g)) + h1 */
         be->zero(ctx, a->dR, RC);
         be->layernorm_backward(ctx, a->dR, gw->ln2_w, gw->ln2_b, a->dX, s->r2, w->ln2_w, s->mean2, s->rstd2, R, C);
@@ -530,8 +644,10 @@ lnn_status lnn_model_backward(lnn_model *m, int has_dout, const void *dpooled) {
         }
         be->zero(ctx, a->dG, (size_t)R * F * esz);
         be->matmul_backward(ctx, a->dG, gw->f2_w, gw->f2_b, dff, s->g, w->f2_w, R, F, C);
+        if (li) lora_bwd(m, li[LNN_LORA_F2], a->dG, dff, C, s->g, s->lora_u[LNN_LORA_F2], rr, F, C, lora_stream(l, LNN_LORA_F2));
         be->bias_act_backward(ctx, a->dG, gw->f1_b, a->dG, s->f1, R, F, c->act);
         be->matmul_backward(ctx, a->dR, gw->f1_w, NULL, a->dG, s->h1, w->f1_w, R, C, F); /* dR = d h1 */
+        if (li) lora_bwd(m, li[LNN_LORA_F1], a->dR, a->dG, F, s->h1, s->lora_u[LNN_LORA_F1], rr, C, F, lora_stream(l, LNN_LORA_F1));
         /* h1 = LN1(r1), r1 = drop(out_lin(att)) + x */
         be->zero(ctx, a->dX, RC);
         be->layernorm_backward(ctx, a->dX, gw->ln1_w, gw->ln1_b, a->dR, s->r1, w->ln1_w, s->mean1, s->rstd1, R, C);
@@ -542,6 +658,7 @@ lnn_status lnn_model_backward(lnn_model *m, int has_dout, const void *dpooled) {
         }
         be->zero(ctx, a->dR, RC);
         be->matmul_backward(ctx, a->dR, gw->o_w, gw->o_b, dao, s->att, w->o_w, R, C, C); /* dR = d att */
+        if (li) lora_bwd(m, li[LNN_LORA_O], a->dR, dao, C, s->att, s->lora_u[LNN_LORA_O], rr, C, C, lora_stream(l, LNN_LORA_O));
         if (cls && need_dx) { /* the residual gradient of the token-0 rows, scattered into all N rows */
             be->copy(ctx, a->dA, a->dX, RC);
             be->zero(ctx, a->dX, NC);
@@ -553,6 +670,9 @@ lnn_status lnn_model_backward(lnn_model *m, int has_dout, const void *dpooled) {
         /* dX (holding the residual part) += dqkv @ Wqkv */
         be->matmul_backward(ctx, need_dx ? a->dX : NULL, gw->qkv_w, gw->qkv_b, a->dqkv, x, w->qkv_w, (int)N, C,
                             3 * C);
+        for (int j = 0; li && j < 3; j++)
+            lora_bwd(m, li[j], need_dx ? a->dX : NULL, at(a->dqkv, (size_t)j * C, ctx->act), 3 * C, x, s->lora_u[j], rows,
+                     C, C, lora_stream(l, j));
     }
 
     if (lowest == 0) {
@@ -586,7 +706,8 @@ static void enc_clear_dout(lnn_body *b) {
 
 static int enc_trainable(const lnn_body *b) {
     const lnn_model *m = (const lnn_model *)b;
-    return lowest_trainable_level(m) <= m->cfg.n_layers || m->g.top.pool_w || m->g.top.pool_b;
+    return lowest_trainable_level(m) <= m->cfg.n_layers || m->g.top.pool_w || m->g.top.pool_b ||
+           lora_trains(m, m->lora_pool_idx);
 }
 
 /* ------------------------------------------------------------------ the host boundary */

@@ -50,6 +50,23 @@ typedef struct {
     lnn_layer_params *layers; /* n_layers */
 } lnn_params_view;
 
+/* ---- LoRA adapters (peft's lora.Linear) on the encoder's linears ----
+ * Sites: per layer q, k, v, the attention output, FFN in and out (LNN_LORA_*), and BERT's pooler. A site
+ * with an adapter has two tensors, registered after every encoder tensor and before any appended by the
+ * owner: "<linear>.lora_A.weight" (r, in) and "<linear>.lora_B.weight" (out, r), <linear> the HF name of
+ * the layer without ".weight". The branch adds scale * B A drop(x) to the linear's output (backend op
+ * lora_forward); its dropout draws stream LNN_LORA_STREAM0 + 8 l + kind (the pooler: + 8 L). */
+enum { LNN_LORA_Q, LNN_LORA_K, LNN_LORA_V, LNN_LORA_O, LNN_LORA_F1, LNN_LORA_F2, LNN_LORA_NK };
+#define LNN_LORA_STREAM0 0x20000000u
+
+typedef struct {
+    int r;                   /* rank >= 1 */
+    float scale;             /* alpha / r (alpha / sqrt(r) with rslora) */
+    float dropout;           /* on the branch's input, in training */
+    const unsigned *layers;  /* n_layers masks: bit k set = site k of layer l has an adapter */
+    int pooler;              /* the BERT pooler's dense has an adapter */
+} lnn_lora_config;
+
 /* ---- activations (backend memory, A unless noted), one arena sized by (B, T) ---- */
 typedef struct {
     void *qkv;            /* (N,3C) */
@@ -63,6 +80,7 @@ typedef struct {
     void *r2;             /* (N,C) lin2(g) (+dropout) + h1: input of LN2 */
     float *mean2, *rstd2; /* F32 (N) */
     void *out;            /* (N,C) layer output */
+    void *lora_u[LNN_LORA_NK]; /* (N,r) per LoRA site: drop(x) @ A^T */
 } lnn_layer_acts;
 
 typedef struct {
@@ -75,6 +93,7 @@ typedef struct {
     void *att_scratch;                      /* the attention ops' transient memory, shared by the layers */
     void *cls, *pooled;                     /* (B,C) pooler input / output */
     void *xcls;                             /* (B,C) token-0 rows of the last layer's input */
+    void *pool_u;                           /* (B,r) the pooler's LoRA drop(cls) @ A^T */
     /* backward (training layout only) */
     void *dX, *dR, *dA;                     /* (N,C); dX: the gradient w.r.t. the last hidden rows */
     void *dqkv;                             /* (N,3C) */
@@ -88,6 +107,13 @@ typedef struct lnn_model {
     int top_idx[LNN_TOP_NT];       /* table index per top tensor, -1 if absent */
     int (*layer_idx)[LNN_LAYER_NT];/* table index per layer tensor */
     lnn_params_view p, g;          /* weights (A) and gradients (F32, NULL when frozen) */
+    /* LoRA: table index of lora_A per (layer, site) and of the pooler's (-1: none; lora_B is the next) */
+    int (*lora_idx)[LNN_LORA_NK];
+    int lora_pool_idx;
+    int lora_r;
+    float lora_scale, lora_dropout;
+    int lora_off;                  /* the branches are skipped (merged into the base weights) */
+    int n_enc_tensors;             /* the encoder's own tensors: table indices 0 .. n_enc_tensors-1 */
     /* arena */
     void *arena;
     size_t arena_bytes;
@@ -113,6 +139,8 @@ lnn_status lnn_model_create(lnn_model **out, const lnn_config *cfg, const lnn_ba
                             int tf32);
 /* The encoder behind a body, or NULL when the body is another kind (an LSTM). */
 lnn_model *lnn_body_encoder(lnn_body *b);
+/* Register LoRA adapters (after lnn_model_create, before any other tensor is appended). */
+lnn_status lnn_model_add_lora(lnn_model *m, const lnn_lora_config *lc);
 /* Allocate params, grads (zeroed) and the weight copy, and build the views. */
 lnn_status lnn_model_allocate(lnn_model *m);
 /* Rebuild the gradient views after changing LNN_TENSOR_FROZEN flags. */

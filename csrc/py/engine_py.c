@@ -88,20 +88,68 @@ fail:
     return -1;
 }
 
+/* lora = (r, scale, dropout, [mask per layer], pooler): register the adapters (models/encoder.h) */
+static int add_lora(lnn_model *m, PyObject *lora) {
+    lnn_lora_config lc = {0};
+    PyObject *layers;
+    int pooler = 0;
+    if (!PyArg_ParseTuple(lora, "iffOp;lora must be (r, scale, dropout, layer masks, pooler)", &lc.r, &lc.scale,
+                          &lc.dropout, &layers, &pooler))
+        return -1;
+    PyObject *seq = PySequence_Fast(layers, "lora layer masks must be a sequence of ints");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n != m->cfg.n_layers) {
+        PyErr_Format(PyExc_ValueError, "lora needs one site mask per layer (%d), got %zd", m->cfg.n_layers, n);
+        Py_DECREF(seq);
+        return -1;
+    }
+    unsigned *masks = PyMem_Calloc((size_t)(n ? n : 1), sizeof *masks);
+    if (!masks) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred()) break;
+        if (v < 0 || v >= (1L << LNN_LORA_NK)) {
+            PyErr_Format(PyExc_ValueError, "lora site mask of layer %zd must be in 0..%d, got %ld", i,
+                         (1 << LNN_LORA_NK) - 1, v);
+            break;
+        }
+        masks[i] = (unsigned)v;
+    }
+    Py_DECREF(seq);
+    if (PyErr_Occurred()) {
+        PyMem_Free(masks);
+        return -1;
+    }
+    lc.layers = masks;
+    lc.pooler = pooler;
+    lnn_status st = lnn_model_add_lora(m, &lc);
+    PyMem_Free(masks);
+    if (st) {
+        lnn_raise_status(st);
+        return -1;
+    }
+    return 0;
+}
+
 static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
     static char *kws[] = {"model_type", "vocab_size", "max_position_embeddings", "type_vocab_size", "hidden_size",
                           "num_layers", "num_heads", "intermediate_size", "activation", "pad_token_id",
                           "layer_norm_eps", "hidden_dropout", "attention_dropout", "pooler", "extra_tensors",
-                          "backend", "dtype", "device", "tf32", NULL};
+                          "backend", "dtype", "device", "tf32", "lora", NULL};
     lnn_config c;
     memset(&c, 0, sizeof c);
-    PyObject *extra = NULL;
+    PyObject *extra = NULL, *lora = NULL;
     const char *bname = "cpu", *dname = "f32";
     int device = 0, tf32 = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiiiiiifff|pOssip", kws, &c.model_type, &c.vocab_size, &c.max_pos,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiiiiiifff|pOssipO", kws, &c.model_type, &c.vocab_size, &c.max_pos,
                                      &c.type_vocab_size, &c.C, &c.n_layers, &c.NH, &c.F, &c.act, &c.pad_id,
                                      &c.ln_eps, &c.hidden_dropout, &c.attn_dropout, &c.pooler, &extra, &bname, &dname,
-                                     &device, &tf32))
+                                     &device, &tf32, &lora))
         return -1;
     const lnn_backend *be;
     lnn_dtype act;
@@ -112,6 +160,7 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
         lnn_raise_status(st);
         return -1;
     }
+    if (lora && lora != Py_None && add_lora(m, lora) < 0) goto fail;
     if (lnn_engine_add_extra(&m->body.tab, extra) < 0) goto fail;
     LNN_RELEASE_GIL
     st = lnn_model_allocate(m);
@@ -281,6 +330,19 @@ static PyObject *Engine_set_flags(EngineObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static lnn_model *encoder_of(EngineObject *self);
+
+/* lora_enabled(on): run the LoRA branches (1) or skip them (0: merged into the base weights) */
+static PyObject *Engine_set_lora_enabled(EngineObject *self, PyObject *arg) {
+    lnn_model *m = encoder_of(self);
+    if (!m) return NULL;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    m->lora_off = !on;
+    m->body.has_train_forward = 0; /* a backward must follow a forward of the same graph */
+    Py_RETURN_NONE;
+}
+
 static PyObject *Engine_zero_grad(EngineObject *self, PyObject *unused) {
     if (engine_busy(self)) return NULL;
     lnn_body *b = self->body;
@@ -426,6 +488,8 @@ static PyMethodDef Engine_methods[] = {
     {"grads_buffer", (PyCFunction)Engine_grads_buffer, METH_NOARGS, "The contiguous gradient buffer (zero-copy)."},
     {"set_flags", (PyCFunction)Engine_set_flags, METH_VARARGS, "set_flags(name, flags): no_decay=1, frozen=2."},
     {"zero_grad", (PyCFunction)Engine_zero_grad, METH_NOARGS, "Zero the gradient buffer."},
+    {"set_lora_enabled", (PyCFunction)Engine_set_lora_enabled, METH_O,
+     "set_lora_enabled(on): run the LoRA branches, or skip them (merged into the base weights)."},
     {"read", (PyCFunction)Engine_read, METH_VARARGS, "read(which, offset=0, count=-1) -> float32 copy ('params'/'grads')"},
     {"write", (PyCFunction)Engine_write, METH_VARARGS, "write(which, offset, array): copy float32 values in"},
     {"sync_weights", (PyCFunction)Engine_sync_weights, METH_NOARGS,

@@ -236,6 +236,43 @@ static void run_matmul_backward(lnn_ctx *ctx, const opcall *c) {
     ctx->be->matmul_backward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AI(6), AI(7), AI(8));
 }
 
+/* ---- lora_forward(y, ldy, x, A, B, u, rows, C, r, OC, scale, drop) and
+ *      lora_backward(dx, dA, dB, dy, ldy, x, A, B, u, rows, C, r, OC, scale, drop)
+ * (k: the index of ldy; the backward's arguments sit three places later, bar the first) */
+static int chk_lora(const opcall *c, int fwd, char *err, size_t errn) {
+    int k = fwd ? 1 : 4;
+    if (check_rows(c, err, errn)) return 1;
+    POS(k + 6, "C");
+    POS(k + 7, "r");
+    POS(k + 8, "OC");
+    size_t N = (size_t)c->rows.N, C = (size_t)c->i[k + 6], r = (size_t)c->i[k + 7], OC = (size_t)c->i[k + 8];
+    if (c->i[k] < (int64_t)OC || c->i[k] > (1 << 30)) FAIL("ldy must be in OC..2^30 (OC=%zu), got %lld", OC, (long long)c->i[k]);
+    size_t ny = (N - 1) * (size_t)c->i[k] + OC;
+    NEED(fwd ? 0 : 3, fwd ? "y" : "dy", ny);
+    NEED(k + 1, "x", N * C);
+    NEED(k + 2, "A", r * C);
+    NEED(k + 3, "B", OC * r);
+    NEED(k + 4, "u", N * r);
+    if (!fwd) {
+        NEED(0, "dx", N * C);
+        NEED(1, "dA", r * C);
+        NEED(2, "dB", OC * r);
+    }
+    if (!isfinite(AX(k + 9))) FAIL("scale must be finite, got %g", AX(k + 9));
+    if (!(c->drop.p >= 0.f && c->drop.p <= 1.f)) FAIL("drop.p must be in [0, 1], got %g", (double)c->drop.p);
+    return 0;
+}
+static int chk_lora_forward(const opcall *c, char *err, size_t errn) { return chk_lora(c, 1, err, errn); }
+static int chk_lora_backward(const opcall *c, char *err, size_t errn) { return chk_lora(c, 0, err, errn); }
+static void run_lora_forward(lnn_ctx *ctx, const opcall *c) {
+    ctx->be->lora_forward(ctx, AP(0), AI(1), AP(2), AP(3), AP(4), AP(5), c->rows, AI(7), AI(8), AI(9), (float)AX(10),
+                          c->drop);
+}
+static void run_lora_backward(lnn_ctx *ctx, const opcall *c) {
+    ctx->be->lora_backward(ctx, AP(0), AP(1), AP(2), AP(3), AI(4), AP(5), AP(6), AP(7), AP(8), c->rows, AI(10), AI(11),
+                           AI(12), (float)AX(13), c->drop);
+}
+
 /* ---- layernorm_forward(out, mean, rstd, res, a, r, w, b, N, C, eps) */
 static int chk_layernorm_forward(const opcall *c, char *err, size_t errn) {
     POS(8, "N");
@@ -650,6 +687,11 @@ static opdesc OPS[] = {
        N_("OC")),
     OP(matmul_backward, TO("dinp", 'a', 'u'), TO("dw", 'f', 'u'), TO("db", 'f', 'u'), T_("dout", 'a', 'i'),
        T_("inp", 'a', 'i'), T_("w", 'a', 'i'), N_("N"), N_("C"), N_("OC")),
+    OP(lora_forward, T_("y", 'a', 'u'), N_("ldy"), T_("x", 'a', 'i'), T_("A", 'a', 'i'), T_("B", 'a', 'i'),
+       T_("u", 'a', 'o'), ROWS, N_("C"), N_("r"), N_("OC"), X_("scale"), DROP),
+    OP(lora_backward, TO("dx", 'a', 'u'), TO("dA", 'f', 'u'), TO("dB", 'f', 'u'), T_("dy", 'a', 'i'), N_("ldy"),
+       T_("x", 'a', 'i'), T_("A", 'a', 'i'), T_("B", 'a', 'i'), T_("u", 'a', 'i'), ROWS, N_("C"), N_("r"), N_("OC"),
+       X_("scale"), DROP),
     OP(layernorm_forward, T_("out", 'a', 'o'), T_("mean", 'f', 'o'), T_("rstd", 'f', 'o'), T_("res", 'a', 'u'),
        T_("a", 'a', 'i'), TO("r", 'a', 'i'), T_("w", 'a', 'i'), T_("b", 'a', 'i'), N_("N"), N_("C"), X_("eps")),
     OP(layernorm_backward, T_("dres", 'a', 'u'), TO("dw", 'f', 'u'), TO("db", 'f', 'u'), T_("dout", 'a', 'i'),
