@@ -419,6 +419,23 @@ def test_cv_folds_refit_and_result(tmp_path):
         assert all(np.array_equal(np.sort(np.concatenate([t, v])), np.arange(n)) for t, v in ours)
 
 
+def test_lora_space_merges_into_the_base_adapters():
+    """The valence sweep: the LoRA rank and alpha searched over a base with lora=dict(...); each trial trains
+    adapters of its rank (the best refit holds the best rank's tensors) and keeps the base's other keys."""
+    X, y = counts_task(32)
+    base = TextRegressor(model=TINY, lora=dict(r=8, alpha=16, dropout=0.0), epochs=1, batch_size=8, max_length=16,
+                         verbose=0)
+    res = lyricnn.tune(base, X, y, {"lora": {"r": [2, 4], "alpha": [4, 32]}}, n_trials=4, pruner=None, refit=True,
+                       seed=3, verbose=0)
+    assert {"params_lora.r", "params_lora.alpha"} <= set(res.trials_.columns)
+    lora = res.best_params_["lora"]
+    assert set(lora) == {"r", "alpha", "dropout"} and lora["dropout"] == 0.0 and lora["r"] in (2, 4)
+    assert base.lora == dict(r=8, alpha=16, dropout=0.0)  # the base is not modified
+    params = res.best_estimator_.model_.params
+    a = [k for k in params if k.endswith("lora_A.weight")]
+    assert a and all(params[k].shape[0] == lora["r"] for k in a)
+
+
 # ------------------------------------------------------------------------------------ bad input
 
 class NoFit(TextRegressor):
@@ -445,6 +462,9 @@ class NoFit(TextRegressor):
     ({"schedule": ["linear", "sideways"]}, "loss", ValueError, r"'sideways' is refused.*unknown schedule"),
     ({"head": {"dropout": ("uniform", 0.0, 1.5)}}, "loss", ValueError, r"space\['head'\]\['dropout'\].*\[0, 1\)"),
     ({"epochs": ("int", 1, 3, 0)}, "loss", ValueError, "step must be > 0"),
+    ({"lora": {"rank": [4, 8]}}, "loss", ValueError, r"space\['lora'\] has an unknown parameter 'rank'; valid.* r, "),
+    ({"lora": {"r": [0, 8]}}, "loss", ValueError, r"space\['lora'\]\['r'\].*value 0 is refused"),
+    ({"lora": {"dropout": ("uniform", 0.0, 1.0)}}, "loss", ValueError, r"space\['lora'\]\['dropout'\].*refused"),
 ])
 def test_bad_input_before_any_training(space, metric, exc, match):
     X, y = counts_task(16)
