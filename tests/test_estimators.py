@@ -290,11 +290,12 @@ def test_sigint_stops_between_steps():
         if info["step"] == 2:
             os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C: the loop finishes this step and stops
 
+    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN under a shell's background job
     clf = make(epochs=2)
     clf.fit(X, Y, callbacks=[cb])
     assert clf.interrupted_ and clf.n_steps_ in (2, 3)
     assert np.isfinite(clf.predict_proba(XV)).all()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
 
 
 # ---------------------------------------------------------------- scikit-learn protocol
