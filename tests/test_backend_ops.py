@@ -1187,6 +1187,13 @@ def _det_run(be):
     f = call(be, "matmul_backward", dinp=np.zeros((N, C)), dw=np.zeros((OC, C)), db=np.zeros(OC), dout=dout,
              inp=inp, w=w, N=N, C=C, OC=OC)
     out.update(mm_dinp=f["dinp"], mm_dw=f["dw"], mm_db=f["db"])
+    Ns, Cs, OCs = 12, 128, 512  # an LSTM step near a batch's end: few rows, split by columns (2 tiles)
+    ins, ws = rng.standard_normal((Ns, Cs)), rng.standard_normal((OCs, Cs)) / 25
+    out["mm_few_rows"] = call(be, "matmul_forward", out=np.zeros((Ns, OCs)), inp=ins, w=ws, b=None, N=Ns, C=Cs,
+                              OC=OCs)["out"]
+    f = call(be, "matmul_backward", dinp=np.zeros((Ns, Cs)), dw=None, db=None, dout=rng.standard_normal((Ns, OCs)),
+             inp=ins, w=ws, N=Ns, C=Cs, OC=OCs)
+    out["mm_few_rows_dinp"] = f["dinp"]
     B, T, Ca, NH = 4, 16, 48, 4
     off = np.array([0, 16, 25, 28, 40], np.int32)
     qkv = rng.standard_normal((40, 3 * Ca))

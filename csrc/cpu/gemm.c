@@ -8,19 +8,25 @@
  * old one-tile-per-thread grid, but 5-10% slower with 16. */
 #define TILE_FLOPS 4.0e6
 #define MAX_TILES 8
+/* A GEMM below 2 x TILE_FLOPS still splits in two from 2 x SMALL_TILE_FLOPS: the LSTM's per-step GEMMs
+ * (64 x 128 x 512 and smaller as sequences end) run thousands of times a batch, and one core idling
+ * through each of them cost about 10% of an epoch on 2 cores. */
+#define SMALL_TILE_FLOPS 0.5e6
 
 /* The tile grid gm x gn of an (M, N, K) GEMM: the power-of-two count of tiles of about TILE_FLOPS
- * each (at most MAX_TILES), as square as the shape allows, each at least 32 rows and 64 columns (or
- * all N columns when N is narrower: the rank-r GEMMs of LoRA split by rows only). */
+ * each (at most MAX_TILES; two from 2 x SMALL_TILE_FLOPS), as square as the shape allows, each at least
+ * 32 rows (or all M rows: a GEMM of few rows splits by columns) and 64 columns (or all N columns when N
+ * is narrower: the rank-r GEMMs of LoRA split by rows only). */
 static void gemm_grid(int M, int N, int K, int *gm, int *gn) {
     double flops = 2.0 * M * N * K;
     int target = 1;
     while (target < MAX_TILES && flops / (2 * target) >= TILE_FLOPS) target *= 2;
+    if (target == 1 && flops >= 2 * SMALL_TILE_FLOPS) target = 2;
     for (; target > 1; target /= 2) {
         double best = -1;
         for (int d = 1; d <= target; d *= 2) {
             int e = target / d;
-            if (M / d < 32 || (e > 1 && N / e < 64)) continue;
+            if ((d > 1 && M / d < 32) || (e > 1 && N / e < 64)) continue;
             double tm = (double)M / d, tn = (double)N / e, score = tm < tn ? tm / tn : tn / tm;
             if (score > best) { best = score; *gm = d; *gn = e; }
         }
