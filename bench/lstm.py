@@ -2,6 +2,7 @@
 
     python bench/lstm.py [--threads N] [--reps R] [--songs N] [--max-length 400] [--hidden-size 128]
                          [--embedding-dim 500] [--num-layers 2] [--batch-size 64] [--bidirectional]
+                         [--device cuda [--precision fp32|bf16|tf32]]
 
 The assignment's setup: the Taylor Swift, Drake and Beyonce songs of ../shared/data/datasets/
 song_lyrics_21_artists (1148 songs), a word vocabulary of every word in them (lyricnn.WordVocab), each song
@@ -20,6 +21,9 @@ backward through 400 steps slows down on denormal gradients. One untimed warm-up
 --reps R the setups alternate R times and each one's best epoch is reported. Prints a markdown table: epoch
 seconds, ms per step, songs/s, token positions the LSTM ran (real words only, or padded), the epoch's mean
 loss, and each setup's time over lyricnn's.
+With --device cuda both run on the GPU: torch's nn.LSTM on cuDNN (fp32, or TF32 GEMMs with --precision tf32,
+or under torch.autocast(bfloat16) with bf16), lyricnn's LSTMNet with device="cuda" and that precision; each
+torch step ends with torch.cuda.synchronize() (lyricnn's train_step returns the loss, a sync).
 """
 import argparse
 import os
@@ -68,12 +72,12 @@ class TorchLSTM(torch.nn.Module):
     def forward(self, ids, lengths):
         x = self.embedding(ids)
         if self.packed:
-            _, (h, _) = self.lstm(torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+            _, (h, _) = self.lstm(torch.nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True,
                                                                           enforce_sorted=False))
             last = torch.cat([h[-2], h[-1]], 1) if self.lstm.bidirectional else h[-1]
         else:
             out, _ = self.lstm(x)
-            last = out[torch.arange(len(lengths)), lengths - 1]
+            last = out[torch.arange(len(lengths), device=lengths.device), lengths - 1]
         return self.fc(last)
 
 
@@ -90,7 +94,14 @@ def main():
     ap.add_argument("--bidirectional", action="store_true")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--clip", type=float, default=5.0)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both run (default cpu)")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "tf32"), default="fp32",
+                    help="with --device cuda (default fp32: cuDNN's and lyricnn's exact mode)")
     a = ap.parse_args()
+    dev = a.device
+    prec = a.precision if dev == "cuda" else None
+    if dev == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = prec == "tf32"
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
     lyricnn.set_num_threads(a.threads)
@@ -109,11 +120,13 @@ def main():
     real = int(sum(b[1].sum() for b in batches))
     padded = int(sum(b[0].size for b in batches))
     print("%d songs, %d words in the vocabulary, %d batches of %d, %d real words (%d padded positions), %d threads, "
-          "torch %s, %s" % (len(rows), len(vocab), len(batches), a.batch_size, real, padded, a.threads,
-                            torch.__version__, lyricnn.build_info()["blas"]))
+          "torch %s, %s, device %s%s" % (len(rows), len(vocab), len(batches), a.batch_size, real, padded, a.threads,
+                                         torch.__version__, lyricnn.build_info()["blas"], dev,
+                                         " (%s, %s)" % (torch.cuda.get_device_name(), prec) if dev == "cuda" else ""))
 
     net = lyricnn.LSTMNet(len(vocab), embedding_dim=a.embedding_dim, hidden_size=a.hidden_size,
-                          num_layers=a.num_layers, num_labels=K, bidirectional=a.bidirectional, seed=0)
+                          num_layers=a.num_layers, num_labels=K, bidirectional=a.bidirectional, seed=0, device=dev,
+                          precision=prec)
     init = {k: v.copy() for k, v in net.state_dict().items()}
 
     def lyricnn_epoch(bs):
@@ -122,7 +135,7 @@ def main():
         return [net.train_step(ids, lens, y) for ids, lens, y in bs]
 
     def torch_epoch(packed):
-        m = TorchLSTM(len(vocab), a.embedding_dim, a.hidden_size, a.num_layers, a.bidirectional, K, packed)
+        m = TorchLSTM(len(vocab), a.embedding_dim, a.hidden_size, a.num_layers, a.bidirectional, K, packed).to(dev)
 
         def run(bs):
             m.load_state_dict({k: torch.from_numpy(v) for k, v in init.items()})
@@ -130,12 +143,13 @@ def main():
             out = []
             for ids, lens, y in bs:
                 opt.zero_grad()
-                loss = torch.nn.functional.cross_entropy(m(torch.from_numpy(ids), torch.from_numpy(lens)),
-                                                         torch.from_numpy(y))
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=prec == "bf16"):
+                    logits = m(torch.from_numpy(ids).to(dev), torch.from_numpy(lens).to(dev))
+                loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(y).to(dev))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(m.parameters(), a.clip)
                 opt.step()
-                out.append(loss.item())
+                out.append(loss.item())  # a sync
             return out
         return run
 

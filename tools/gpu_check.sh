@@ -2,11 +2,12 @@
 # The GPU check, in one run on a machine with an NVIDIA GPU (the device tool's machines: Python 3.12 with
 # torch+CUDA, transformers, numpy and pytest installed; no package registry). It builds the engine with
 # the CUDA backend, runs the GPU tests and the per-op bench on CUDA, compute-sanitizer memcheck on a
-# subset, and the GPU benchmark; every log goes to $OUT (default ./gpu-check-out). About 6-8 minutes.
+# subset, and the GPU benchmarks (bench/gpu.py, then bench/lora.py and bench/lstm.py unless
+# GPU_CHECK_SKIP_EXTRA is set); every log goes to $OUT (default ./gpu-check-out). About 7-9 minutes.
 #
 # What it needs beside the checkout, carried into the machine's working tree (.git/info/exclude them):
 #   .whl/    wheels the machine lacks, for Python 3.12: scipy-openblas32 (the build's CPU GEMM library;
-#            the image has pandas, torch, transformers, pytest)
+#            the image has pandas, torch, transformers, pytest), peft and accelerate (bench/lora.py's peer)
 #   .shared/ the lyrics for the benchmark's real-lyrics epoch: a copy of
 #            ../shared/data/datasets/song_lyrics_21_artists (read through LYRICNN_SHARED)
 # Prepare them here with tools/gpu_check.sh --prepare, then, with the device tool:
@@ -17,7 +18,7 @@ if [ "${1:-}" = "--prepare" ]; then
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
   grep -qx '/.shared/' .git/info/exclude 2>/dev/null || echo '/.shared/' >> .git/info/exclude
   PY="${PYTHON:-python3}"
-  for w in scipy-openblas32; do
+  for w in scipy-openblas32 peft accelerate; do  # peft (+ accelerate, its import): bench/lora.py's peer
     "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
       --platform manylinux1_x86_64 --platform any -d .whl "$w" || echo "gpu_check --prepare: could not fetch $w"
@@ -53,7 +54,7 @@ log "built in $(( $(date +%s) - start )) s"
 
 log "GPU tests and the per-op bench on every backend"
 timeout 300 "$PY" -m pytest -q -ra tests/test_cuda.py tests/test_backend_ops.py tests/test_device_paths.py \
-  "tests/test_lstm.py::test_cuda_matches_the_cpu" \
+  "tests/test_lstm.py::test_cuda_matches_the_cpu" "tests/test_lora.py::test_cuda_matches_the_cpu" \
   --junitxml="$OUT/tests.xml" > "$OUT/tests.log" 2>&1 || status=1
 tail -n 25 "$OUT/tests.log" | tee -a "$OUT/summary.txt"
 
@@ -72,5 +73,14 @@ fi
 log "benchmark (bench/gpu.py)"
 timeout 240 "$PY" bench/gpu.py ${GPU_BENCH_ARGS:---steps 10 --songs 1024} > "$OUT/bench.log" 2>&1 || status=1
 tail -n 15 "$OUT/bench.log" | tee -a "$OUT/summary.txt"
+if [ -z "${GPU_CHECK_SKIP_EXTRA:-}" ]; then  # the LoRA and LSTM tables of issues 11 and 12 on the GPU
+  log "LoRA benchmark on the GPU (bench/lora.py --device cuda: lyricnn LoRA / full vs torch+peft when carried)"
+  timeout 120 "$PY" bench/lora.py --device cuda --precision bf16 --songs 48 --steps 3 --reps 2 \
+    > "$OUT/bench_lora.log" 2>&1 || status=1
+  tail -n 8 "$OUT/bench_lora.log" | tee -a "$OUT/summary.txt"
+  log "LSTM benchmark on the GPU (bench/lstm.py --device cuda: lyricnn vs torch on cuDNN)"
+  timeout 120 "$PY" bench/lstm.py --device cuda --precision fp32 --reps 1 > "$OUT/bench_lstm.log" 2>&1 || status=1
+  tail -n 8 "$OUT/bench_lstm.log" | tee -a "$OUT/summary.txt"
+fi
 log "done (status $status)"
 exit $status
