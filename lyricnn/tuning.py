@@ -221,13 +221,14 @@ def _clone(est, overrides=None):
 
 def _preflight(est, params, base, n_features):
     """Every end of every range and every choice, set alone on a clone, passes the estimator's own
-    parameter checks (the head checks for a head space, the LoRA checks for a lora space): bad values fail now, before any training."""
+    parameter checks (the head checks for a head space, the LoRA checks for a lora space): bad values fail
+    now, before any training."""
     for p in params:
         for v in _extremes(p):
             c = _clone(est, _to_params({p.name: v}, [p], base))
             try:
                 c._check_params()
-                head = c._resolved_head()
+                head = c._resolved_head() if "head" in base else None  # the LSTM estimators have no head
                 if head is not None:
                     normalize_head(head, hidden_size=8, num_labels=2, num_features=n_features)
             except (TypeError, ValueError) as e:

@@ -436,6 +436,20 @@ def test_lora_space_merges_into_the_base_adapters():
     assert a and all(params[k].shape[0] == lora["r"] for k in a)
 
 
+def test_the_lstm_baseline_is_tuned_like_the_transformers():
+    """An LSTMClassifier (no head, no encoder) through the same search: its own parameters, refit included."""
+    X, y = love_hate(48, 1)
+    base = lyricnn.LSTMClassifier(embedding_dim=8, hidden_size=8, epochs=1, batch_size=16, verbose=0)
+    res = lyricnn.tune(base, X, y, {"hidden_size": [4, 8], "lr": ("log", 1e-3, 1e-1)}, n_trials=3, metric="accuracy",
+                       pruner=None, refit=True, verbose=0)
+    assert len(res.trials_) == 3 and set(res.best_params_) == {"hidden_size", "lr"}
+    best = res.best_estimator_
+    assert isinstance(best, lyricnn.LSTMClassifier) and best.hidden_size == res.best_params_["hidden_size"]
+    assert best.model_.params["lstm.weight_hh_l0"].shape == (4 * best.hidden_size, best.hidden_size)
+    with pytest.raises(ValueError, match=r"space\['hidden_size'\].*refused"):
+        lyricnn.tune(base, X, y, {"hidden_size": [0, 8]}, n_trials=1, verbose=0)
+
+
 # ------------------------------------------------------------------------------------ bad input
 
 class NoFit(TextRegressor):
