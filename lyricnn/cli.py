@@ -162,11 +162,9 @@ def _save(est, a, feats):
         json.dump({"text_col": a.text_col, "label_col": a.label_col, "feature_cols": feats, "task": a.task}, f)
     try:
         est.plot_history(os.path.join(a.output_dir, "history.png"))
-        plot = ", history.png"
     except ImportError:
-        plot = ""
-    print("saved the model to %s (config.json, model.safetensors, tokenizer, lyricnn_estimator.json, "
-          "history.csv%s)" % (a.output_dir, plot))
+        pass
+    print("saved the model to %s (%s)" % (a.output_dir, ", ".join(sorted(os.listdir(a.output_dir)))))
 
 
 def cmd_train(a):
