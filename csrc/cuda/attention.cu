@@ -10,13 +10,19 @@
 // recomputation needs it | has_mask I32 (1);
 // scratch: D F32 (B*NH*T), D_i = dO_i . O_i (the softmax backward's row term; with dropout still exact).
 //
-// Work split (deterministic, no atomics): the forward and dQ run one block per (b, h, tile of QT queries);
-// dK and dV one block per (b, h, tile of 32 keys) looping over all queries. Inside a block one warp holds
-// 32 keys at a time, a lane per key, with the keys' and values' tile in shared memory (rows padded by one
-// float against bank conflicts).
+// Two implementations, picked per call by attention_use_tc: the CUDA-core (SIMT) kernels below, for every
+// dtype and head size, and the tensor-core kernels of attention_tc.cu (bf16, head sizes 32 and 64). Both
+// take the saved state and D laid out here, so either backward runs after either forward.
+//
+// SIMT work split (deterministic, no atomics): the forward and dQ run one block per (b, h, tile of QT
+// queries); dK and dV one block per (b, h, tile of 32 keys) looping over all queries. Inside a block one
+// warp holds 32 keys at a time, a lane per key, with the keys' and values' tile in shared memory (rows
+// padded by one float against bank conflicts).
 #include <float.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "cuda/internal.cuh"
+#include "cuda/attention.cuh"
 
 #define KT 32    // keys per tile: a lane per key
 #define QT 16    // queries per forward / dQ block
@@ -53,25 +59,25 @@ size_t cuda_attention_scratch_bytes(const lnn_ctx *ctx, int B, int T, int NH, in
     return train ? align64((size_t)B * NH * T * sizeof(float)) : 64;
 }
 
-// Where sequence b's rows are: first row and length.
-__device__ __forceinline__ void seq_rows(const int32_t *seq_off, int b, int T, int *row0, int *L) {
-    if (seq_off) {
-        *row0 = seq_off[b];
-        *L = seq_off[b + 1] - seq_off[b];
-    } else {
-        *row0 = b * T;
-        *L = T;
-    }
+// The implementation when LYRICNN_CUDA_ATTENTION is unset. "simt" until tools/gpu_check.sh has verified
+// the tensor-core kernels (attention_tc.cu) on a GPU; it then flips to "auto" (tensor cores where they apply).
+static const char *const ATTENTION_DEFAULT = "simt";
+
+// LYRICNN_CUDA_ATTENTION, read by ctx_init (once per context, kept in its handles): "tc" or "auto" = tensor
+// cores where they apply, anything else ("simt") = the CUDA-core kernels always.
+int cuda_attention_tc_wanted(void) {
+    const char *e = getenv("LYRICNN_CUDA_ATTENTION");
+    if (!e || !*e) e = ATTENTION_DEFAULT;
+    return !strcmp(e, "tc") || !strcmp(e, "auto");
 }
 
-struct att_args {
-    int B, T, C, NH, hs, q_first;
-    float scale;
-    const int32_t *seq_off;
-    lnn_dropout_t drop;
-    uint32_t thr;
-    float inv_keep; // 1 / (1 - p)
-};
+// Whether this call runs the tensor-core kernels: wanted by the context, bf16 activations, hs 32 or 64,
+// sm80+, and the activation buffers 16-byte aligned (their 16-byte tile copies).
+static bool attention_use_tc(const lnn_ctx *ctx, int hs, const void *p0, const void *p1, const void *p2) {
+    const cuda_handles *h = handles_of(ctx);
+    uintptr_t al = (uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2;
+    return h->attention_tc && ctx->act == LNN_BF16 && (hs == 32 || hs == 64) && h->cc_major >= 8 && al % 16 == 0;
+}
 
 // Load rows [j0, j0 + KT) of one head's K and V (columns off_k, off_v of qkv) into shared tiles of
 // KT x (hs + 1) floats; rows past L are zero.
@@ -139,11 +145,7 @@ __global__ void attention_forward_kernel(T *out, float *lse, const T *qkv, const
             float corr = __expf(m[q] - mn);
             l[q] = l[q] * corr + warp_sum(e);
             m[q] = mn;
-            float pd = e;
-            if (a.drop.p > 0.f && valid) {
-                uint64_t idx = (((uint64_t)b * a.NH + h) * a.T + i) * (uint64_t)a.T + j;
-                pd = dropout_keep(a.drop, idx, a.thr) ? e * a.inv_keep : 0.f;
-            }
+            float pd = valid ? e * att_keep(a, b, h, i, j) : 0.f;
             for (int k = 0; k < DPL; k++) acc[q][k] *= corr;
             for (int jj = 0; jj < KT; jj++) {
                 float pj = __shfl_sync(0xffffffffu, pd, jj);
@@ -166,11 +168,6 @@ __global__ void attention_forward_kernel(T *out, float *lse, const T *qkv, const
         }
         if (lane == 0) lse[((size_t)b * a.NH + h) * a.T + i] = m[q] + logf(l[q]);
     }
-}
-
-// Kernels that need more than the default 48 KB of dynamic shared memory (head sizes above 64) ask for it.
-static void allow_smem(const void *kernel, size_t bytes) {
-    if (bytes > (48 << 10)) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
 }
 
 static att_args make_args(int B, int T, int C, int NH, int q_first, const int32_t *seq_off, lnn_dropout_t drop) {
@@ -204,6 +201,11 @@ void cuda_attention_forward(lnn_ctx *ctx, void *out, void *saved, void *scratch,
     // the key mask goes with the saved state: the backward recomputes the probabilities
     if (mask) cudaMemcpyAsync(sv.mask, mask, (size_t)B * T * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_of(ctx));
     cudaMemsetAsync(sv.has_mask, mask ? 1 : 0, sizeof(int32_t), stream_of(ctx));
+    if (attention_use_tc(ctx, a.hs, out, qkv, NULL)) {
+        attention_tc_forward(ctx, (bf16 *)out, sv.lse, (const bf16 *)qkv, mask, a);
+        CUDA_LAUNCHED(ctx, "attention_forward");
+        return;
+    }
     size_t sh = (size_t)(2 * KT * (a.hs + 1) + QT * a.hs) * sizeof(float);
     dim3 grid(B * NH, q_first ? 1 : (T + QT - 1) / QT);
     LNN_CUDA_DISPATCH(ctx, Ty, {
@@ -240,11 +242,7 @@ __global__ void attention_dsum_kernel(float *D, const T *dout, const T *out, att
 __device__ __forceinline__ void prob_at(const att_args &a, int b, int h, int i, int j, float s, float lse_i,
                                         float *p, float *kp) {
     *p = __expf(s - lse_i);
-    *kp = 1.f;
-    if (a.drop.p > 0.f) {
-        uint64_t idx = (((uint64_t)b * a.NH + h) * a.T + i) * (uint64_t)a.T + j;
-        *kp = dropout_keep(a.drop, idx, a.thr) ? a.inv_keep : 0.f;
-    }
+    *kp = att_keep(a, b, h, i, j);
 }
 
 // dK, dV of one tile of KT keys: a single warp, lane j owns key j; loops over every query of the
@@ -399,9 +397,17 @@ void cuda_attention_backward(lnn_ctx *ctx, void *dqkv, const void *dout, const v
     size_t sh_q = (size_t)(2 * KT * (a.hs + 1) + 2 * QT * a.hs) * sizeof(float);
     dim3 gkv(B * NH, (T + KT - 1) / KT), gq(B * NH, q_first ? 1 : (T + QT - 1) / QT);
     LNN_CUDA_DISPATCH(ctx, Ty, {
+        attention_dsum_kernel<Ty><<<blocks_for(warps * 32, 256), 256, 0, s>>>(Dsum, (const Ty *)dout, (const Ty *)out, a);
+    });
+    if (attention_use_tc(ctx, a.hs, dqkv, dout, qkv)) {
+        attention_tc_backward(ctx, (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, sv.lse, Dsum, sv.mask,
+                              sv.has_mask, a);
+        CUDA_LAUNCHED(ctx, "attention_backward");
+        return;
+    }
+    LNN_CUDA_DISPATCH(ctx, Ty, {
         allow_smem((const void *)attention_dkv_kernel<Ty>, sh_kv);
         allow_smem((const void *)attention_dq_kernel<Ty>, sh_q);
-        attention_dsum_kernel<Ty><<<blocks_for(warps * 32, 256), 256, 0, s>>>(Dsum, (const Ty *)dout, (const Ty *)out, a);
         attention_dkv_kernel<Ty><<<gkv, 32, sh_kv, s>>>((Ty *)dqkv, (const Ty *)dout, (const Ty *)qkv, sv.lse, Dsum,
                                                        sv.mask, sv.has_mask, a);
         attention_dq_kernel<Ty><<<gq, WARPS * 32, sh_q, s>>>((Ty *)dqkv, (const Ty *)dout, (const Ty *)qkv, sv.lse, Dsum,

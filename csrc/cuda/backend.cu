@@ -115,6 +115,7 @@ static lnn_status cuda_ctx_init(lnn_ctx *ctx, int device) {
     cudaDeviceGetAttribute(&h->sm_count, cudaDevAttrMultiProcessorCount, device);
     cudaDeviceGetAttribute(&h->cc_major, cudaDevAttrComputeCapabilityMajor, device);
     cudaDeviceGetAttribute(&h->cc_minor, cudaDevAttrComputeCapabilityMinor, device);
+    h->attention_tc = cuda_attention_tc_wanted();
     ctx->stream = s;
     ctx->handles = h;
     return LNN_OK;

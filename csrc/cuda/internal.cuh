@@ -36,6 +36,7 @@ struct cuda_handles {
     size_t lt_ws_bytes;
     int sm_count;
     int cc_major, cc_minor;
+    int attention_tc;    // tensor-core attention wanted (LYRICNN_CUDA_ATTENTION at ctx_init; attention.cu)
 };
 
 static inline cudaStream_t stream_of(const lnn_ctx *ctx) { return (cudaStream_t)ctx->stream; }
@@ -46,6 +47,8 @@ void cuda_fail(lnn_ctx *ctx, lnn_status st, const char *fmt, ...) __attribute__(
 // Scratch of at least nbytes of device memory (ctx->scratch, grown on demand; freed with the context);
 // NULL and the failure recorded when it cannot grow. Defined in backend.cu.
 void *cuda_scratch(lnn_ctx *ctx, size_t nbytes);
+// Whether LYRICNN_CUDA_ATTENTION (or its default) asks for the tensor-core attention. Defined in attention.cu.
+int cuda_attention_tc_wanted(void);
 // Make ctx's device current on the calling host thread (Python may call from any thread).
 void cuda_enter(const lnn_ctx *ctx);
 
