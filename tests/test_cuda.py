@@ -163,3 +163,102 @@ def test_device_errors():
         Encoder(DISTIL, device="cuda:99")
     with pytest.raises(ValueError, match="precision must be one of"):
         Encoder(DISTIL, device="cuda", precision="fp16")
+
+
+# ------------------------------------------------------------------ tensor-core attention (attention_tc.cu)
+
+import _backend_refs as R  # noqa: E402
+
+ATT_LENS = [80, 1, 37, 65]  # two key tiles of 64, a single token, lengths not multiples of 16
+
+
+def _att_backend(mode, monkeypatch):
+    """A bf16 CUDA context whose attention is mode's: LYRICNN_CUDA_ATTENTION is read at context creation."""
+    monkeypatch.setenv("LYRICNN_CUDA_ATTENTION", mode)
+    return lyricnn._C.Backend("cuda", dtype="bf16")
+
+
+def _att_case(layout, hs, q_first, p):
+    r = np.random.default_rng(hs + 2 * q_first + (layout == "packed"))
+    B, T, NH = len(ATT_LENS), max(ATT_LENS), 2
+    C = NH * hs
+    mask = seq_off = None
+    if layout == "packed":
+        seq_off = np.concatenate([[0], np.cumsum(ATT_LENS)]).astype(np.int32)
+        N = int(seq_off[-1])
+    else:  # ragged, a hole, and sequence 3 fully masked (every query then averages all values, as HF)
+        N = B * T
+        mask = np.zeros((B, T), np.int32)
+        for b, n in enumerate(ATT_LENS[:3]):
+            mask[b, :n] = 1
+        mask[0, 5] = 0
+    qkv = R.round_bf16(r.standard_normal((N, 3 * C)))
+    dout = R.round_bf16(r.standard_normal((B if q_first else N, C)))
+    pre = R.round_bf16(0.1 * r.standard_normal((N, 3 * C)))  # dqkv accumulates (+=)
+    drop = dict(seed=2 ** 33 + 77, step=3, stream=2, p=p)
+    return dict(qkv=qkv, mask=mask, seq_off=seq_off, q_first=q_first, B=B, T=T, C=C, NH=NH, drop=drop), dout, pre
+
+
+def _att_run(be, x, dout, pre):
+    """(out, dqkv) of the backend's attention forward and backward."""
+    B, T, NH = x["B"], x["T"], x["NH"]
+    saved = be.alloc(be.attention_saved_bytes(B, T, NH, True, x["drop"]["p"]))
+    scratch = be.alloc(be.attention_scratch_bytes(B, T, NH, True, x["drop"]["p"]))
+    out = np.full(dout.shape, np.nan, np.float32)
+    be.call("attention_forward", out=out, saved=saved, scratch=scratch, **x)
+    dqkv = pre.copy()
+    be.call("attention_backward", dqkv=dqkv, dout=dout, out=out, saved=saved, scratch=scratch,
+            **{k: v for k, v in x.items() if k != "mask"})
+    return out, dqkv
+
+
+def _att_close(got, ref, what):
+    """within bf16 rounding: |got - ref| <= 2e-2 |ref| + 2e-2 max|ref| (tests/test_backend_ops.py's bf16 TOL)"""
+    lim = 2e-2 * np.abs(ref) + 2e-2 * np.abs(ref).max()
+    bad = np.abs(got - ref) > lim
+    assert not bad.any(), "%s: %d of %d values off, max |err| %.3g (scale %.3g)" % (
+        what, bad.sum(), bad.size, np.abs(got - ref).max(), np.abs(ref).max())
+
+
+@pytest.mark.parametrize("p", [0.0, 0.25], ids=["p0", "p0.25"])
+@pytest.mark.parametrize("q_first", [0, 1], ids=["all", "q_first"])
+@pytest.mark.parametrize("hs", [32, 64])
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_attention_tc_matches_simt_and_the_reference(layout, hs, q_first, p, monkeypatch):
+    """The tensor-core attention (bf16, hs 32 / 64) against the SIMT kernels and the float64 reference, forward
+    and backward: padded rows with a ragged mask (a hole, a fully masked sequence) and packed rows (lengths
+    80, 1, 37, 65: two key tiles, a single token, ends inside a 16-row fragment), q_first, dropout (the same
+    Philox masks: with p > 0 a different mask would miss the reference by far more than bf16 rounding)."""
+    x, dout, pre = _att_case(layout, hs, q_first, p)
+    tc = _att_run(_att_backend("tc", monkeypatch), x, dout, pre)
+    simt = _att_run(_att_backend("simt", monkeypatch), x, dout, pre)
+    ref = dict(x, qkv=x["qkv"].astype(np.float64))
+    ref_out = R.attention_fwd(**ref)
+    ref_dqkv = R.attention_bwd(dout.astype(np.float64), **ref)  # the contribution added to pre
+    # the tensor cores ran (P is rounded to bf16 there, not in the SIMT kernels): the bits differ
+    assert not np.array_equal(tc[0], simt[0]), "LYRICNN_CUDA_ATTENTION=tc ran the SIMT kernels"
+    _att_close(tc[0], simt[0], "tc vs simt out")
+    _att_close(tc[1] - pre, simt[1] - pre, "tc vs simt dqkv")
+    _att_close(tc[0], ref_out, "tc vs reference out")
+    _att_close(tc[1] - pre, ref_dqkv, "tc vs reference dqkv (+= pre)")
+    again = _att_run(_att_backend("tc", monkeypatch), x, dout, pre)  # deterministic: no atomics
+    np.testing.assert_array_equal(again[0], tc[0])
+    np.testing.assert_array_equal(again[1], tc[1])
+
+
+@pytest.mark.parametrize("cfg", [DISTIL, BERT], ids=["distilbert", "bert"])
+def test_attention_tc_trains_like_simt(cfg, monkeypatch):
+    """A bf16 model (head size 32, dropout on) trains three steps with the tensor-core attention to the
+    SIMT attention's losses, within bf16 rounding."""
+    ids, mask = batch(6, 70, seed=4)
+    y = np.arange(6) % 3
+    runs = {}
+    for mode in ("simt", "tc"):
+        monkeypatch.setenv("LYRICNN_CUDA_ATTENTION", mode)  # read when the model's context is created
+        m = SequenceClassifier.from_config(dict(cfg, max_position_embeddings=128), num_labels=3, seed=5,
+                                           device="cuda", precision="bf16")
+        m.configure_optimizer("adamw", lr=1e-3)
+        runs[mode] = ([m.train_step(ids, mask, y) for _ in range(3)], m(ids, mask).logits)
+    assert not np.array_equal(runs["tc"][1], runs["simt"][1]), "the model did not run the tensor-core attention"
+    np.testing.assert_allclose(runs["tc"][0], runs["simt"][0], rtol=2e-2)
+    np.testing.assert_allclose(runs["tc"][1], runs["simt"][1], rtol=5e-2, atol=5e-2)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, in one run on a machine with an NVIDIA GPU (the device tool's machines: Python 3.12 with
 # torch+CUDA, transformers, numpy and pytest installed; no package registry). It builds the engine with
-# the CUDA backend, runs the GPU tests and the per-op bench on CUDA, compute-sanitizer memcheck on a
-# subset, and the GPU benchmarks (bench/gpu.py, then bench/lora.py and bench/lstm.py unless
-# GPU_CHECK_SKIP_EXTRA is set); every log goes to $OUT (default ./gpu-check-out). About 7-9 minutes.
+# the CUDA backend, runs the GPU tests (tests/test_cuda.py: the tensor-core attention of attention_tc.cu
+# against the SIMT kernels and float64, with LYRICNN_CUDA_ATTENTION=tc / simt) and the per-op bench on
+# CUDA, compute-sanitizer memcheck on a subset (the tensor-core attention's dropout cases included), and
+# the GPU benchmarks (bench/gpu.py, then bench/lora.py and bench/lstm.py unless GPU_CHECK_SKIP_EXTRA is set); every log goes to $OUT (default ./gpu-check-out). About 7-9 minutes.
 #
 # What it needs beside the checkout, carried into the machine's working tree (.git/info/exclude them):
 #   .whl/    wheels the machine lacks, for Python 3.12: scipy-openblas32 (the build's CPU GEMM library;
@@ -61,7 +62,8 @@ tail -n 25 "$OUT/tests.log" | tee -a "$OUT/summary.txt"
 log "compute-sanitizer memcheck on a subset (it has refused the device under gVisor before: see sanitizer.log)"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   timeout 240 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 "$PY" -m pytest -q -x \
-    tests/test_backend_ops.py -k "cuda and (attention or matmul or layernorm or embedding or adam or dropout)" \
+    tests/test_backend_ops.py tests/test_cuda.py \
+    -k "(test_backend_ops and cuda and (attention or matmul or layernorm or embedding or adam or dropout)) or (attention_tc_matches and p0.25)" \
     > "$OUT/sanitizer.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || status=1
