@@ -4,7 +4,8 @@
 # the CUDA backend, runs the GPU tests (tests/test_cuda.py: the tensor-core attention of attention_tc.cu
 # against the SIMT kernels and float64, with LYRICNN_CUDA_ATTENTION=tc / simt) and the per-op bench on
 # CUDA, compute-sanitizer memcheck on a subset (the tensor-core attention's dropout cases included), and
-# the GPU benchmarks (bench/gpu.py, then bench/lora.py and bench/lstm.py unless GPU_CHECK_SKIP_EXTRA is set); every log goes to $OUT (default ./gpu-check-out). About 7-9 minutes.
+# the GPU benchmarks (bench/gpu.py, then bench/lora.py and bench/lstm.py unless GPU_CHECK_SKIP_EXTRA is
+# set); every log goes to $OUT (default ./gpu-check-out). About 7-9 minutes.
 #
 # What it needs beside the checkout, carried into the machine's working tree (.git/info/exclude them):
 #   .whl/    wheels the machine lacks, for Python 3.12: scipy-openblas32 (the build's CPU GEMM library;
