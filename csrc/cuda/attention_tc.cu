@@ -79,6 +79,51 @@ __device__ void tile_load(bf16 *dst, const bf16 *src, size_t ld, int n) {
 // The additive mask of key j: -FLT_MAX for a masked key (HF), else 0.
 __device__ __forceinline__ float key_add(const int32_t *mb, int j) { return (mb && !mb[j]) ? -FLT_MAX : 0.f; }
 
+// out (16 x 64 floats, row stride LDS) = A R^T on tensor cores: the warp's 16 rows A (HS/16 fragments of
+// 16 x 16) times the transpose of the 64 rows of a shared tile R (64 x HS, row stride HS + 8): S = Q K^T,
+// dP = dO V^T, and their transposes.
+template <int HS>
+__device__ __forceinline__ void warp_mma_abt(float *out, const frag_a *A, const bf16 *R) {
+    for (int nt = 0; nt < TC_COLS / 16; nt++) {
+        frag_c c;
+        wmma::fill_fragment(c, 0.f);
+        for (int k = 0; k < HS / 16; k++) {
+            frag_bt rb; // R rows 16nt.., columns 16k..: as a col-major 16 x 16 B it is their transpose
+            wmma::load_matrix_sync(rb, R + 16 * nt * tc_smem<HS>::LDB + 16 * k, tc_smem<HS>::LDB);
+            wmma::mma_sync(c, A[k], rb, c);
+        }
+        wmma::store_matrix_sync(out + 16 * nt, c, LDS, wmma::mem_row_major);
+    }
+}
+
+// acc (16 x HS, HS/16 fragments) += P R on tensor cores: the warp's 16 x 64 bf16 tile P (row stride LDP)
+// times a shared tile R (64 x HS, row stride HS + 8): O += P V, dV += Pd^T dO, dK += dS^T Q, dQ += dS K.
+template <int HS>
+__device__ __forceinline__ void warp_mma_ab(frag_c *acc, const bf16 *P, const bf16 *R) {
+    for (int nt = 0; nt < HS / 16; nt++) {
+        for (int kk = 0; kk < TC_COLS / 16; kk++) {
+            frag_a pa;
+            frag_b rb;
+            wmma::load_matrix_sync(pa, P + 16 * kk, LDP);
+            wmma::load_matrix_sync(rb, R + 16 * kk * tc_smem<HS>::LDB + 16 * nt, tc_smem<HS>::LDB);
+            wmma::mma_sync(acc[nt], pa, rb, acc[nt]);
+        }
+    }
+}
+
+// dst's first n of 16 rows (row stride ld, HS columns) += scale * acc, through the warp's float tile tmp
+// (16 x LDS): the backward's gradients into dqkv.
+template <int HS>
+__device__ __forceinline__ void warp_add_rows(bf16 *dst, size_t ld, int n, const frag_c *acc, float scale, float *tmp) {
+    for (int nt = 0; nt < HS / 16; nt++) wmma::store_matrix_sync(tmp + 16 * nt, acc[nt], LDS, wmma::mem_row_major);
+    __syncwarp();
+    for (int r = 0; r < 16 && r < n; r++)
+        for (int d = threadIdx.x & 31; d < HS; d += 32) {
+            bf16 *o = dst + (size_t)r * ld + d;
+            *o = __float2bfloat16_rn(__bfloat162float(*o) + scale * tmp[r * LDS + d]);
+        }
+}
+
 // ---------------------------------------------------------------- forward
 
 // out (N, C) bf16, lse (B*NH*T) <- qkv (N, 3C): grid (B*NH, ceil(T/64)) (q_first: 1), 128 threads;
@@ -122,17 +167,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
         tile_load<HS>(Ks, qkv + (size_t)(row0 + j0) * C3 + a.C + h * HS, C3, L - j0);
         tile_load<HS>(Vs, qkv + (size_t)(row0 + j0) * C3 + 2 * a.C + h * HS, C3, L - j0);
         __syncthreads();
-        // S (16 x 64) = Q K^T
-        for (int nt = 0; nt < TC_COLS / 16; nt++) {
-            frag_c sf;
-            wmma::fill_fragment(sf, 0.f);
-            for (int k = 0; k < HS / 16; k++) {
-                frag_bt kf;
-                wmma::load_matrix_sync(kf, Ks + 16 * nt * SM::LDB + 16 * k, SM::LDB);
-                wmma::mma_sync(sf, qf[k], kf, sf);
-            }
-            wmma::store_matrix_sync(Sw + 16 * nt, sf, LDS, wmma::mem_row_major);
-        }
+        warp_mma_abt<HS>(Sw, qf, Ks); // S (16 x 64) = Q K^T
         __syncwarp();
         // online softmax, a row at a time: lane holds keys ja = j0 + lane and jb = ja + 32; a key past the
         // sequence's end is -inf (weight 0). P = exp(x - m) with dropout, rounded to bf16; O rows rescaled.
@@ -152,19 +187,11 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
             for (int d = lane; d < HS; d += 32) Ow[r * SM::LDO + d] *= corr;
         }
         __syncwarp();
-        // O (16 x hs) += P V
-        for (int nt = 0; nt < HS / 16; nt++) {
-            frag_c of;
-            wmma::load_matrix_sync(of, Ow + 16 * nt, SM::LDO, wmma::mem_row_major);
-            for (int kk = 0; kk < TC_COLS / 16; kk++) {
-                frag_a pf;
-                frag_b vf;
-                wmma::load_matrix_sync(pf, Pw + 16 * kk, LDP);
-                wmma::load_matrix_sync(vf, Vs + 16 * kk * SM::LDB + 16 * nt, SM::LDB);
-                wmma::mma_sync(of, pf, vf, of);
-            }
-            wmma::store_matrix_sync(Ow + 16 * nt, of, SM::LDO, wmma::mem_row_major);
-        }
+        // O (16 x hs) += P V, O from and back to shared memory (rescaled there)
+        frag_c of[HS / 16];
+        for (int nt = 0; nt < HS / 16; nt++) wmma::load_matrix_sync(of[nt], Ow + 16 * nt, SM::LDO, wmma::mem_row_major);
+        warp_mma_ab<HS>(of, Pw, Vs);
+        for (int nt = 0; nt < HS / 16; nt++) wmma::store_matrix_sync(Ow + 16 * nt, of[nt], SM::LDO, wmma::mem_row_major);
         __syncwarp();
     }
     // out = O / l; lse = m + log(l)
@@ -231,21 +258,8 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
             D_s[t] = i0 + t < Lq ? D[r0 + i0 + t] : 0.f;
         }
         __syncthreads();
-        // S^T (16 keys x 64 queries) = K Q^T, dP^T = V dO^T
-        for (int nt = 0; nt < TC_COLS / 16; nt++) {
-            frag_c sf, gf;
-            wmma::fill_fragment(sf, 0.f);
-            wmma::fill_fragment(gf, 0.f);
-            for (int k = 0; k < HS / 16; k++) {
-                frag_bt qb;
-                wmma::load_matrix_sync(qb, Qs + 16 * nt * SM::LDB + 16 * k, SM::LDB);
-                wmma::mma_sync(sf, kf[k], qb, sf);
-                wmma::load_matrix_sync(qb, Gs + 16 * nt * SM::LDB + 16 * k, SM::LDB);
-                wmma::mma_sync(gf, vf[k], qb, gf);
-            }
-            wmma::store_matrix_sync(Sw + 16 * nt, sf, LDS, wmma::mem_row_major);
-            wmma::store_matrix_sync(dPw + 16 * nt, gf, LDS, wmma::mem_row_major);
-        }
+        warp_mma_abt<HS>(Sw, kf, Qs);  // S^T (16 keys x 64 queries) = K Q^T
+        warp_mma_abt<HS>(dPw, vf, Gs); // dP^T = V dO^T
         __syncwarp();
         // P = exp(x - lse), dropped Pd = P keep / (1 - p), dS = P (dP keep / (1 - p) - D), both to bf16;
         // zero for a query or key past the sequence's end
@@ -265,36 +279,14 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
             }
         }
         __syncwarp();
-        // dV (16 x hs) += Pd^T dO, dK += dS^T Q (the softmax scale applied once, at the end)
-        for (int nt = 0; nt < HS / 16; nt++) {
-            for (int kk = 0; kk < TC_COLS / 16; kk++) {
-                frag_a pa;
-                frag_b xb;
-                wmma::load_matrix_sync(pa, Pw + 16 * kk, LDP);
-                wmma::load_matrix_sync(xb, Gs + 16 * kk * SM::LDB + 16 * nt, SM::LDB);
-                wmma::mma_sync(dv[nt], pa, xb, dv[nt]);
-                wmma::load_matrix_sync(pa, dSw + 16 * kk, LDP);
-                wmma::load_matrix_sync(xb, Qs + 16 * kk * SM::LDB + 16 * nt, SM::LDB);
-                wmma::mma_sync(dk[nt], pa, xb, dk[nt]);
-            }
-        }
+        warp_mma_ab<HS>(dv, Pw, Gs);  // dV (16 x hs) += Pd^T dO
+        warp_mma_ab<HS>(dk, dSw, Qs); // dK += dS^T Q (the softmax scale applied once, at the end)
     }
-    // dK, dV through the warp's S / dP tiles (16 x 68 floats >= 16 x hs) into dqkv (+=)
-    for (int nt = 0; nt < HS / 16; nt++) {
-        wmma::store_matrix_sync(Sw + 16 * nt, dk[nt], LDS, wmma::mem_row_major);
-        wmma::store_matrix_sync(dPw + 16 * nt, dv[nt], LDS, wmma::mem_row_major);
-    }
-    __syncwarp();
-    for (int r = 0; r < 16; r++) {
-        int j = j0 + 16 * w + r;
-        if (j >= L) break;
-        bf16 *rowp = dqkv + (size_t)(row0 + j) * C3 + h * HS;
-        for (int d = lane; d < HS; d += 32) {
-            bf16 *dkp = rowp + a.C + d, *dvp = rowp + 2 * a.C + d;
-            *dkp = __float2bfloat16_rn(__bfloat162float(*dkp) + a.scale * Sw[r * LDS + d]);
-            *dvp = __float2bfloat16_rn(__bfloat162float(*dvp) + dPw[r * LDS + d]);
-        }
-    }
+    // dK, dV into dqkv (+=) through the warp's S^T / dP^T tiles (16 x 68 floats >= 16 x hs)
+    int jw = j0 + 16 * w; // the warp's first key
+    bf16 *rows = dqkv + (size_t)(row0 + jw) * C3 + h * HS;
+    warp_add_rows<HS>(rows + a.C, C3, L - jw, dk, a.scale, Sw);
+    warp_add_rows<HS>(rows + 2 * a.C, C3, L - jw, dv, 1.f, dPw);
 #endif
 }
 
@@ -339,21 +331,8 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
         tile_load<HS>(Ks, qkv + (size_t)(row0 + j0) * C3 + a.C + h * HS, C3, L - j0);
         tile_load<HS>(Vs, qkv + (size_t)(row0 + j0) * C3 + 2 * a.C + h * HS, C3, L - j0);
         __syncthreads();
-        // S (16 queries x 64 keys) = Q K^T, dP = dO V^T
-        for (int nt = 0; nt < TC_COLS / 16; nt++) {
-            frag_c sf, pf;
-            wmma::fill_fragment(sf, 0.f);
-            wmma::fill_fragment(pf, 0.f);
-            for (int k = 0; k < HS / 16; k++) {
-                frag_bt xb;
-                wmma::load_matrix_sync(xb, Ks + 16 * nt * SM::LDB + 16 * k, SM::LDB);
-                wmma::mma_sync(sf, qf[k], xb, sf);
-                wmma::load_matrix_sync(xb, Vs + 16 * nt * SM::LDB + 16 * k, SM::LDB);
-                wmma::mma_sync(pf, gf[k], xb, pf);
-            }
-            wmma::store_matrix_sync(Sw + 16 * nt, sf, LDS, wmma::mem_row_major);
-            wmma::store_matrix_sync(dPw + 16 * nt, pf, LDS, wmma::mem_row_major);
-        }
+        warp_mma_abt<HS>(Sw, qf, Ks);  // S (16 queries x 64 keys) = Q K^T
+        warp_mma_abt<HS>(dPw, gf, Vs); // dP = dO V^T
         __syncwarp();
         // dS = P (dP keep / (1 - p) - D) to bf16; zero for a query or key past the sequence's end
         for (int r = 0; r < 16; r++) {
@@ -371,27 +350,11 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
             }
         }
         __syncwarp();
-        // dQ (16 x hs) += dS K (the softmax scale applied at the end)
-        for (int nt = 0; nt < HS / 16; nt++) {
-            for (int kk = 0; kk < TC_COLS / 16; kk++) {
-                frag_a sa;
-                frag_b kb;
-                wmma::load_matrix_sync(sa, dSw + 16 * kk, LDP);
-                wmma::load_matrix_sync(kb, Ks + 16 * kk * SM::LDB + 16 * nt, SM::LDB);
-                wmma::mma_sync(dq[nt], sa, kb, dq[nt]);
-            }
-        }
+        warp_mma_ab<HS>(dq, dSw, Ks); // dQ (16 x hs) += dS K (the softmax scale applied at the end)
     }
-    // dQ through the warp's S tile into dqkv (+=)
-    for (int nt = 0; nt < HS / 16; nt++) wmma::store_matrix_sync(Sw + 16 * nt, dq[nt], LDS, wmma::mem_row_major);
-    __syncwarp();
-    for (int r = 0; r < 16; r++) {
-        int i = i0 + 16 * w + r;
-        if (i >= Lq) break;
-        bf16 *qp = dqkv + (size_t)(row0 + i) * C3 + h * HS;
-        for (int d = lane; d < HS; d += 32)
-            qp[d] = __float2bfloat16_rn(__bfloat162float(qp[d]) + a.scale * Sw[r * LDS + d]);
-    }
+    // dQ into dqkv (+=) through the warp's S tile
+    int iw = i0 + 16 * w; // the warp's first query
+    warp_add_rows<HS>(dqkv + (size_t)(row0 + iw) * C3 + h * HS, C3, Lq - iw, dq, a.scale, Sw);
 #endif
 }
 
