@@ -519,26 +519,30 @@ def test_cli_lora_options(tmp_path, one_thread):
     assert rc == 2
 
 
+def _lora_run(base, kind, dev, precision, out_dir):
+    """Three AdamW steps with LoRA dropout on every linear (biases training), merge / unmerge, the adapter
+    saved and loaded back: (losses, merged logits, state_dict, the reloaded adapter's logits)."""
+    ids, mask, tt = batch(4, 10, seed=13, lengths=[10, 6, 3, 10], types=kind == "bert")
+    y = np.array([0, 1, 2, 1])
+    m = SequenceClassifier.from_pretrained(base, num_labels=3, device=dev, seed=2, precision=precision,
+                                           lora=dict(r=4, dropout=0.1, target_modules="all-linear", bias="all"))
+    m.configure_optimizer(lr=1e-2)
+    losses = [m.train_step(ids, mask, y, token_type_ids=tt) for _ in range(3)]
+    m.save_adapter(out_dir)
+    m.merge()
+    merged = m(ids, mask, token_type_ids=tt).logits
+    m.unmerge()
+    back = SequenceClassifier.from_pretrained(base, adapter=out_dir, device=dev, precision=precision)
+    return losses, merged, m.state_dict(), back(ids, mask, token_type_ids=tt).logits
+
+
 @pytest.mark.parametrize("kind", ["distilbert", "bert"])
 def test_adapters_on_device_memory_equal_cpu(kind, tmp_path, one_thread):
     """On the cpu-copy backend (device memory: copies only, as on a GPU) training, merging and the adapter
     files give the CPU's bits."""
     base = _base(tmp_path, kind)
-    ids, mask, tt = batch(4, 10, seed=13, lengths=[10, 6, 3, 10], types=kind == "bert")
-    y = np.array([0, 1, 2, 1])
-    runs = {}
-    for dev in ("cpu", "cpu-copy"):
-        m = SequenceClassifier.from_pretrained(base, num_labels=3, device=dev, seed=2,
-                                               lora=dict(r=4, dropout=0.1, target_modules="all-linear", bias="all"))
-        m.configure_optimizer(lr=1e-2)
-        losses = [m.train_step(ids, mask, y, token_type_ids=tt) for _ in range(3)]
-        m.save_adapter(tmp_path / dev)
-        m.merge()
-        merged = m(ids, mask, token_type_ids=tt).logits
-        m.unmerge()
-        back = SequenceClassifier.from_pretrained(base, adapter=tmp_path / dev, device=dev)
-        runs[dev] = (losses, merged, m.state_dict(), back(ids, mask, token_type_ids=tt).logits)
-    (l0, z0, s0, b0), (l1, z1, s1, b1) = runs["cpu"], runs["cpu-copy"]
+    (l0, z0, s0, b0) = _lora_run(base, kind, "cpu", None, tmp_path / "cpu")
+    (l1, z1, s1, b1) = _lora_run(base, kind, "cpu-copy", None, tmp_path / "copy")
     assert l0 == l1
     np.testing.assert_array_equal(z0, z1)
     np.testing.assert_array_equal(b0, b1)
@@ -551,8 +555,8 @@ def test_adapters_on_device_memory_equal_cpu(kind, tmp_path, one_thread):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("kind", ["distilbert", "bert"])
 def test_cuda_matches_the_cpu(kind, precision, tmp_path, one_thread):
-    """Three AdamW steps with LoRA dropout on every linear (biases training), then merge and the adapter files:
-    fp32 on the GPU equals the CPU engine to float rounding (the same Philox masks); bf16 stays close."""
+    """The same run on the GPU: fp32 equals the CPU engine to float rounding (the same Philox masks); bf16
+    stays close."""
     from lyricnn._device import cuda_available
 
     if not cuda_available():
@@ -560,24 +564,9 @@ def test_cuda_matches_the_cpu(kind, precision, tmp_path, one_thread):
     if precision == "bf16" and not lyricnn.cuda_info()["devices"][0]["bf16"]:
         pytest.skip("bf16 needs compute capability 8.0+")
     base = _base(tmp_path, kind)
-    ids, mask, tt = batch(4, 10, seed=13, lengths=[10, 6, 3, 10], types=kind == "bert")
-    y = np.array([0, 1, 2, 1])
-    runs = {}
-    for dev in ("cpu", "cuda"):
-        m = SequenceClassifier.from_pretrained(base, num_labels=3, device=dev, seed=2,
-                                               precision=None if dev == "cpu" else precision,
-                                               lora=dict(r=4, dropout=0.1, target_modules="all-linear", bias="all"))
-        m.configure_optimizer(lr=1e-2)
-        losses = [m.train_step(ids, mask, y, token_type_ids=tt) for _ in range(3)]
-        m.save_adapter(tmp_path / dev)
-        m.merge()
-        merged = m(ids, mask, token_type_ids=tt).logits
-        m.unmerge()
-        back = SequenceClassifier.from_pretrained(base, adapter=tmp_path / dev, device=dev,
-                                                  precision=None if dev == "cpu" else precision)
-        runs[dev] = (losses, merged, m.state_dict(), back(ids, mask, token_type_ids=tt).logits)
+    (l0, z0, s0, b0) = _lora_run(base, kind, "cpu", None, tmp_path / "cpu")
+    (l1, z1, s1, b1) = _lora_run(base, kind, "cuda", precision, tmp_path / "cuda")
     tol = 1e-4 if precision == "fp32" else 5e-2
-    (l0, z0, s0, b0), (l1, z1, s1, b1) = runs["cpu"], runs["cuda"]
     np.testing.assert_allclose(l1, l0, rtol=tol)
     np.testing.assert_allclose(z1, z0, rtol=tol * 10, atol=tol * 10)
     np.testing.assert_allclose(b1, b0, rtol=tol * 10, atol=tol * 10)
