@@ -116,6 +116,7 @@ static lnn_status cuda_ctx_init(lnn_ctx *ctx, int device) {
     cudaDeviceGetAttribute(&h->cc_major, cudaDevAttrComputeCapabilityMajor, device);
     cudaDeviceGetAttribute(&h->cc_minor, cudaDevAttrComputeCapabilityMinor, device);
     h->attention_tc = cuda_attention_tc_wanted();
+    h->gemm_lt = cuda_gemm_lt_wanted();
     ctx->stream = s;
     ctx->handles = h;
     return LNN_OK;

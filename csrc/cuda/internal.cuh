@@ -29,6 +29,21 @@ typedef __nv_bfloat16 bf16;
 
 // ---------------------------------------------------------------- the context's CUDA state
 
+// cuBLASLt's algorithm for one GEMM shape (gemm_lt.cu): the key is everything its heuristic looks at.
+struct lt_key {
+    int m, n, k;  // column-major GEMM sizes
+    int bf16;     // activations bf16 (else F32)
+    int tf32;     // F32 with TF32 tensor cores
+    int epilogue; // cublasLtEpilogue_t
+    int align;    // bytes (16, 8, 4, 2, 1) every pointer is aligned to
+};
+struct lt_entry {
+    lt_key key;
+    int used, ok;  // ok = 0: no algorithm, or cuBLASLt refused it: the cuBLAS path for this key
+    cublasLtMatmulAlgo_t algo;
+};
+#define LT_CACHE 64 // entries: the encoder has a handful of GEMM shapes per batch shape
+
 struct cuda_handles {
     cublasHandle_t blas;
     cublasLtHandle_t lt;
@@ -37,6 +52,9 @@ struct cuda_handles {
     int sm_count;
     int cc_major, cc_minor;
     int attention_tc;    // tensor-core attention wanted (LYRICNN_CUDA_ATTENTION at ctx_init; attention.cu)
+    int gemm_lt;         // biased linears on cuBLASLt wanted (LYRICNN_CUDA_GEMM at ctx_init; gemm_lt.cu)
+    lt_entry lt_cache[LT_CACHE]; // cuBLASLt algorithms by shape; full, overwritten in turn from lt_next
+    int lt_next;
 };
 
 static inline cudaStream_t stream_of(const lnn_ctx *ctx) { return (cudaStream_t)ctx->stream; }
@@ -49,6 +67,8 @@ void cuda_fail(lnn_ctx *ctx, lnn_status st, const char *fmt, ...) __attribute__(
 void *cuda_scratch(lnn_ctx *ctx, size_t nbytes);
 // Whether LYRICNN_CUDA_ATTENTION (or its default) asks for the tensor-core attention. Defined in attention.cu.
 int cuda_attention_tc_wanted(void);
+// Whether LYRICNN_CUDA_GEMM (or its default) asks for the cuBLASLt linears. Defined in gemm_lt.cu.
+int cuda_gemm_lt_wanted(void);
 // Make ctx's device current on the calling host thread (Python may call from any thread).
 void cuda_enter(const lnn_ctx *ctx);
 
@@ -224,6 +244,9 @@ void cuda_lora_backward(lnn_ctx *ctx, void *dx, float *dA, float *dB, const void
 // C of type ct, F32 accumulation (TF32 only when the context allows it).
 void cuda_gemm(lnn_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
                int ldb, float beta, void *C, int ldc, cudaDataType_t at, cudaDataType_t ct);
+// out(N,OC) = inp(N,C) @ w(OC,C)^T + b as one cublasLtMatmul with the bias epilogue (gemm_lt.cu); 0 when
+// it did not run and the caller must take the cuBLAS path.
+int cuda_gemm_lt_bias(lnn_ctx *ctx, void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);
 // The cuBLAS type of the context's activations.
 static inline cudaDataType_t cuda_act_type(const lnn_ctx *ctx) { return ctx->act == LNN_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 

@@ -1,6 +1,6 @@
 // csrc/cuda/matmul.cu: nn.Linear, forward and backward, on cuBLAS (cublasGemmEx: BF16 or F32 operands,
-// F32 accumulation; F32 GEMMs use TF32 tensor cores only when the context allows it), and the
-// deterministic column sums of the bias gradients.
+// F32 accumulation; F32 GEMMs use TF32 tensor cores only when the context allows it; the biased forward
+// optionally on cuBLASLt, gemm_lt.cu), and the deterministic column sums of the bias gradients.
 #include "cuda/internal.cuh"
 
 // Row-major C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C (ta/tb: 0 as stored, 1 transposed), A and B of
@@ -28,9 +28,12 @@ __global__ void broadcast_rows(T *out, const T *b, int N, int OC) {
     if (i < (size_t)N * OC) out[i] = b[i % OC];
 }
 
-// out(N,OC) = inp(N,C) @ w(OC,C)^T (+ b)
+// out(N,OC) = inp(N,C) @ w(OC,C)^T (+ b). With a bias and LYRICNN_CUDA_GEMM=lt: one cuBLASLt GEMM with the
+// bias epilogue (gemm_lt.cu); else (and where cuBLASLt has no algorithm) b broadcast into out, then a
+// beta = 1 cublasGemmEx. Without a bias: cublasGemmEx, whose heuristics need no cache.
 void cuda_matmul_forward(lnn_ctx *ctx, void *out, const void *inp, const void *w, const void *b, int N, int C, int OC) {
     cuda_enter(ctx);
+    if (b && handles_of(ctx)->gemm_lt && cuda_gemm_lt_bias(ctx, out, inp, w, b, N, C, OC)) return;
     float beta = 0.f;
     if (b) {
         LNN_CUDA_DISPATCH(ctx, T, broadcast_rows<T><<<blocks_for((size_t)N * OC, 256), 256, 0, stream_of(ctx)>>>(
@@ -77,7 +80,11 @@ void cuda_colsum_acc(lnn_ctx *ctx, float *db, const T *x, int N, int OC) {
 template void cuda_colsum_acc<float>(lnn_ctx *, float *, const float *, int, int);
 template void cuda_colsum_acc<bf16>(lnn_ctx *, float *, const bf16 *, int, int);
 
-// dinp(N,C) += dout @ w; dw(OC,C) += dout^T @ inp (F32); db(OC) += colsum(dout)
+// dinp(N,C) += dout @ w; dw(OC,C) += dout^T @ inp (F32); db(OC) += colsum(dout). db stays on the column
+// sums rather than a cuBLASLt BGRAD epilogue on the dw GEMM: the epilogue writes the bias gradient instead
+// of adding to it (THE GRADIENT RULE: db accumulates, e.g. over gradient-accumulation micro-batches), it
+// sums over N in an order its algorithm picks (split-K ones reduce across blocks: not fixed by the shapes
+// alone), and it would need the dw GEMM to run where w is frozen and only db is wanted.
 void cuda_matmul_backward(lnn_ctx *ctx, void *dinp, float *dw, float *db, const void *dout, const void *inp,
                           const void *w, int N, int C, int OC) {
     cuda_enter(ctx);
