@@ -262,3 +262,67 @@ def test_attention_tc_trains_like_simt(cfg, monkeypatch):
     assert not np.array_equal(runs["tc"][1], runs["simt"][1]), "the model did not run the tensor-core attention"
     np.testing.assert_allclose(runs["tc"][0], runs["simt"][0], rtol=2e-2)
     np.testing.assert_allclose(runs["tc"][1], runs["simt"][1], rtol=5e-2, atol=5e-2)
+
+
+# ------------------------------------------------------------------ biased linears on cuBLASLt (gemm_lt.cu)
+
+# (N, C, OC): one token, a ragged token count with BERT-base's fused QKV (OC = 3 * 768), a classifier head
+# (OC = 3: leading dimensions off 16 bytes), and widths that are not multiples of 8
+GEMM_SHAPES = [(1, 768, 2304), (37, 768, 2304), (130, 64, 96), (257, 128, 3), (19, 33, 45)]
+
+
+def _linear(mode, dtype, x, w, b, monkeypatch):
+    """matmul_forward with a bias on a fresh CUDA context whose LYRICNN_CUDA_GEMM is mode, twice (the second
+    call finds the cached algorithm); both outputs."""
+    monkeypatch.setenv("LYRICNN_CUDA_GEMM", mode)  # read at context creation
+    be = lyricnn._C.Backend("cuda", dtype=dtype)
+    outs = []
+    for _ in range(2):
+        out = np.full((x.shape[0], w.shape[0]), np.nan, np.float32)
+        be.call("matmul_forward", out=out, inp=x, w=w, b=b, N=x.shape[0], C=x.shape[1], OC=w.shape[0])
+        outs.append(out)
+    return outs
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+@pytest.mark.parametrize("shape", GEMM_SHAPES, ids=["x".join(map(str, s)) for s in GEMM_SHAPES])
+def test_linear_lt_matches_blas_and_the_reference(shape, dtype, monkeypatch):
+    """out = x @ w^T + b with LYRICNN_CUDA_GEMM=lt (one cuBLASLt GEMM, bias epilogue) against =blas (bias
+    broadcast, then a beta = 1 GEMM) and float64: exact F32 (no TF32) to float rounding, bf16 to one rounding
+    of the output; bit-identical run to run and between a fresh context and a cached algorithm."""
+    N, C, OC = shape
+    r = np.random.default_rng(N + C + OC)
+    x = r.standard_normal((N, C)).astype(np.float32)
+    w = (r.standard_normal((OC, C)) / np.sqrt(C)).astype(np.float32)
+    b = r.standard_normal(OC).astype(np.float32)
+    if dtype == "bf16":  # the backend rounds the uploads so; the reference starts from the same values
+        x, w, b = R.round_bf16(x), R.round_bf16(w), R.round_bf16(b)
+    ref = x.astype(np.float64) @ w.astype(np.float64).T + b
+    lt = _linear("lt", dtype, x, w, b, monkeypatch)
+    blas = _linear("blas", dtype, x, w, b, monkeypatch)
+    np.testing.assert_array_equal(lt[1], lt[0])  # deterministic, the cached algorithm included
+    np.testing.assert_array_equal(_linear("lt", dtype, x, w, b, monkeypatch)[0], lt[0])
+    np.testing.assert_array_equal(blas[1], blas[0])
+    if dtype == "f32":
+        tol = dict(rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    else:  # the output is rounded to bf16 (relative 2^-9) once on both paths
+        tol = dict(rtol=1e-2, atol=1e-2 * np.abs(ref).max())
+    np.testing.assert_allclose(lt[0], ref, **tol)
+    np.testing.assert_allclose(blas[0], ref, **tol)
+    np.testing.assert_allclose(lt[0], blas[0], **tol)
+
+
+@pytest.mark.parametrize("cfg", [DISTIL, BERT], ids=["distilbert", "bert"])
+def test_linear_lt_trains_like_blas(cfg, monkeypatch):
+    """A bf16 model (dropout on) trains three steps with its biased linears on cuBLASLt to the cuBLAS path's
+    losses, within bf16 rounding."""
+    ids, mask = batch(6, 33, seed=8)
+    y = np.arange(6) % 3
+    runs = {}
+    for mode in ("blas", "lt"):
+        monkeypatch.setenv("LYRICNN_CUDA_GEMM", mode)  # read when the model's context is created
+        m = SequenceClassifier.from_config(cfg, num_labels=3, seed=6, device="cuda", precision="bf16")
+        m.configure_optimizer("adamw", lr=1e-3)
+        runs[mode] = ([m.train_step(ids, mask, y) for _ in range(3)], m(ids, mask).logits)
+    np.testing.assert_allclose(runs["lt"][0], runs["blas"][0], rtol=2e-2)
+    np.testing.assert_allclose(runs["lt"][1], runs["blas"][1], rtol=5e-2, atol=5e-2)
