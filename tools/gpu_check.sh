@@ -2,11 +2,13 @@
 # The GPU check, in one run on a machine with an NVIDIA GPU (the device tool's machines: Python 3.12 with
 # torch+CUDA, transformers, numpy and pytest installed; no package registry). It builds the engine with
 # the CUDA backend, runs the GPU tests (tests/test_cuda.py: the tensor-core attention of attention_tc.cu
-# against the SIMT kernels and float64, with LYRICNN_CUDA_ATTENTION=tc / simt) and the per-op bench on
-# CUDA, compute-sanitizer memcheck on a subset (the tensor-core attention's dropout cases included), and
-# the GPU benchmarks (bench/gpu.py, then bench/lora.py and bench/lstm.py unless GPU_CHECK_SKIP_EXTRA is
-# set); every log goes to $OUT (default ./gpu-check-out). It keeps to a time budget of GPU_CHECK_BUDGET
-# seconds (default 520, under the device tool's 600 s call limit), skipping the stages that no longer fit.
+# against the SIMT kernels and float64, with LYRICNN_CUDA_ATTENTION=tc / simt; the cuBLASLt biased
+# linears of gemm_lt.cu against cuBLAS and float64, with LYRICNN_CUDA_GEMM=lt / blas) and the per-op bench
+# on CUDA, compute-sanitizer memcheck on a subset (the tensor-core attention's dropout cases and two
+# cuBLASLt linear shapes included), and the GPU benchmarks (bench/gpu.py, then bench/lora.py and
+# bench/lstm.py unless GPU_CHECK_SKIP_EXTRA is set); every log goes to $OUT (default ./gpu-check-out). It
+# keeps to a time budget of GPU_CHECK_BUDGET seconds (default 520, under the device tool's 600 s call
+# limit), skipping the stages that no longer fit.
 #
 # What it needs beside the checkout, carried into the machine's working tree (.git/info/exclude them):
 #   .whl/    wheels the machine lacks, for Python 3.12: scipy-openblas32 (the build's CPU GEMM library;
@@ -74,7 +76,7 @@ if ! room 200 "compute-sanitizer"; then
 elif command -v compute-sanitizer >/dev/null 2>&1; then
   timeout "$(cap 200)" compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 "$PY" -m pytest -q -x \
     tests/test_backend_ops.py tests/test_cuda.py \
-    -k "(test_backend_ops and cuda and (attention or matmul or layernorm or embedding or adam or dropout)) or (attention_tc_matches and p0.25)" \
+    -k "(test_backend_ops and cuda and (attention or matmul or layernorm or embedding or adam or dropout)) or (attention_tc_matches and p0.25) or (linear_lt_matches and (19x33x45 or 37x768x2304))" \
     > "$OUT/sanitizer.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || status=1
