@@ -11,12 +11,14 @@
 // has verified the cuBLASLt path on a GPU; flips to "lt" after verification.
 static const char *const GEMM_DEFAULT = "blas";
 
-// LYRICNN_CUDA_GEMM, read by ctx_init (once per context, kept in its handles): "lt" = biased linears on
-// cuBLASLt with the bias epilogue, anything else ("blas") = broadcast + cublasGemmEx.
+// LYRICNN_CUDA_GEMM, read by ctx_init (once per context, kept in its handles): "lt" (1) = biased linears on
+// cuBLASLt with the bias epilogue, falling back to cuBLAS for a shape cuBLASLt refuses; "lt-strict" (2) = the
+// same, but a refusal is an error (the tests use it to prove the cuBLASLt path ran); anything else ("blas",
+// 0) = broadcast + cublasGemmEx.
 int cuda_gemm_lt_wanted(void) {
     const char *e = getenv("LYRICNN_CUDA_GEMM");
     if (!e || !*e) e = GEMM_DEFAULT;
-    return !strcmp(e, "lt");
+    return !strcmp(e, "lt-strict") ? 2 : !strcmp(e, "lt");
 }
 
 // The largest of 16, 8, 4, 2 bytes that divides every pointer: cuBLASLt's heuristic picks kernels for the

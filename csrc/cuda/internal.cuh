@@ -52,7 +52,7 @@ struct cuda_handles {
     int sm_count;
     int cc_major, cc_minor;
     int attention_tc;    // tensor-core attention wanted (LYRICNN_CUDA_ATTENTION at ctx_init; attention.cu)
-    int gemm_lt;         // biased linears on cuBLASLt wanted (LYRICNN_CUDA_GEMM at ctx_init; gemm_lt.cu)
+    int gemm_lt;         // biased linears on cuBLASLt: 0 no, 1 yes, 2 strict (LYRICNN_CUDA_GEMM at ctx_init)
     lt_entry lt_cache[LT_CACHE]; // cuBLASLt algorithms by shape; full, overwritten in turn from lt_next
     int lt_next;
 };

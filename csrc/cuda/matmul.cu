@@ -33,7 +33,15 @@ __global__ void broadcast_rows(T *out, const T *b, int N, int OC) {
 // beta = 1 cublasGemmEx. Without a bias: cublasGemmEx, whose heuristics need no cache.
 void cuda_matmul_forward(lnn_ctx *ctx, void *out, const void *inp, const void *w, const void *b, int N, int C, int OC) {
     cuda_enter(ctx);
-    if (b && handles_of(ctx)->gemm_lt && cuda_gemm_lt_bias(ctx, out, inp, w, b, N, C, OC)) return;
+    int lt = handles_of(ctx)->gemm_lt;
+    if (b && lt) {
+        if (cuda_gemm_lt_bias(ctx, out, inp, w, b, N, C, OC)) return;
+        if (lt == 2) {
+            cuda_fail(ctx, LNN_ERR_RUNTIME, "LYRICNN_CUDA_GEMM=lt-strict: cuBLASLt refused the biased linear "
+                      "(%d x %d x %d); use lt (falls back to cuBLAS) or blas", N, OC, C);
+            return;
+        }
+    }
     float beta = 0.f;
     if (b) {
         LNN_CUDA_DISPATCH(ctx, T, broadcast_rows<T><<<blocks_for((size_t)N * OC, 256), 256, 0, stream_of(ctx)>>>(
