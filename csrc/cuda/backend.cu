@@ -127,6 +127,7 @@ static void cuda_ctx_release(lnn_ctx *ctx) {
     cuda_enter(ctx);
     if (ctx->stream) cudaStreamSynchronize(stream_of(ctx));
     if (h) {
+        cuda_gemm_lt_release(h);
         cudaFree(h->lt_ws);
         cublasLtDestroy(h->lt);
         cublasDestroy(h->blas);

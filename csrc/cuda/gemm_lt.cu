@@ -37,16 +37,51 @@ static lt_entry *lt_find(cuda_handles *h, const lt_key &key) {
     return NULL;
 }
 
-// A new entry for a key with the heuristic's algorithm (ok = 1), or ok = 0 when it has none (the cuBLAS path
-// for that key from then on). cublasLtMatmulAlgoGetHeuristic is too slow to call per GEMM, hence the
-// cache. Full, its entries are overwritten in turn (packed batches change N from step to step).
-static lt_entry *lt_fill(cuda_handles *h, const lt_key &key, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
-                         cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t ld) {
+static void lt_clear(lt_entry *e) {
+    if (e->ld) cublasLtMatrixLayoutDestroy(e->ld);
+    if (e->lb) cublasLtMatrixLayoutDestroy(e->lb);
+    if (e->la) cublasLtMatrixLayoutDestroy(e->la);
+    if (e->op) cublasLtMatmulDescDestroy(e->op);
+    memset(e, 0, sizeof *e);
+}
+
+void cuda_gemm_lt_release(cuda_handles *h) {
+    for (int i = 0; i < LT_CACHE; i++) lt_clear(&h->lt_cache[i]);
+}
+
+// The descriptors of a biased linear of key (see cuda_gemm_lt_bias for the layout); 0 when one could not be
+// built.
+static int lt_describe(lt_entry *e, const lt_key &key) {
+    cudaDataType_t t = key.bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    cublasComputeType_t comp = key.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = (cublasLtEpilogue_t)key.epilogue;
+    int m = key.m, n = key.n, k = key.k;
+    return cublasLtMatmulDescCreate(&e->op, comp, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT) ==
+               CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN) ==
+               CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) ==
+               CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &t, sizeof t) ==
+               CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatrixLayoutCreate(&e->la, t, k, m, k) == CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatrixLayoutCreate(&e->lb, t, k, n, k) == CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatrixLayoutCreate(&e->ld, t, m, n, m) == CUBLAS_STATUS_SUCCESS;
+}
+
+// A new entry for a key: its descriptors and the heuristic's algorithm (ok = 1), or ok = 0 when either
+// fails (the cuBLAS path for that key from then on). cublasLtMatmulAlgoGetHeuristic is too slow to call per
+// GEMM, hence the cache. Full, its entries are overwritten in turn (packed batches change N from step to
+// step).
+static lt_entry *lt_fill(cuda_handles *h, const lt_key &key) {
     lt_entry *e = &h->lt_cache[h->lt_next];
     h->lt_next = (h->lt_next + 1) % LT_CACHE;
-    memset(e, 0, sizeof *e);
+    lt_clear(e);
     e->key = key;
     e->used = 1;
+    if (!lt_describe(e, key)) return e;
     // Determinism: only algorithms without a split-K reduction (CUBLASLT_REDUCTION_SCHEME_NONE: each output
     // element is summed over K by one thread block, in a fixed order), so the same shapes give the same bits
     // every run. The mask keeps the algorithms whose scheme is one of its bits; NONE (0) has no bit, so a
@@ -67,7 +102,8 @@ static lt_entry *lt_fill(cuda_handles *h, const lt_key &key, cublasLtMatmulDesc_
         ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, a, &al, sizeof al) == CUBLAS_STATUS_SUCCESS;
     cublasLtMatmulHeuristicResult_t res;
     int n = 0;
-    ok = ok && cublasLtMatmulAlgoGetHeuristic(h->lt, op, la, lb, ld, ld, pref, 1, &res, &n) == CUBLAS_STATUS_SUCCESS;
+    ok = ok && cublasLtMatmulAlgoGetHeuristic(h->lt, e->op, e->la, e->lb, e->ld, e->ld, pref, 1, &res, &n) ==
+                   CUBLAS_STATUS_SUCCESS;
     if (ok && n > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
         e->algo = res.algo;
         e->ok = 1;
@@ -77,9 +113,9 @@ static lt_entry *lt_fill(cuda_handles *h, const lt_key &key, cublasLtMatmulDesc_
 }
 
 // out(N,OC) = inp(N,C) @ w(OC,C)^T + b(OC), row-major, as one cublasLtMatmul with CUBLASLT_EPILOGUE_BIAS.
-// Returns 1 when it ran, 0 when the caller must take the cuBLAS path instead: the heuristic had no
-// algorithm for this key or cublasLtMatmul refused it (both remembered in the cache), or a descriptor
-// could not be created.
+// Returns 1 when it ran, 0 when the caller must take the cuBLAS path instead: a descriptor could not be
+// built, the heuristic had no algorithm for this key, or cublasLtMatmul refused it (all remembered in the
+// cache).
 //
 // Row-major as cuBLAS's column-major: a row-major (R, S) matrix is the column-major (S, R) one with ld S.
 // So out^T(OC, N) = w(OC, C) . inp^T(C, N) column-major: A = w stored (C, OC) ld C with op T, B = inp
@@ -94,40 +130,18 @@ static lt_entry *lt_fill(cuda_handles *h, const lt_key &key, cublasLtMatmulDesc_
 // "fp32" is exact). The bias is added in F32 to the F32 accumulator and D rounded once, as the cuBLAS path
 // (out = b, then beta = 1) does.
 //
-// The descriptors are created per call (host-side objects, microseconds, nothing to free with the context);
-// only the algorithm, the costly heuristic's answer, is cached.
+// The descriptors and the algorithm are cached per key; a call only points the descriptor at its bias.
 int cuda_gemm_lt_bias(lnn_ctx *ctx, void *out, const void *inp, const void *w, const void *b, int N, int C, int OC) {
     cuda_handles *h = handles_of(ctx);
     int bf = ctx->act == LNN_BF16, tf32 = !bf && ctx->allow_tf32;
     lt_key key = {OC, N, C, bf, tf32, (int)CUBLASLT_EPILOGUE_BIAS, alignment_of(out, inp, w, b)};
     lt_entry *e = lt_find(h, key);
-    if (e && !e->ok) return 0; // known to fail: no descriptors built
-    cudaDataType_t t = cuda_act_type(ctx);
-    cublasComputeType_t comp = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
-    int ran = 0;
-    if (cublasLtMatmulDescCreate(&op, comp, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &t, sizeof t) ==
-            CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatrixLayoutCreate(&la, t, C, OC, C) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatrixLayoutCreate(&lb, t, C, N, C) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatrixLayoutCreate(&ld, t, OC, N, OC) == CUBLAS_STATUS_SUCCESS) {
-        if (!e) e = lt_fill(h, key, op, la, lb, ld);
-        float alpha = 1.f, beta = 0.f; // beta = 0: C (= D, the same layout) is not read
-        ran = e->ok && cublasLtMatmul(h->lt, op, &alpha, w, la, inp, lb, &beta, out, ld, out, ld, &e->algo,
-                                      h->lt_ws, h->lt_ws_bytes, stream_of(ctx)) == CUBLAS_STATUS_SUCCESS;
-        e->ok = ran; // a refusal is remembered: this key goes to cuBLAS from now on
-    }
-    if (ld) cublasLtMatrixLayoutDestroy(ld);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (op) cublasLtMatmulDescDestroy(op);
-    return ran;
+    if (!e) e = lt_fill(h, key);
+    if (!e->ok) return 0; // known to fail: the cuBLAS path
+    float alpha = 1.f, beta = 0.f; // beta = 0: C (= D, the same layout) is not read
+    e->ok = cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b) ==
+                CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmul(h->lt, e->op, &alpha, w, e->la, inp, e->lb, &beta, out, e->ld, out, e->ld, &e->algo,
+                           h->lt_ws, h->lt_ws_bytes, stream_of(ctx)) == CUBLAS_STATUS_SUCCESS;
+    return e->ok; // a refusal is remembered: this key goes to cuBLAS from now on
 }

@@ -41,6 +41,8 @@ struct lt_entry {
     lt_key key;
     int used, ok;  // ok = 0: no algorithm, or cuBLASLt refused it: the cuBLAS path for this key
     cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulDesc_t op;             // the key's descriptors, built once (a call sets the bias pointer)
+    cublasLtMatrixLayout_t la, lb, ld;
 };
 #define LT_CACHE 64 // entries: the encoder has a handful of GEMM shapes per batch shape
 
@@ -247,6 +249,8 @@ void cuda_gemm(lnn_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha, c
 // out(N,OC) = inp(N,C) @ w(OC,C)^T + b as one cublasLtMatmul with the bias epilogue (gemm_lt.cu); 0 when
 // it did not run and the caller must take the cuBLAS path.
 int cuda_gemm_lt_bias(lnn_ctx *ctx, void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);
+// Destroy the descriptors held by the cuBLASLt cache (at ctx release).
+void cuda_gemm_lt_release(cuda_handles *h);
 // The cuBLAS type of the context's activations.
 static inline cudaDataType_t cuda_act_type(const lnn_ctx *ctx) { return ctx->act == LNN_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
