@@ -97,6 +97,19 @@ __device__ void load_kv(float *Ks, float *Vs, const T *qkv, int row0, int j0, in
     }
 }
 
+// acc (the lane's dims lane + 32k) += sum over a tile's KT rows jj of c_jj * tile[jj], where lane jj holds c_jj:
+// P V in the forward (c = the dropped probability), dS K in dQ (c = dS).
+__device__ __forceinline__ void acc_tile_rows(float (&acc)[DPL], float c, const float *tile, int hs, int lane) {
+    for (int jj = 0; jj < KT; jj++) {
+        float cj = __shfl_sync(0xffffffffu, c, jj);
+        const float *r = tile + jj * (hs + 1);
+        for (int k = 0; k < DPL; k++) {
+            int d = lane + 32 * k;
+            if (d < hs) acc[k] += cj * r[d];
+        }
+    }
+}
+
 // ---------------------------------------------------------------- forward
 
 template <typename T>
@@ -147,14 +160,7 @@ __global__ void attention_forward_kernel(T *out, float *lse, const T *qkv, const
             m[q] = mn;
             float pd = valid ? e * att_keep(a, b, h, i, j) : 0.f;
             for (int k = 0; k < DPL; k++) acc[q][k] *= corr;
-            for (int jj = 0; jj < KT; jj++) {
-                float pj = __shfl_sync(0xffffffffu, pd, jj);
-                const float *vr = Vs + jj * (hs + 1);
-                for (int k = 0; k < DPL; k++) {
-                    int d = lane + 32 * k;
-                    if (d < hs) acc[q][k] += pj * vr[d];
-                }
-            }
+            acc_tile_rows(acc[q], pd, Vs, hs, lane);
         }
     }
     for (int q = 0; q < QW; q++) {
@@ -357,14 +363,7 @@ __global__ void attention_dq_kernel(T *dqkv, const T *dout, const T *qkv, const 
                 prob_at(a, b, h, i, j, s * a.scale + madd, lse[r], &p, &kp);
                 ds = p * (dpd * kp - D[r]);
             }
-            for (int jj = 0; jj < KT; jj++) {
-                float dsj = __shfl_sync(0xffffffffu, ds, jj);
-                const float *kj = Ks + jj * (hs + 1);
-                for (int k = 0; k < DPL; k++) {
-                    int d = lane + 32 * k;
-                    if (d < hs) dq[q][k] += dsj * kj[d];
-                }
-            }
+            acc_tile_rows(dq[q], ds, Ks, hs, lane);
         }
     }
     for (int q = 0; q < QW; q++) {
