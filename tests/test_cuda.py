@@ -20,6 +20,7 @@ pytestmark = pytest.mark.skipif(not cuda_available(), reason="needs the CUDA bac
 
 from lyricnn.classifier import SequenceClassifier  # noqa: E402
 from lyricnn.encoder import Encoder  # noqa: E402
+from test_device_paths import batch as device_batch  # noqa: E402
 
 DISTIL = dict(model_type="distilbert", vocab_size=120, dim=64, n_layers=2, n_heads=2, hidden_dim=128,
               max_position_embeddings=64, dropout=0.1, attention_dropout=0.1)
@@ -28,12 +29,7 @@ BERT = dict(model_type="bert", vocab_size=120, hidden_size=64, num_hidden_layers
 
 
 def batch(B=6, T=33, seed=0):
-    r = np.random.default_rng(seed)
-    ids = r.integers(1, 120, (B, T)).astype(np.int32)
-    mask = np.ones((B, T), np.int32)
-    for b, n in enumerate(r.integers(3, T + 1, B)):
-        mask[b, n:] = 0
-    return ids, mask
+    return device_batch(B, T, seed, vocab=120, min_len=3)
 
 
 def test_cuda_info():

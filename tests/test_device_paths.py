@@ -15,11 +15,12 @@ BERT = dict(model_type="bert", vocab_size=90, hidden_size=24, num_hidden_layers=
             intermediate_size=40, max_position_embeddings=32, type_vocab_size=2)
 
 
-def batch(B=4, T=11, seed=0):
+def batch(B=4, T=11, seed=0, vocab=90, min_len=2):
+    """Random ids in [1, vocab) and a right-padded mask of lengths in [min_len, T]."""
     r = np.random.default_rng(seed)
-    ids = r.integers(1, 90, (B, T)).astype(np.int32)
+    ids = r.integers(1, vocab, (B, T)).astype(np.int32)
     mask = np.ones((B, T), np.int32)
-    for b, n in enumerate(r.integers(2, T + 1, B)):
+    for b, n in enumerate(r.integers(min_len, T + 1, B)):
         mask[b, n:] = 0
     return ids, mask
 
