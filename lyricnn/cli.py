@@ -120,11 +120,11 @@ def _estimator(a, feats):
     from .estimators import TextClassifier, TextRegressor
     from .lstm import LSTMClassifier, LSTMRegressor
 
-    lstm = a.model == "lstm"
+    lstm, lora = a.model == "lstm", _lora_arg(a)
     for k, (tr, ls) in _TRAIN_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, ls if lstm else tr)
-    if lstm and (feats or a.pooling or a.head_hidden or a.freeze_encoder or _lora_arg(a)):
+    if lstm and (feats or a.pooling or a.head_hidden or a.freeze_encoder or lora):
         raise SystemExit("error: --feature-cols, --pooling, --head-hidden, --freeze-encoder and --lora-* are for "
                          "transformer models, not --model lstm")
     common = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, max_length=a.max_length,
@@ -139,7 +139,6 @@ def _estimator(a, feats):
         clf, reg = LSTMClassifier, LSTMRegressor
     else:
         common.update(model=a.model, pooling=a.pooling, freeze_encoder=a.freeze_encoder, feature_columns=feats)
-        lora = _lora_arg(a)
         if lora is not None:
             common["lora"] = lora
         if a.dropout is not None:
