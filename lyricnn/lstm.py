@@ -450,6 +450,9 @@ class _LSTMModel:
     def _pad_to(self):
         return None
 
+    def _resolved_head(self):
+        return None  # no configurable head: the LSTM's fc layer is its head
+
     def _scale_features(self, F, fitting=False):
         if F is not None:
             raise ValueError("%s takes no numeric features; pass the texts only" % type(self).__name__)

@@ -228,7 +228,7 @@ def _preflight(est, params, base, n_features):
             c = _clone(est, _to_params({p.name: v}, [p], base))
             try:
                 c._check_params()
-                head = c._resolved_head() if "head" in base else None  # the LSTM estimators have no head
+                head = c._resolved_head()
                 if head is not None:
                     normalize_head(head, hidden_size=8, num_labels=2, num_features=n_features)
             except (TypeError, ValueError) as e:
