@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 import lyricnn  # noqa: E402
-from lyricnn.data import batch_order  # noqa: E402
+from lyricnn.data import batch_order, pad_batch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("LYRICNN_SHARED", os.path.join(HERE, "..", "..", "shared", "data"))
@@ -114,7 +114,8 @@ def main():
     rows, lengths, labels = [rows[i] for i in keep], lengths[keep], labels[keep]
     batches = []
     for idx in batch_order(lengths, a.batch_size, shuffle=True, seed=[0, 0]):
-        ids, lens = _pad(rows, idx)
+        ids, mask = pad_batch([rows[i] for i in idx])
+        lens = mask.sum(1)
         batches.append((ids, lens, labels[idx]))
     K = int(labels.max()) + 1
     real = int(sum(b[1].sum() for b in batches))
@@ -176,14 +177,6 @@ def main():
                                                                  positions, np.mean(losses[name]), s / ref))
     first = [losses[n][0] for n, _, _ in setups]
     print("\nfirst-step losses (same weights, same batch): " + ", ".join("%.6f" % x for x in first))
-
-
-def _pad(rows, idx):
-    lens = np.array([len(rows[i]) for i in idx], np.int64)
-    ids = np.zeros((len(idx), int(lens.max())), np.int64)
-    for j, i in enumerate(idx):
-        ids[j, :lens[j]] = rows[i]
-    return ids, lens
 
 
 if __name__ == "__main__":
