@@ -131,7 +131,8 @@ def _estimator(a, feats):
                   weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio, schedule=a.schedule,
                   bucket_by_length=a.bucket_by_length, text_column=a.text_col, seed=a.seed, monitor=a.monitor,
                   early_stopping=a.patience is not None, patience=a.patience or 3,
-                  checkpoint_dir=a.checkpoint_dir, device=a.device, precision=a.precision, verbose=0 if a.quiet else 1)
+                  checkpoint_dir=a.checkpoint_dir, device=a.device, precision=a.precision, verbose=0 if a.quiet else 1,
+                  report_to=a.report_to)
     if lstm:
         common.update(embedding_dim=a.embedding_dim, hidden_size=a.hidden_size, num_layers=a.num_layers,
                       bidirectional=a.bidirectional, dropout=a.dropout or 0.0, min_freq=a.min_freq,
@@ -391,6 +392,10 @@ def build_parser():
     t.add_argument("--checkpoint-dir", default=None, help="write resumable checkpoints here every epoch")
     t.add_argument("--resume", action="store_true", help="continue the run in --checkpoint-dir")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    t.add_argument("--report-to", default=None, metavar="TOOLS",
+                   help="log the run to tensorboard, mlflow and/or wandb (comma-separated, or all; default: none): "
+                        "parameters, loss and lr per step, validation metrics, final metrics, the curves and the "
+                        "model, against the global step (tune: one run per trial)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     g = t.add_argument_group("LSTM options (--model lstm)")
     g.add_argument("--embedding-dim", type=int, default=500, help="word embedding size (default: 500)")

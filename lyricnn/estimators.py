@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from . import metrics as _metrics
+from . import tracking as _tracking
 from ._validate import check_bool, check_choice, check_float, check_int, check_seed
 from .checkpoint import CheckpointError
 from .data import class_weights as _class_weights
@@ -229,7 +230,7 @@ class _TextEstimator:
                  lora=None, bucket_by_length=False, feature_scaling="standard", text_column=None, feature_columns=None,
                  validation_fraction=None, eval_steps=None, monitor="loss", early_stopping=False, patience=3,
                  restore_best_weights=True, checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu",
-                 precision=None, verbose=1):
+                 precision=None, verbose=1, report_to=None):
         self.model = model
         self.tokenizer = tokenizer
         self.head = head
@@ -268,6 +269,7 @@ class _TextEstimator:
         self.device = device
         self.precision = precision
         self.verbose = verbose
+        self.report_to = report_to
 
     # -------------------------------------------------------------- scikit-learn protocol
     @classmethod
@@ -410,6 +412,7 @@ class _TextEstimator:
         for i, v in enumerate(b):
             check_float(v, "betas[%d]" % i, min=0, max=1, max_inclusive=False)
         check_float(self.max_grad_norm, "max_grad_norm (None: no clipping)", min=0, allow_none=True)
+        _tracking.check_report_to(self.report_to)  # an unknown tool, or one not installed, before any work
         vf = self.validation_fraction
         if not (vf is None or isinstance(vf, numbers.Real) and not isinstance(vf, bool) and vf == 0):  # 0: off
             check_float(vf, "validation_fraction", min=0, max=1, min_inclusive=False, max_inclusive=False)
@@ -532,10 +535,15 @@ class _TextEstimator:
                 print("note: %s already holds a checkpoint; it will be overwritten (use fit(..., resume=True) to "
                       "continue it)" % self.checkpoint_dir)
         self._loop = loop
+        reporter = _tracking.start(self, resume) if self.report_to else None  # report_to: TensorBoard, MLflow, W&B
+        status = "FAILED"
         try:
-            loop.run(resume=resume, callbacks=callbacks)
+            loop.run(resume=resume, callbacks=list(callbacks or ()) + ([reporter] if reporter else []))
+            status = "FINISHED"
         finally:
             self._finish(loop)
+            if reporter is not None:
+                reporter.finish(status)
         return self
 
     def _finish(self, loop):
@@ -823,6 +831,10 @@ class TextClassifier(_TextEstimator):
         for a fixed thread count (lyricnn.set_num_threads), also across fit(..., resume=True).
       device: 'cpu', 'cuda', 'cuda:N' or 'auto'; precision: None (the device's default), 'bf16', 'fp32' or 'tf32'
         on a GPU (see lyricnn._device). verbose: 0 silent, 1 progress bar and per-evaluation lines.
+      report_to: log the fit to experiment trackers: None (default), 'tensorboard', 'mlflow', 'wandb', 'all', a
+        list of them, or {tool: options}; parameters once, loss and lr per step, the validation metrics per
+        evaluation, final metrics and artifacts, against the global step (see lyricnn.tracking). After fit,
+        tracking_runs_ says where each tool logged.
 
     fit() checks every parameter's type and range before any work (lyricnn._validate): counts such as
     batch_size and epochs are ints (not floats, not bools), lr > 0, seed an int in [0, 2**64), max_length at
@@ -841,7 +853,8 @@ class TextClassifier(_TextEstimator):
                  lora=None, class_weight=None, classes=None, loss="cross_entropy", bucket_by_length=False,
                  feature_scaling="standard", text_column=None, feature_columns=None, validation_fraction=None,
                  eval_steps=None, monitor="loss", early_stopping=False, patience=3, restore_best_weights=True,
-                 checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1):
+                 checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1,
+                 report_to=None):
         super().__init__(model=model, tokenizer=tokenizer, head=head, pooling=pooling, max_length=max_length,
                          freeze_encoder=freeze_encoder, dropout=dropout, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
@@ -854,7 +867,7 @@ class TextClassifier(_TextEstimator):
                          early_stopping=early_stopping, patience=patience,
                          restore_best_weights=restore_best_weights, checkpoint_dir=checkpoint_dir,
                          checkpoint_steps=checkpoint_steps, seed=seed, device=device, precision=precision,
-                         verbose=verbose)
+                         verbose=verbose, report_to=report_to)
         self.class_weight = class_weight
         self.classes = classes
         self.loss = loss

@@ -351,7 +351,8 @@ class TrainLoop:
             raise ValueError("the checkpoint in %s was written for different training data (or another "
                              "max_length/tokenizer); resume with the same X, y and features" % d)
         mine, theirs = self.params_json or {}, meta.get("params") or {}
-        free = {"epochs", "verbose", "checkpoint_dir", "checkpoint_steps", "patience", "early_stopping"}
+        free = {"epochs", "verbose", "checkpoint_dir", "checkpoint_steps", "patience", "early_stopping",
+                "report_to"}
         diff = sorted(k for k in set(mine) | set(theirs) if k not in free and mine.get(k) != theirs.get(k))
         if diff:
             raise ValueError("cannot resume: these parameters differ from the checkpoint's: %s (checkpoint: %s)"
