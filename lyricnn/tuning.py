@@ -444,12 +444,9 @@ class _Progress:
         self.target, self.metric, self.optuna = target, metric, optuna
         self.bar = None
         if verbose:
-            try:
-                from tqdm.auto import tqdm
+            from .progress import make_bar
 
-                self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True, leave=True)
-            except ImportError:
-                pass
+            self.bar = make_bar(total, desc="trials", unit="trial")
         self.verbose = verbose
 
     def write(self, s):
