@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from . import _parallel
 from . import metrics as _metrics
 from . import tracking as _tracking
 from ._validate import check_bool, check_choice, check_float, check_int, check_seed
@@ -582,11 +583,13 @@ class _TextEstimator:
         bs = check_int(self.eval_batch_size, "eval_batch_size", min=1, allow_none=True)
         bs = bs or 2 * check_int(self.batch_size, "batch_size", min=1)
         pad_to = self._pad_to()
-        for s in range(0, n, bs):
-            idx = order[s:s + bs]
-            a, m = pad_rows(ids, idx, self.tokenizer_.pad_token_id, pad_to)
-            res = self.model_(a, m) if F is None else self.model_(a, m, features=F[idx])
-            out[idx] = np.asarray(res.logits, dtype=np.float32).reshape(len(idx), -1)
+        _parallel.configure_worker_threads()   # in a Dask task: the engine takes the worker's threads
+        with _parallel.model_lock(self.model_):   # one call at a time per model (threads of a Dask worker)
+            for s in range(0, n, bs):
+                idx = order[s:s + bs]
+                a, m = pad_rows(ids, idx, self.tokenizer_.pad_token_id, pad_to)
+                res = self.model_(a, m) if F is None else self.model_(a, m, features=F[idx])
+                out[idx] = np.asarray(res.logits, dtype=np.float32).reshape(len(idx), -1)
         return out
 
     def _prepare(self, X, features):
@@ -651,9 +654,13 @@ class _TextEstimator:
         return est
 
     def __getstate__(self):
-        """Pickle support (joblib, multiprocessing): a fitted model travels as the files of save()."""
+        """Pickle support (joblib, multiprocessing, Dask, Spark): a fitted model travels as the files of save()
+        (config, safetensors weights, tokenizer, lyricnn_estimator.json), never as engine objects. Unpickled
+        copies of one fitted model share the loaded model within a process (lyricnn._parallel): a Dask worker
+        loads it once."""
         state = self.__dict__.copy()
         state.pop("_loop", None)
+        state.pop("_shared", None)
         if "model_" in state:
             import tempfile
 
@@ -668,19 +675,36 @@ class _TextEstimator:
             state["_saved_files"] = files
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state, share=True):
         files = state.pop("_saved_files", None)
         self.__dict__.update(state)
         if files is not None:
             import tempfile
 
-            with tempfile.TemporaryDirectory() as d:
-                for name, data in files.items():
-                    with open(os.path.join(d, os.path.basename(name)), "wb") as f:
-                        f.write(data)
-                loaded = type(self).load(d)
-            self.model_, self.tokenizer_ = loaded.model_, loaded.tokenizer_
-            self.model_spec_ = loaded.model_spec_
+            def load():
+                with tempfile.TemporaryDirectory() as d:
+                    for name, data in files.items():
+                        with open(os.path.join(d, os.path.basename(name)), "wb") as f:
+                            f.write(data)
+                    loaded = type(self).load(d, device=self.device, precision=self.precision)
+                return loaded.model_, loaded.tokenizer_, loaded.model_spec_
+
+            if share:
+                self._shared = _parallel.shared_load((type(self).__name__, _parallel.files_digest(files)), load)
+                self.model_, self.tokenizer_, self.model_spec_ = (self._shared.model, self._shared.tokenizer,
+                                                                  self._shared.spec)
+            else:
+                self.model_, self.tokenizer_, self.model_spec_ = load()
+
+    def __deepcopy__(self, memo):
+        """copy.deepcopy: an independent copy (its own loaded model, unlike unpickled copies)."""
+        import copy
+
+        new = type(self).__new__(type(self))
+        state = self.__getstate__()
+        new.__setstate__({k: (v if k == "_saved_files" else copy.deepcopy(v, memo)) for k, v in state.items()},
+                         share=False)
+        return new
 
     def _fitted_state(self):
         st = {"n_features_": int(getattr(self, "n_features_", 0)), "problem_type_": self.problem_type_,
