@@ -209,6 +209,21 @@ def mask_artist_names(texts, names=None, repl=""):
     return [_mask_one(t, names_re, repl) for t in texts]
 
 
+def contains_names(texts, names=None):
+    """A bool numpy array: which texts contain a name of `names` (default ARTIST_NAMES; a str is one name, an
+    artist of ARTIST_ALIASES stands for all its aliases), matched as mask_artist_names matches them.
+
+    contains_names(df["lyrics"], "Drake").mean() is the share of songs that name Drake."""
+    import numpy as np
+
+    if isinstance(names, str):
+        names = ARTIST_ALIASES.get(names, (names,))
+    r = _names_re(ARTIST_NAMES if names is None else names)
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    return np.fromiter((isinstance(t, str) and r.search(unicodedata.normalize("NFC", t)) is not None
+                        for t in texts), dtype=bool, count=len(texts))
+
+
 def _norm_artist(name):
     """'Beyoncé', 'beyonce', 'TaylorSwift', 'Taylor Swift', 'BTS (방탄소년단)' -> a comparison key."""
     s = re.sub(r"\s*\(.*\)\s*$", "", str(name))

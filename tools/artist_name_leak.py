@@ -13,10 +13,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lyricnn import datasets as ds  # noqa: E402
 
 
-def _share(texts, names_re, first=None):
+def _share(texts, artist, first=None):
     if first is not None:
         texts = texts.map(lambda s: " ".join(s.split()[:first]))
-    return 100.0 * texts.map(lambda s: bool(names_re.search(s))).mean()
+    return 100.0 * ds.contains_names(texts, artist).mean()
 
 
 def main():
@@ -27,9 +27,8 @@ def main():
     print("%-14s %6s %16s %7s" % ("artist", "before", "first 12 words", "after"))
     rows = []
     for artist, g in raw.groupby("artist"):
-        own = ds._names_re(ds.ARTIST_ALIASES[artist])
         after = masked.loc[masked["artist"] == artist, "lyrics"]
-        rows.append((artist, _share(g["lyrics"], own), _share(g["lyrics"], own, 12), _share(after, own)))
+        rows.append((artist, _share(g["lyrics"], artist), _share(g["lyrics"], artist, 12), _share(after, artist)))
     for artist, b, b12, a in sorted(rows, key=lambda r: -r[1]):
         print("%-14s %5.0f%% %15.0f%% %6.0f%%" % (artist, b, b12, a))
     owner = {n: a for a, names in ds.ARTIST_ALIASES.items() for n in names}
@@ -41,7 +40,7 @@ def main():
                 others[n] += 1
     print("listed names in other artists' songs (features, shout-outs, common words): %s"
           % ", ".join("%s %d" % kv for kv in others.most_common(12)))
-    left = masked["lyrics"].map(lambda s: bool(any_re.search(s))).mean()
+    left = ds.contains_names(masked["lyrics"]).mean()
     print("after masking, songs with any listed name: %.1f%%; with 'produced by': %d"
           % (100 * left, masked["lyrics"].str.contains("produced by").sum()))
 
