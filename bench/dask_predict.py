@@ -35,6 +35,8 @@ def songs(n):
         texts = [" ".join(rng.choice(words, 200)) for _ in range(n)]
         labels = [str(i % 3) for i in range(n)]
         src = "generated text"
+    order = np.random.default_rng(0).permutation(len(texts))   # the artists mixed
+    texts, labels = [texts[i] for i in order], [labels[i] for i in order]
     reps = -(-n // len(texts))
     return (texts * reps)[:n], (labels * reps)[:n], src
 
