@@ -71,7 +71,7 @@ def main():
                                       dashboard_address=None) as cluster, distributed.Client(cluster):
             ddf = dd.from_pandas(df, npartitions=max(4, 4 * workers))
             ddf["pred"] = ddf["lyrics"].map_partitions(est.predict, meta=("pred", "object"))
-            ddf.head(1, npartitions=workers)  # start the workers and load the model (not timed)
+            ddf.partitions[:workers].compute()  # start the workers and load the model (not timed)
             t0 = time.perf_counter()
             out = ddf.compute()
             rate = a.songs / (time.perf_counter() - t0)
