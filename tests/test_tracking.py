@@ -4,6 +4,7 @@ decoded with wandb's protobuf schema), equal history_. Each tool's tests skip wh
 import glob
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -255,7 +256,11 @@ def test_wandb_resume_continues_the_run_id(wandb_offline):
     full = _clf(**kw).fit(X, Y, eval_set=(X[:6], Y[:6]), resume=True)
     rid = part.tracking_runs_["wandb"]["id"]
     assert full.tracking_runs_["wandb"]["id"] == rid
-    dirs = sorted(glob.glob(str(wandb_offline / "wb" / "wandb" / ("offline-run-*-%s" % rid))))
+    # Two runs started within the same second share a timestamp; wandb then suffixes the second folder
+    # with "-1", so match the id with or without that suffix.
+    pat = re.compile(r"offline-run-\d{8}_\d{6}-%s(-\d+)?$" % re.escape(rid))
+    dirs = sorted(d for d in glob.glob(str(wandb_offline / "wb" / "wandb" / "offline-run-*"))
+                  if pat.match(os.path.basename(d)))
     assert len(dirs) == 2
     merged = {}
     for d in dirs:
