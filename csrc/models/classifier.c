@@ -298,15 +298,15 @@ lnn_status lnn_classifier_songs(const lnn_classifier *c, const int32_t *windows_
                       "0, 1, ... in order, as HF's overflow_to_sample_mapping)", B < 1 ? -1 : windows_of[0]);
         return LNN_ERR_INDEX;
     }
-    for (int i = 1; i < B; i++) {
-        int d = windows_of[i] - windows_of[i - 1];
-        if (d < 0) {
+    for (int i = 1; i < B; i++)
+        if (windows_of[i] < windows_of[i - 1]) {
             lnn_set_error("windows_of is not sorted: windows_of[%d] = %d follows windows_of[%d] = %d; pass each "
                           "song's windows together, songs in order (HF's overflow_to_sample_mapping)", i,
                           windows_of[i], i - 1, windows_of[i - 1]);
             return LNN_ERR_VALUE;
         }
-        if (d > 1) {
+    for (int i = 1; i < B; i++) {
+        if (windows_of[i] - windows_of[i - 1] > 1) {
             lnn_set_error("windows_of[%d] = %d after %d: song %d has no window; number the songs 0, 1, ... without "
                           "gaps (every song has at least one window)", i, windows_of[i], windows_of[i - 1],
                           windows_of[i - 1] + 1);
@@ -344,7 +344,7 @@ static lnn_status forward(lnn_classifier *c, const lnn_batch *in, const int32_t 
         }
         off[0] = 0;
         for (int i = 0, s = 0; i < B; i++)
-            if (i == B - 1 || windows_of[i + 1] != windows_of[i]) off[++s] = i + 1;
+            if (i == B - 1 || !windows_of || windows_of[i + 1] != windows_of[i]) off[++s] = i + 1; /* NULL: a song a row */
         be->to_device(ctx, c->seg_off, off, sizeof *off * ((size_t)S + 1));
         free(off); /* to_device has copied it (host -> backend copies are staged) */
         if (wp == LNN_SEGPOOL_ATTN)
