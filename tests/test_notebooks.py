@@ -83,15 +83,34 @@ def _outputs(nb):
     return "\n".join(texts), images, errors
 
 
-def test_committed_notebooks_are_valid_without_outputs():
-    """The committed notebooks are the expected ones, valid nbformat, and carry no outputs."""
+def test_committed_notebooks_are_clean():
+    """The committed notebooks are the expected ones, valid nbformat, and their outputs (committed from full
+    runs by `make notebooks-run`) render on GitHub and hold nothing of the machine but what they print on
+    purpose: no widget state, no carriage-return progress redraws, no absolute paths, images as PNG, short
+    text lines (lyric snippets, never whole songs), and the closing wall-clock / machine line."""
     assert sorted(p.name for p in NB_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
     for name in NOTEBOOKS:
         nb = nbformat.read(str(NB_DIR / name), as_version=4)
         nbformat.validate(nb)
+        assert "widgets" not in nb.metadata, name
+        texts = []
         for cell in nb.cells:
-            if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None, name
+            if cell.cell_type != "code":
+                continue
+            for o in cell.outputs:
+                assert o.output_type in ("stream", "display_data", "execute_result"), (name, o.output_type)
+                if o.output_type == "stream":
+                    texts.append(o.text)
+                else:
+                    assert "application/vnd.jupyter.widget-view+json" not in o.data, name
+                    assert set(o.data) <= {"text/plain", "text/html", "image/png"}, (name, set(o.data))
+                    texts.append(o.data.get("text/plain", "") + o.data.get("text/html", ""))
+        text = "\n".join(texts)
+        for bad in ("\r", str(ROOT), "/home/", "/root/", "/work/", "/tmp/"):
+            assert bad not in text, (name, bad)
+        assert max((len(ln) for ln in text.splitlines()), default=0) <= 400, name
+        if texts:  # run and committed with outputs: it ends with its time and machine
+            assert "run finished in" in texts[-1] and "CPUs" in texts[-1], name
 
 
 def _check_notebooks():
