@@ -582,31 +582,36 @@ class SequenceClassifier(LoraMixin):
     # ------------------------------------------------------------------ inputs
     def _inputs(self, input_ids, attention_mask, token_type_ids, features):
         """(ids, mask, types, features) as the engine takes them."""
-        return self._song_inputs(input_ids, attention_mask, token_type_ids, features)[:4]
-
-    def _song_inputs(self, input_ids, attention_mask, token_type_ids, features, windows_of=None):
-        """(ids, mask, types, features, windows_of, S): S the head's rows (songs; the batch rows without windows)."""
         ids, mask, types = _check_inputs(input_ids, attention_mask, token_type_ids, self.model_type)
-        win, S = None, ids.shape[0]
-        if windows_of is not None:
-            if self.window_pooling is None:
-                raise ValueError("windows_of was given but this model does not pool windows (long_text=%r); create it "
-                                 "with long_text='windows' (and a window_pooling)" % self.long_text)
-            win, S = _windows_of(windows_of, ids.shape[0])
-        feats = None
+        feats = self._features(features, ids.shape[0], False)
+        if self.head is not None and self.head["pooling"] == "flatten" and ids.shape[1] != self.head["max_length"]:
+            raise ValueError("input_ids has %d positions but this model's flatten head needs exactly max_length=%d; "
+                             "pad every batch to max_length" % (ids.shape[1], self.head["max_length"]))
+        return ids, mask, types, feats
+
+    def _features(self, features, S, songs):
+        """The features (S, num_features) float32, or None; S: the head's rows (songs with windows)."""
         if features is not None:
             if not self.num_features:
                 raise ValueError("features were given but this model has no feature input; create it with "
                                  "num_features=F and head=dict(..., features_at=k)")
-            feats = _f32_2d(features, "features" if win is None else "features (one row per song)", S,
-                            self.num_features)
-        elif self.num_features:
+            return _f32_2d(features, "features (one row per song)" if songs else "features", S, self.num_features)
+        if self.num_features:
             raise ValueError("features is required: this model's head takes %d features per row (shape (batch, %d))"
                              % (self.num_features, self.num_features))
-        if self.head is not None and self.head["pooling"] == "flatten" and ids.shape[1] != self.head["max_length"]:
-            raise ValueError("input_ids has %d positions but this model's flatten head needs exactly max_length=%d; "
-                             "pad every batch to max_length" % (ids.shape[1], self.head["max_length"]))
-        return ids, mask, types, feats, win, S
+        return None
+
+    def _song_inputs(self, input_ids, attention_mask, token_type_ids, features, windows_of=None):
+        """(ids, mask, types, features, windows_of, S): S the head's rows (songs; the batch rows without windows)."""
+        if windows_of is None:
+            ids, mask, types, feats = self._inputs(input_ids, attention_mask, token_type_ids, features)
+            return ids, mask, types, feats, None, ids.shape[0]
+        if self.window_pooling is None:
+            raise ValueError("windows_of was given but this model does not pool windows (long_text=%r); create it "
+                             "with long_text='windows' (and a window_pooling)" % self.long_text)
+        ids, mask, types = _check_inputs(input_ids, attention_mask, token_type_ids, self.model_type)
+        win, S = _windows_of(windows_of, ids.shape[0])
+        return ids, mask, types, self._features(features, S, True), win, S
 
     # ------------------------------------------------------------------ compute
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, features=None, windows_of=None):
