@@ -12,7 +12,8 @@ epochs, learning rate, schedule and seed, on the same songs; only the way a song
   trunc128 / trunc256 / trunc512   long_text="truncate" at max_length 128 / 256 / 512;
   head_tail512                     the first 128 and the last 382 tokens (Sun et al. 2019);
   win_mean / win_max / win_att     long_text="windows": every window of --window-length tokens (stride
-                                   --window-stride), pooled per song by mean / max / attention;
+                                   --window-stride), pooled per song by mean / max / attention; batches of
+                                   --batch-size x 512 tokens (trunc512's), a longer song in a batch of its own;
   lstm                             the word-level LSTM on whole songs (max_length=None), its own defaults
                                    (Adam 1e-3, --lstm-epochs epochs: from random init it needs more than MiniLM).
 Reported per run (CSV) and per configuration over the seeds (markdown, mean +- std): accuracy and macro F1 on the
@@ -51,10 +52,11 @@ def settings(name, a):
         return lyricnn.TextClassifier(**dict(common, max_length=int(name[5:])))
     if name == "head_tail512":
         return lyricnn.TextClassifier(long_text="head_tail", **common)
-    if name.startswith("win_"):
+    if name.startswith("win_"):  # batches of batch_size * 512 tokens, as trunc512's (a longer song alone)
         pool = {"mean": "mean", "max": "max", "att": "attention"}[name[4:]]
         return lyricnn.TextClassifier(long_text="windows", window_pooling=pool, window_stride=a.window_stride,
-                                      max_windows=a.max_windows, **dict(common, max_length=a.window_length))
+                                      max_windows=a.max_windows, **dict(common, max_length=a.window_length,
+                                                                         batch_size=a.batch_size * 512 // a.window_length))
     if name == "lstm":
         from lyricnn.lstm import LSTMClassifier
         return LSTMClassifier(max_length=None, epochs=a.lstm_epochs, batch_size=32, verbose=0)
@@ -133,14 +135,14 @@ def summary(rows, a, df, tr, te, n_tok):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--artists", default=ARTISTS)
-    ap.add_argument("--songs-per-artist", type=int, default=120)
+    ap.add_argument("--songs-per-artist", type=int, default=30)
     ap.add_argument("--test-size", type=float, default=0.3)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lstm-epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--window-length", type=int, default=128)
-    ap.add_argument("--window-stride", type=int, default=32)
+    ap.add_argument("--window-stride", type=int, default=0)
     ap.add_argument("--max-windows", type=int, default=None)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--configs", default=",".join(CONFIGS))

@@ -393,7 +393,7 @@ def build_parser():
     g.add_argument("--head-tokens", type=int, default=None,
                    help="head_tail: tokens kept from the start (default: 128 of 510, in proportion)")
     g.add_argument("--window-stride", type=int, default=None,
-                   help="windows: tokens shared by consecutive windows (default: max_length // 4)")
+                   help="windows: tokens shared by consecutive windows (default: 0)")
     g.add_argument("--max-windows", type=int, default=None,
                    help="windows: at most this many per song, spread evenly, the first and last kept (default: all)")
     g.add_argument("--window-pooling", default=None, choices=("mean", "max", "attention"),

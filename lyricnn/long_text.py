@@ -7,7 +7,7 @@ long_text (TextClassifier / TextRegressor, the CLI and lyricnn.tune):
                None: (max_length - 2) * 128 / 510 rounded, their split at any length (128 at 512, 32 at 128).
   "windows"    every window of the text, as BertTokenizerFast(..., truncation=True, max_length=max_length,
                stride=window_stride, return_overflowing_tokens=True) cuts it: [CLS], up to max_length - 2 tokens,
-               [SEP], consecutive windows overlapping by window_stride tokens (None: max_length // 4). The model
+               [SEP], consecutive windows overlapping by window_stride tokens (None: 0, HF's default). The model
                pools the head's input vector across a song's windows (window_pooling "mean", "max" or
                "attention", see lyricnn.SequenceClassifier) and predicts once per song. max_windows=k keeps at
                most k windows per song, spread evenly over it: the first, the last, and k - 2 between them at
@@ -42,7 +42,8 @@ def head_tokens_default(max_length):
 
 
 def window_stride_default(max_length):
-    return max_length // 4
+    """0: windows side by side, as HF's stride default (an overlap costs stride / (max_length - 2) more tokens)."""
+    return 0
 
 
 def check_params(est, max_length):

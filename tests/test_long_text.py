@@ -8,22 +8,10 @@ import pytest
 
 import lyricnn
 from lyricnn import long_text as lt
-from lyricnn import training
 from lyricnn.estimators import TextClassifier, TextRegressor
+from test_estimators import TINY, engine, weights  # noqa: F401 (engine: the one-thread fixture)
 
-# a tiny DistilBERT: the bundled 30522-token vocabulary, 32 dims, one layer
-TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 1, "n_heads": 2,
-        "hidden_dim": 64, "max_position_embeddings": 64, "dropout": 0.1, "attention_dropout": 0.1,
-        "seq_classif_dropout": 0.1, "initializer_range": 0.02}
 WORDS = "the a song night day heart road river light rain my your old new sky".split()
-
-
-@pytest.fixture(autouse=True)
-def engine():
-    n = lyricnn.get_num_threads()
-    lyricnn.set_num_threads(1)
-    yield
-    lyricnn.set_num_threads(n)
 
 
 def songs(n, seed):
@@ -48,10 +36,6 @@ def make(**kw):
     base = dict(model=TINY, epochs=1, batch_size=4, lr=2e-3, max_length=12, verbose=0, seed=0)
     base.update(kw)
     return TextClassifier(**base)
-
-
-def weights(est):
-    return {k: np.array(v) for k, v in est.model_.state_dict().items()}
 
 
 # ------------------------------------------------------------------ the pieces
@@ -106,7 +90,7 @@ def test_tokenize_modes_match_the_tokenizer():
         want = body if len(body) <= 10 else np.concatenate([body[:4], body[-6:]])
         np.testing.assert_array_equal(r, np.concatenate([[f[0]], want, [f[-1]]]))
     assert lt.head_tokens_default(512) == 128 and lt.head_tokens_default(128) == 32
-    assert lt.window_stride_default(512) == 128
+    assert lt.window_stride_default(512) == 0
 
 
 # ------------------------------------------------------------------ the estimators in every mode
@@ -130,7 +114,7 @@ def test_every_mode_fits_predicts_evaluates_saves_and_loads(mode, tmp_path):
         assert cfg["lyricnn_long_text"]["long_text"] == kind and cfg["lyricnn_long_text"]["max_length"] == 12
     if kind == "windows":
         assert cfg["lyricnn_long_text"]["window_pooling"] == pooling
-        assert cfg["lyricnn_long_text"]["window_stride"] == 3 and cfg["lyricnn_long_text"]["max_windows"] == 4
+        assert cfg["lyricnn_long_text"]["window_stride"] == 0 and cfg["lyricnn_long_text"]["max_windows"] == 4
     back = TextClassifier.load(tmp_path / "m")
     assert back.long_text == kind and back.model_.long_text == kind
     np.testing.assert_array_equal(back.predict_proba(XV), p)
@@ -140,13 +124,24 @@ def test_every_mode_fits_predicts_evaluates_saves_and_loads(mode, tmp_path):
 
 
 def test_windows_reads_what_truncation_cuts():
-    """The label word is often past max_length: the windows models learn it, truncation cannot see it."""
-    Xl, yl = songs(64, 5)
-    Xt, yt = songs(32, 6)
-    kw = dict(epochs=6, lr=3e-3, batch_size=8)
-    win = make(long_text="windows", window_pooling="max", **kw).fit(Xl, yl)
-    cut = make(**kw).fit(Xl, yl)
-    assert win.score(Xt, yt) > cut.score(Xt, yt)
+    """The label word always stands past the first max_length - 2 = 10 tokens: truncation cannot see it (chance),
+    windows with max pooling learn it."""
+    def late(n, seed):
+        r = np.random.default_rng(seed)
+        Xs, ys = [], []
+        for _ in range(n):
+            lab = int(r.integers(2))
+            w = list(r.choice(WORDS, int(r.integers(20, 40))))
+            w.insert(int(r.integers(12, len(w) + 1)), "love" if lab else "hate")
+            Xs.append(" ".join(w))
+            ys.append("pos" if lab else "neg")
+        return Xs, ys
+
+    Xl, yl = late(96, 5)
+    Xt, yt = late(48, 6)
+    kw = dict(epochs=4, lr=3e-3, batch_size=8)
+    assert make(long_text="windows", window_pooling="max", **kw).fit(Xl, yl).score(Xt, yt) >= 0.9
+    assert make(**kw).fit(Xl, yl).score(Xt, yt) <= 0.7
 
 
 def test_windows_batches_by_tokens_and_the_song_count_varies():
