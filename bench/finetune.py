@@ -167,9 +167,7 @@ def run_torch_windows(model, state0, batches, songs, labels, lr):
 def run_lyricnn_tokens(path, batches, rows, labels, lr, n_labels, long_text="truncate"):
     """lyricnn's train_step on the batches; rows are token arrays (truncate) or songs' windows (windows, mean
     pooling). Returns (epoch s, real tokens, mean loss)."""
-    from lyricnn.long_text import TokenBatcher
-
-    inputs = TokenBatcher(1, strict=False).inputs
+    from lyricnn.long_text import batch_inputs as inputs
     kw = dict(long_text="windows", window_pooling="mean") if long_text == "windows" else {}
     m2 = SequenceClassifier.from_pretrained(path, num_labels=n_labels, seed=0, **kw)  # untimed warm-up step
     m2.configure_optimizer("adamw", lr=lr, weight_decay=0.01, max_grad_norm=1.0)

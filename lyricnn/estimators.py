@@ -629,12 +629,11 @@ class _TextEstimator:
         bs = check_int(self.eval_batch_size, "eval_batch_size", min=1, allow_none=True)
         bs = bs or 2 * check_int(self.batch_size, "batch_size", min=1)
         batches = self._eval_batches(lengths) or [order[s:s + bs] for s in range(0, n, bs)]
-        batcher = _long.TokenBatcher(1, strict=False)  # its inputs(): windows_of for songs of windows
         pad_to = self._pad_to()
         _parallel.configure_worker_threads()   # in a Dask task: the engine takes the worker's threads
         with _parallel.model_lock(self.model_):   # one call at a time per model (threads of a Dask worker)
             for idx in batches:
-                a, m, kw = batcher.inputs(ids, idx, self.tokenizer_.pad_token_id, pad_to)
+                a, m, kw = _long.batch_inputs(ids, idx, self.tokenizer_.pad_token_id, pad_to)
                 if F is not None:
                     kw["features"] = F[idx]
                 res = self.model_(a, m, **kw)

@@ -29,7 +29,7 @@ from .classifier import LONG_TEXT_MODES, WINDOW_POOLINGS
 from .data import pad_batch
 
 __all__ = ["DEFAULTS", "check_params", "head_tokens_default", "window_stride_default", "keep_windows",
-           "tokenize", "token_batches", "TokenBatcher", "window_inputs"]
+           "tokenize", "token_batches", "TokenBatcher", "batch_inputs", "window_inputs"]
 
 #: the estimators' long-text parameters and their defaults
 DEFAULTS = dict(long_text="truncate", head_tokens=None, window_stride=None, max_windows=None, window_pooling="mean",
@@ -155,6 +155,18 @@ def token_batches(lengths, max_tokens, seed=0, shuffle=True, bucket=False, stric
     return batches
 
 
+def batch_inputs(rows, idx, pad_id, pad_to=None):
+    """(input_ids, attention_mask, extra keyword arguments of train_step / __call__) of rows idx: 1-D id arrays
+    padded to the longest (or pad_to), or songs' windows packed with their windows_of."""
+    if len(idx) and isinstance(rows[idx[0]], list):
+        a, m, w = window_inputs(rows, idx, pad_id)
+        return a, m, {"windows_of": w}
+    from .training import pad_rows
+
+    a, m = pad_rows(rows, idx, pad_id, pad_to)
+    return a, m, {}
+
+
 def window_inputs(rows, idx, pad_id):
     """(input_ids, attention_mask, windows_of) of the songs idx: their windows packed in order, padded to the
     longest window; windows_of the song (0 .. len(idx) - 1) of each window."""
@@ -181,11 +193,4 @@ class TokenBatcher:
         token_batches(lengths, self.max_tokens, shuffle=False, strict=self.strict, what=what, where=where)
 
     def inputs(self, rows, idx, pad_id, pad_to):
-        """(input_ids, attention_mask, extra keyword arguments of train_step / __call__)."""
-        if len(idx) and isinstance(rows[idx[0]], list):
-            a, m, w = window_inputs(rows, idx, pad_id)
-            return a, m, {"windows_of": w}
-        from .training import pad_rows
-
-        a, m = pad_rows(rows, idx, pad_id, pad_to)
-        return a, m, {}
+        return batch_inputs(rows, idx, pad_id, pad_to)
