@@ -35,6 +35,8 @@ def songs(n):
         texts = [" ".join(rng.choice(words, 200)) for _ in range(n)]
         labels = [str(i % 3) for i in range(n)]
         src = "generated text"
+    order = np.random.default_rng(0).permutation(len(texts))   # the artists mixed
+    texts, labels = [texts[i] for i in order], [labels[i] for i in order]
     reps = -(-n // len(texts))
     return (texts * reps)[:n], (labels * reps)[:n], src
 
@@ -69,7 +71,7 @@ def main():
                                       dashboard_address=None) as cluster, distributed.Client(cluster):
             ddf = dd.from_pandas(df, npartitions=max(4, 4 * workers))
             ddf["pred"] = ddf["lyrics"].map_partitions(est.predict, meta=("pred", "object"))
-            ddf.head(1, npartitions=workers)  # start the workers and load the model (not timed)
+            ddf.partitions[:workers].compute()  # start the workers and load the model (not timed)
             t0 = time.perf_counter()
             out = ddf.compute()
             rate = a.songs / (time.perf_counter() - t0)

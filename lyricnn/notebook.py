@@ -78,7 +78,8 @@ class Settings:
         return time.perf_counter() - self.t0
 
     def done(self):
-        """Print the notebook's wall-clock time, the machine and the build (the notebook's last cell)."""
+        """Print the notebook's wall-clock time, the machine and the build (the notebook's last cell); the
+        seconds are elapsed()."""
         import lyricnn
 
         info = lyricnn.build_info()
@@ -86,7 +87,6 @@ class Settings:
         print("%s: %s run finished in %.1f min on %s; lyricnn %s (%s, BLAS %s, %d engine threads)"
               % (self.TITLE, "small" if self.SMALL else "full", s / 60, machine(), info["version"],
                  info["compiler"].split(" (")[0], info["blas"], lyricnn.get_num_threads()))
-        return s
 
 
 def setup(title, datasets=(), small_model="tiny-distilbert", seed=0):

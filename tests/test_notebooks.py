@@ -147,9 +147,10 @@ def test_notebook_pairs_in_sync(tmp_path):
     nbformat.write(nb, str(tmp_path / (name + ".ipynb")))
     assert check.check(tmp_path) == []
     py = (tmp_path / (name + ".py")).read_text(encoding="utf-8")
-    (tmp_path / (name + ".py")).write_text(py.replace("SEED = 0", "SEED = 1", 1), encoding="utf-8")
+    assert "n=10, seed=SEED" in py
+    (tmp_path / (name + ".py")).write_text(py.replace("n=10, seed=SEED", "n=11, seed=SEED", 1), encoding="utf-8")
     problems = check.check(tmp_path)
-    assert len(problems) == 1 and "+SEED = 1" in problems[0], problems
+    assert len(problems) == 1 and "n=11, seed=SEED" in problems[0], problems
     (tmp_path / (name + ".py")).write_text(py, encoding="utf-8")
     nb.cells[0].source += "\nedited in Jupyter"
     nbformat.write(nb, str(tmp_path / (name + ".ipynb")))

@@ -246,6 +246,25 @@ def test_wandb_offline_logs_equal_history(wandb_offline):
     assert "artifact" in kinds and "exit" in kinds
 
 
+def test_wandb_resume_continues_the_run_id(wandb_offline):
+    """Offline, a resumed fit writes a second run folder with the same run id (wandb sync merges them); the
+    two logs together equal history_."""
+    kw = dict(report_to={"wandb": {"dir": str(wandb_offline / "wb"), "log_model": False}},
+              checkpoint_dir=str(wandb_offline / "ck"))
+    part = _clf(**kw).fit(X, Y, eval_set=(X[:6], Y[:6]), callbacks=[lambda est, info: info["step"] < 3])
+    full = _clf(**kw).fit(X, Y, eval_set=(X[:6], Y[:6]), resume=True)
+    rid = part.tracking_runs_["wandb"]["id"]
+    assert full.tracking_runs_["wandb"]["id"] == rid
+    dirs = sorted(glob.glob(str(wandb_offline / "wb" / "wandb" / ("offline-run-*-%s" % rid))))
+    assert len(dirs) == 2
+    merged = {}
+    for d in dirs:
+        for name, vals in _wandb_history(wandb_records(d)).items():
+            merged.setdefault(name, {}).update(vals)
+    for name, want in _expected(full.history_).items():
+        assert merged[name] == want, name
+
+
 def test_wandb_inside_the_users_run(wandb_offline):
     import wandb
 

@@ -51,6 +51,8 @@ def clean(nb):
             cell.metadata.pop(k, None)
         if cell.cell_type != "code":
             continue
+        if cell.source.strip() == "nb.done()":   # its printed line only (older setups also returned the seconds)
+            cell.outputs = [o for o in cell.get("outputs", []) if o.output_type == "stream"]
         outs = []
         for o in cell.get("outputs", []):
             if o.output_type == "stream":
