@@ -11,7 +11,6 @@ tokens, stride > 0) is refused before any work. transformers refuses it only whe
 and otherwise panics (pyo3 PanicException) on the first text long enough to be cut."""
 import glob
 import itertools
-import json
 import random
 import warnings
 
@@ -24,24 +23,7 @@ from lyricnn.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers")
 
-_KEYS = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask", "offset_mapping", "length",
-         "overflow_to_sample_mapping")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return Tokenizer.from_pretrained("bert-base-uncased")
-
-
-def _hf_dir():
-    return shared_path("distilbert-base-uncased")
-
-
-@pytest.fixture(scope="module")
-def hf_fast():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return transformers.BertTokenizerFast.from_pretrained(str(_hf_dir()))
+from test_tokenizer import _hf_call as _hf, _hf_dir, _tricky, hf_fast, tok  # noqa: F401, E402 - shared fixtures
 
 
 @pytest.fixture(scope="module")
@@ -56,23 +38,6 @@ def songs():
         out += [t for t in pd.read_csv(f, usecols=["Lyric"])["Lyric"].tolist() if isinstance(t, str)]
     assert len(files) == 21 and len(out) == 5782, (len(files), len(out))
     return out
-
-
-def _tricky():
-    d = shared_path("tokenizer-reference")
-    return [json.loads(l)["text"] for l in open(d / "tricky_texts.jsonl", encoding="utf-8")]
-
-
-def _hf(hf, *args, **kw):
-    """(result, None) or (None, exception); a pyo3 PanicException is a BaseException."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return hf(*args, **kw), None
-        except BaseException as e:  # noqa: BLE001 - the oracle's refusals are compared by kind
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            return None, e
 
 
 def _flat(rows, key):
@@ -204,7 +169,7 @@ def test_songs_padded_and_numpy(tok, hf_fast, songs):
 
 
 def test_tricky_unicode_references(tok, hf_fast):
-    texts = _tricky()
+    texts = _tricky()[0]
     assert len(texts) == 244
     for L, S in _SWEEP + [(8, 0), (8, 3), (16, 5), (16, 13), (24, 7), (3, 0), (2, 0)]:
         _both(tok, hf_fast, texts, truncation=True, max_length=L, stride=S, return_overflowing_tokens=True,
@@ -219,7 +184,7 @@ def test_distilbert_tokenizer_windows(hf_fast):
         warnings.simplefilter("ignore")
         hf = transformers.DistilBertTokenizerFast.from_pretrained(str(_hf_dir()))
     t = Tokenizer.from_pretrained(str(_hf_dir()))
-    texts = _tricky()[:80] + ["a b c d e f g h i j " * 9, ""]
+    texts = _tricky()[0][:80] + ["a b c d e f g h i j " * 9, ""]
     e = _both(t, hf, texts, truncation=True, max_length=12, stride=3, return_overflowing_tokens=True,
               return_offsets_mapping=True, padding="max_length", return_tensors="np")
     assert "token_type_ids" not in e
