@@ -79,7 +79,8 @@ def _both(tok, hf, *args, **kw):
     except ValueError as ex:
         e, err = None, ex
     if err is not None and "is too large for max_length" in str(err) and herr is None:
-        budget = kw["max_length"] - (3 if len(args) > 1 and args[1] is not None else 2)
+        budget = kw["max_length"] - (3 if len(args) > 1 and args[1] is not None else 2) * kw.get("add_special_tokens",
+                                                                                                   True)
         assert 0 < kw["stride"] >= budget or budget == 0, (kw, err)  # the one deliberate difference
         return err
     assert (herr is None) == (err is None), (kw, herr, err)
@@ -240,6 +241,10 @@ def test_defaults_and_shapes(tok, hf_fast):
     pt = tok([_T10, "x"], truncation=True, max_length=6, stride=2, return_overflowing_tokens=True, padding=True,
              return_tensors="pt")
     assert pt["overflow_to_sample_mapping"].tolist() == [0, 0, 0, 0, 1]
+    # no special tokens: windows of max_length tokens (max_length 0: an empty window, then the whole text)
+    for L, S in ((1, 0), (3, 1), (4, 2), (4, 3), (0, 0)):
+        _both(tok, hf_fast, [_T10, "x", ""], add_special_tokens=False, truncation=True, max_length=L, stride=S,
+              return_overflowing_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True)
     # stride without overflow only validates (transformers ignores it too)
     _both(tok, hf_fast, [_T10, "x"], truncation=True, max_length=6, stride=2)
 
@@ -315,6 +320,9 @@ def test_bad_inputs(tok):
     with pytest.raises(ValueError, match="stride=1 is too large for max_length=2: .*use stride=0 or a max_length "
                                          "of at least 4"):
         tok(t, truncation=True, max_length=2, stride=1, return_overflowing_tokens=True)
+    with pytest.raises(ValueError, match="stride=3 is too large for max_length=4: transformers refuses a stride "
+                                         "above max_length - 2 even without special tokens"):
+        tok(t, truncation=True, max_length=4, stride=3, return_overflowing_tokens=True, add_special_tokens=False)
     with pytest.raises(ValueError, match="stride=600 is too large for max_length=512"):  # model_max_length
         tok(t, truncation=True, stride=600, return_overflowing_tokens=True)
     with pytest.raises(ValueError, match="stride .* must be an int >= 0"):
