@@ -680,11 +680,16 @@ class Tokenizer:
             fix = ("a stride below %d or " % budget) if budget > 0 else "stride=0 or "
             raise ValueError(
                 "stride=%d is too large for max_length=%d: a window holds max_length - %d special tokens = %d tokens "
-                "of %s and consecutive windows overlap by stride tokens, so they could not advance (Hugging Face: "
-                "tokenizer stride set to %d, which is greater than or equal to its effective max length of %d); "
-                "use %sa max_length of at least %d" % (stride, max_length, nspec, budget,
-                                                       "the pair" if has_pair else "the text", stride, budget, fix,
-                                                       stride + nspec + 1))
+                "of %s and consecutive windows overlap by stride tokens, so they could not advance (transformers: "
+                "the stride must be less than the effective max length, max_length minus the special tokens); use "
+                "%sa max_length of at least %d" % (stride, max_length, nspec, budget,
+                                                   "the pair" if has_pair else "the text", fix, stride + nspec + 1))
+        if trunc and max_length >= 2 and stride > max_length - 2:  # only reachable without special tokens
+            raise ValueError(
+                "stride=%d is too large for max_length=%d: transformers refuses a stride above max_length - 2 even "
+                "without special tokens (tokenizer stride set to %d, which is greater than or equal to its effective "
+                "max length of %d), and lyricnn does too; use a stride of at most %d or a max_length of at least %d"
+                % (stride, max_length, stride, max_length - 2, max_length - 2, stride + 2))
         if trunc != _TRUNC["head_tail"]:
             if head_tokens is not None:
                 raise ValueError("head_tokens=%r is only used with truncation='head_tail'" % (head_tokens,))

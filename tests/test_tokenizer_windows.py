@@ -11,7 +11,6 @@ tokens, stride > 0) is refused before any work. transformers refuses it only whe
 and otherwise panics (pyo3 PanicException) on the first text long enough to be cut."""
 import glob
 import itertools
-import json
 import random
 import warnings
 
@@ -24,24 +23,7 @@ from lyricnn.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers")
 
-_KEYS = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask", "offset_mapping", "length",
-         "overflow_to_sample_mapping")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return Tokenizer.from_pretrained("bert-base-uncased")
-
-
-def _hf_dir():
-    return shared_path("distilbert-base-uncased")
-
-
-@pytest.fixture(scope="module")
-def hf_fast():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return transformers.BertTokenizerFast.from_pretrained(str(_hf_dir()))
+from test_tokenizer import _hf_call as _hf, _hf_dir, _tricky, hf_fast, tok  # noqa: F401, E402 - shared fixtures
 
 
 @pytest.fixture(scope="module")
@@ -58,23 +40,6 @@ def songs():
     return out
 
 
-def _tricky():
-    d = shared_path("tokenizer-reference")
-    return [json.loads(l)["text"] for l in open(d / "tricky_texts.jsonl", encoding="utf-8")]
-
-
-def _hf(hf, *args, **kw):
-    """(result, None) or (None, exception); a pyo3 PanicException is a BaseException."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return hf(*args, **kw), None
-        except BaseException as e:  # noqa: BLE001 - the oracle's refusals are compared by kind
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            return None, e
-
-
 def _flat(rows, key):
     """A batch output (list of rows or a padded array) -> (one flat array, row lengths)."""
     if isinstance(rows, np.ndarray) and rows.dtype != object:
@@ -84,6 +49,8 @@ def _flat(rows, key):
     if key in ("length", "overflow_to_sample_mapping"):
         return np.asarray(rows).reshape(-1), None
     lens = [len(r) for r in rows]
+    if rows and isinstance(rows[0], np.ndarray):  # lyricnn's unpadded rows: views of one flat array
+        return np.concatenate(rows).reshape(-1), lens
     if key == "offset_mapping":
         flat = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(rows)), dtype=np.int64)
     else:
@@ -112,7 +79,8 @@ def _both(tok, hf, *args, **kw):
     except ValueError as ex:
         e, err = None, ex
     if err is not None and "is too large for max_length" in str(err) and herr is None:
-        budget = kw["max_length"] - (3 if len(args) > 1 and args[1] is not None else 2)
+        budget = kw["max_length"] - (3 if len(args) > 1 and args[1] is not None else 2) * kw.get("add_special_tokens",
+                                                                                                   True)
         assert 0 < kw["stride"] >= budget or budget == 0, (kw, err)  # the one deliberate difference
         return err
     assert (herr is None) == (err is None), (kw, herr, err)
@@ -125,9 +93,45 @@ def _both(tok, hf, *args, **kw):
 _SWEEP = [(L, S) for L in (64, 128, 512) for S in (0, 32, 128)]
 
 
+@pytest.fixture(scope="module")
+def hf_songs(hf_fast, songs):
+    """BertTokenizerFast's own engine (a copy of its backend_tokenizer) and every song encoded by it once,
+    without special tokens or truncation. engine.post_process(encoding) then runs the truncation (windows),
+    the BERT template and padding exactly as BertTokenizerFast.__call__ does after encoding (tokenizers'
+    encode = encode the text, then post_process): the sweep re-encodes no song per (L, S).
+    test_post_process_route_is_bert_tokenizer_fast checks that equality."""
+    tokenizers = pytest.importorskip("tokenizers")
+    engine = tokenizers.Tokenizer.from_str(hf_fast.backend_tokenizer.to_str())
+    engine.no_truncation()
+    engine.no_padding()
+    return engine, engine.encode_batch(songs, add_special_tokens=False)
+
+
+def _hf_windows(engine, base, L, S, idx=None):
+    """Every window of base[idx] as BertTokenizerFast(truncation=True, max_length=L, stride=S,
+    return_overflowing_tokens=True, return_offsets_mapping=True) returns them (transformers sets exactly
+    this truncation on the engine, and lists [encoding] + encoding.overflowing per text)."""
+    engine.enable_truncation(L, stride=S, strategy="longest_first", direction="right")
+    out = {k: [] for k in ("input_ids", "token_type_ids", "attention_mask", "offset_mapping")}
+    mapping = []
+    try:
+        for i in range(len(base)) if idx is None else idx:
+            enc = engine.post_process(base[i])
+            for w in [enc] + enc.overflowing:
+                out["input_ids"].append(w.ids)
+                out["token_type_ids"].append(w.type_ids)
+                out["attention_mask"].append(w.attention_mask)
+                out["offset_mapping"].append(w.offsets)
+                mapping.append(i)
+    finally:
+        engine.no_truncation()
+    out["overflow_to_sample_mapping"] = mapping
+    return out
+
+
 @pytest.mark.parametrize("L,S", _SWEEP, ids=["L%d-S%d" % x for x in _SWEEP])
-def test_all_songs_windows_match_hf(tok, hf_fast, songs, L, S):
-    """Every window of every song: ids, masks, type ids, offsets, mapping (unpadded, so row lengths too)."""
+def test_all_songs_windows_match_hf(tok, hf_fast, hf_songs, songs, L, S):
+    """Every window of every song: ids, type ids, attention mask, offsets, mapping (unpadded: row lengths too)."""
     kw = dict(truncation=True, max_length=L, stride=S, return_overflowing_tokens=True, return_offsets_mapping=True)
     if S >= L - 2:
         with pytest.raises(ValueError, match="stride=%d is too large for max_length=%d" % (S, L)):
@@ -135,13 +139,23 @@ def test_all_songs_windows_match_hf(tok, hf_fast, songs, L, S):
         assert _hf(hf_fast, songs[:3], **kw)[1] is not None  # transformers refuses it too
         return
     e = tok(songs, **kw)
-    h, herr = _hf(hf_fast, songs, **kw)
-    assert herr is None, herr
-    _assert_same(e, h, "songs L=%d S=%d" % (L, S))
+    _assert_same(e, _hf_windows(*hf_songs, L, S), "songs L=%d S=%d" % (L, S))
     m = e["overflow_to_sample_mapping"]
     assert m[0] == 0 and m[-1] == len(songs) - 1 and np.all(np.diff(m) >= 0)
     if S == 0 and L == 512:  # the issue's numbers: 35.5% of songs need more than one window
         assert round(float(np.mean(np.bincount(m) > 1)), 3) == 0.355
+
+
+def test_post_process_route_is_bert_tokenizer_fast(hf_fast, hf_songs, songs):
+    """The sweep's oracle route gives what BertTokenizerFast.__call__ gives (songs of every length)."""
+    idx = list(range(0, len(songs), 11))
+    for L, S in ((64, 32), (512, 128)):
+        h, err = _hf(hf_fast, [songs[i] for i in idx], truncation=True, max_length=L, stride=S,
+                     return_overflowing_tokens=True, return_offsets_mapping=True)
+        assert err is None, err
+        h = dict(h)
+        h["overflow_to_sample_mapping"] = [idx[i] for i in h["overflow_to_sample_mapping"]]
+        _assert_same(_hf_windows(*hf_songs, L, S, idx), h, "post_process route L=%d S=%d" % (L, S))
 
 
 def test_songs_padded_and_numpy(tok, hf_fast, songs):
@@ -156,7 +170,7 @@ def test_songs_padded_and_numpy(tok, hf_fast, songs):
 
 
 def test_tricky_unicode_references(tok, hf_fast):
-    texts = _tricky()
+    texts = _tricky()[0]
     assert len(texts) == 244
     for L, S in _SWEEP + [(8, 0), (8, 3), (16, 5), (16, 13), (24, 7), (3, 0), (2, 0)]:
         _both(tok, hf_fast, texts, truncation=True, max_length=L, stride=S, return_overflowing_tokens=True,
@@ -171,7 +185,7 @@ def test_distilbert_tokenizer_windows(hf_fast):
         warnings.simplefilter("ignore")
         hf = transformers.DistilBertTokenizerFast.from_pretrained(str(_hf_dir()))
     t = Tokenizer.from_pretrained(str(_hf_dir()))
-    texts = _tricky()[:80] + ["a b c d e f g h i j " * 9, ""]
+    texts = _tricky()[0][:80] + ["a b c d e f g h i j " * 9, ""]
     e = _both(t, hf, texts, truncation=True, max_length=12, stride=3, return_overflowing_tokens=True,
               return_offsets_mapping=True, padding="max_length", return_tensors="np")
     assert "token_type_ids" not in e
@@ -227,6 +241,10 @@ def test_defaults_and_shapes(tok, hf_fast):
     pt = tok([_T10, "x"], truncation=True, max_length=6, stride=2, return_overflowing_tokens=True, padding=True,
              return_tensors="pt")
     assert pt["overflow_to_sample_mapping"].tolist() == [0, 0, 0, 0, 1]
+    # no special tokens: windows of max_length tokens (max_length 0: an empty window, then the whole text)
+    for L, S in ((1, 0), (3, 1), (4, 2), (4, 3), (0, 0)):
+        _both(tok, hf_fast, [_T10, "x", ""], add_special_tokens=False, truncation=True, max_length=L, stride=S,
+              return_overflowing_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True)
     # stride without overflow only validates (transformers ignores it too)
     _both(tok, hf_fast, [_T10, "x"], truncation=True, max_length=6, stride=2)
 
@@ -239,11 +257,11 @@ def test_pairs_match_hf(tok, hf_fast):
     words = "a b c d e f g h i j hello world caf\u00e9 \u4e2d\u6587 don't [MASK] \U0001f600".split()
     rt = lambda k: " ".join(rng.choice(words) for _ in range(k))  # noqa: E731
     n_ok = n_err = 0
-    for _ in range(25):
+    for _ in range(8):
         bs = rng.randint(1, 4)
         a = [rt(rng.choice([0, 1, 3, 8, 20])) for _ in range(bs)]
         b = [rt(rng.choice([0, 1, 3, 8, 20])) for _ in range(bs)]
-        for tr, L, S, side in itertools.product(("only_second", "only_first", "longest_first"), (3, 4, 6, 9, 14, 30),
+        for tr, L, S, side in itertools.product(("only_second", "only_first", "longest_first"), (3, 4, 6, 9, 30),
                                                 (0, 1, 2, 5), ("right", "left")):
             tok.truncation_side = hf_fast.truncation_side = side
             r = _both(tok, hf_fast, a, b, truncation=tr, max_length=L, stride=S, return_overflowing_tokens=True,
@@ -252,7 +270,7 @@ def test_pairs_match_hf(tok, hf_fast):
             n_ok += not isinstance(r, Exception)
             n_err += isinstance(r, Exception)
     tok.truncation_side = hf_fast.truncation_side = "right"
-    assert n_ok > 1000 and n_err > 100, (n_ok, n_err)
+    assert n_ok > 300 and n_err > 30, (n_ok, n_err)
 
 
 def test_pairs_on_songs(tok, hf_fast, songs):
@@ -302,6 +320,9 @@ def test_bad_inputs(tok):
     with pytest.raises(ValueError, match="stride=1 is too large for max_length=2: .*use stride=0 or a max_length "
                                          "of at least 4"):
         tok(t, truncation=True, max_length=2, stride=1, return_overflowing_tokens=True)
+    with pytest.raises(ValueError, match="stride=3 is too large for max_length=4: transformers refuses a stride "
+                                         "above max_length - 2 even without special tokens"):
+        tok(t, truncation=True, max_length=4, stride=3, return_overflowing_tokens=True, add_special_tokens=False)
     with pytest.raises(ValueError, match="stride=600 is too large for max_length=512"):  # model_max_length
         tok(t, truncation=True, stride=600, return_overflowing_tokens=True)
     with pytest.raises(ValueError, match="stride .* must be an int >= 0"):

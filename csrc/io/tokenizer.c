@@ -926,8 +926,9 @@ static lnn_status check_stride(const lnn_tok_opts *o, int64_t n, int64_t m, int 
                   "window%s, and consecutive windows overlap by stride tokens, so stride must be < %lld (Hugging Face: "
                   "`stride` must be strictly less than `max_len=%lld`); use a smaller stride or a larger max_length",
                   (long long)o->stride, (long long)o->max_length, names[o->trunc], (long long)m,
-                  second ? "text_pair" : "the text", pair ? " (besides the other sequence and 3 special tokens)" : "",
-                  (long long)m, (long long)m);
+                  second ? "text_pair" : "the text",
+                  pair ? (o->add_special ? " (besides the other sequence and 3 special tokens)" : " (besides the other "
+                          "sequence)") : "", (long long)m, (long long)m);
     return LNN_ERR_VALUE;
 }
 
