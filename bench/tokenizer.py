@@ -5,6 +5,9 @@
 Modes: one text at a time, a batch on 1 thread, a batch on all threads (lyricnn.set_num_threads;
 tokenizers' encode_batch with RAYON_NUM_THREADS / its own pool). Both produce input_ids,
 token_type_ids and attention_mask (lyricnn: numpy arrays; HF: Encoding objects), truncation off.
+Then every window of every text (truncation at --max-length with --stride, return_overflowing_tokens:
+lyricnn's rows with overflow_to_sample_mapping; tokenizers' Encodings with their .overflowing), on 1 and
+all threads, and its time against the untruncated batch's (the same tokens are read either way).
 Uses ../shared/data/datasets/song_lyrics_21_artists when present, else the bundled public-domain text.
 """
 import argparse
@@ -53,6 +56,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--single-limit", type=int, default=0, help="texts for the one-at-a-time mode (0: all)")
+    ap.add_argument("--max-length", type=int, default=512, help="window length of the windows rows")
+    ap.add_argument("--stride", type=int, default=128, help="overlap of consecutive windows")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
@@ -96,11 +101,30 @@ def main():
             hf.encode(t)
 
     def hf_batch():
+        hf.no_truncation()
         return hf.encode_batch(texts)
 
+    L, S = args.max_length, args.stride
+
+    def lnn_windows():
+        return tok(texts, truncation=True, max_length=L, stride=S, return_overflowing_tokens=True)
+
+    def hf_windows():
+        hf.enable_truncation(L, stride=S)
+        try:
+            return hf.encode_batch(texts)
+        finally:
+            hf.no_truncation()
+
+    nwin = len(lnn_windows()["overflow_to_sample_mapping"])
+    if hf is not None:
+        assert sum(1 + len(e.overflowing) for e in hf_windows()) == nwin
+    win = "windows %d/%d" % (L, S)
     modes = [("one text at a time", 1, lnn_single, hf_single, sbytes, stok),
              ("batch, 1 thread", 1, lnn_batch, hf_batch, nbytes, ntok),
-             ("batch, %d threads" % args.threads, args.threads, lnn_batch, hf_batch, nbytes, ntok)]
+             ("batch, %d threads" % args.threads, args.threads, lnn_batch, hf_batch, nbytes, ntok),
+             ("batch, %s, 1 thread" % win, 1, lnn_windows, hf_windows, nbytes, ntok),
+             ("batch, %s, %d threads" % (win, args.threads), args.threads, lnn_windows, hf_windows, nbytes, ntok)]
     n0 = lyricnn.get_num_threads()
     for name, nth, fl, fh, nb, nt in modes:
         lyricnn.set_num_threads(nth)
@@ -113,9 +137,9 @@ def main():
         rows.append((name, nb / tl / 1e6, nt / tl / 1e6, nb / th / 1e6 if th else None, nt / th / 1e6 if th else None))
     lyricnn.set_num_threads(n0)
 
-    print("corpus: %s, %d texts, %.1f MB, %d tokens; lyricnn %s; tokenizers %s; %d cores"
-          % (source, len(texts), nbytes / 1e6, ntok, lyricnn.__version__,
-             getattr(tokenizers, "__version__", "absent"), os.cpu_count() or 1))
+    print("corpus: %s, %d texts, %.1f MB, %d tokens (%d windows of max_length=%d, stride=%d); lyricnn %s; "
+          "tokenizers %s; %d cores" % (source, len(texts), nbytes / 1e6, ntok, nwin, L, S, lyricnn.__version__,
+                                       getattr(tokenizers, "__version__", "absent"), os.cpu_count() or 1))
     print()
     print("| mode | lyricnn MB/s | lyricnn Mtok/s | HF MB/s | HF Mtok/s | speed-up |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -124,7 +148,11 @@ def main():
             print("| %s | %.1f | %.2f | %.1f | %.2f | %.1fx |" % (name, lmb, ltk, hmb, htk, lmb / hmb))
         else:
             print("| %s | %.1f | %.2f | - | - | - |" % (name, lmb, ltk))
-    if len(rows) == 3 and args.threads > 1:
+    print()
+    print("windows / untruncated time: lyricnn %.2fx (1 thread), %.2fx (%d threads)%s"
+          % (rows[1][1] / rows[3][1], rows[2][1] / rows[4][1], args.threads,
+             "; HF %.2fx, %.2fx" % (rows[1][3] / rows[3][3], rows[2][3] / rows[4][3]) if rows[3][3] else ""))
+    if args.threads > 1:
         print()
         print("lyricnn batch scaling: %.2fx on %d threads (%.2f per thread)"
               % (rows[2][1] / rows[1][1], args.threads, rows[2][1] / rows[1][1] / args.threads))

@@ -13,6 +13,19 @@ Heads:
 - head=dict(...): the configurable head (see `normalize_head`):
   pool -> [input dropout] -> for each hidden width: Linear -> [BatchNorm1d] -> act -> [dropout]
   -> Linear(num_labels), with the feature vector concatenated before Linear number `features_at`.
+
+Long texts (long_text="windows"): the rows of a batch are the windows of songs (HF's
+`tok(texts, truncation=True, max_length=L, stride=S, return_overflowing_tokens=True)`), packed as any
+other sequences; the vector the head's first layer reads (the CLS hidden state, BERT's pooler output or
+the mean of the tokens) is pooled across each song's windows (window_pooling "mean", "max", or
+"attention": softmax over a learned scorer `window_scorer.weight` (1, hidden)), then the rest of the head
+runs once per song:
+
+    enc = tok(texts, truncation=True, max_length=512, stride=128, return_overflowing_tokens=True,
+              padding=True, return_tensors="np")
+    m = lyricnn.SequenceClassifier.from_pretrained(d, num_labels=3, long_text="windows", window_pooling="max")
+    m(enc["input_ids"], enc["attention_mask"], windows_of=enc["overflow_to_sample_mapping"]).logits  # (songs, 3)
+    m.train_step(enc["input_ids"], enc["attention_mask"], song_labels, windows_of=...)
 """
 import json
 import math
@@ -35,6 +48,9 @@ _ACTS = ("relu", "tanh")
 _PREFIX = {"distilbert": "distilbert.", "bert": "bert."}
 _ARCH = {"distilbert": "DistilBertForSequenceClassification", "bert": "BertForSequenceClassification"}
 _BASE_ARCH = {"distilbert": "DistilBertModel", "bert": "BertModel"}
+LONG_TEXT_MODES = ("truncate", "head_tail", "windows")
+WINDOW_POOLINGS = tuple(_C.WINDOW_POOLINGS)  # "mean", "max", "attention" (csrc/models/classifier.h)
+SCORER = "window_scorer.weight"  # attention pooling's scorer, (1, hidden)
 HEAD_KEYS = ("pooling", "hidden", "batchnorm", "dropout", "input_dropout", "activation", "features_at",
              "max_length", "momentum", "eps")
 
@@ -193,6 +209,53 @@ def _with_dropout(config, p):
     return c
 
 
+def check_long_text(long_text, window_pooling, pooling=None):
+    """(long_text, window_pooling) checked: window_pooling None outside "windows" (where None means "mean")."""
+    if long_text not in LONG_TEXT_MODES:
+        raise ValueError("long_text must be one of %s, got %r" % (", ".join(map(repr, LONG_TEXT_MODES)), long_text))
+    if window_pooling is not None and window_pooling not in WINDOW_POOLINGS:
+        raise ValueError("window_pooling must be one of %s, got %r" % (", ".join(map(repr, WINDOW_POOLINGS)),
+                                                                     window_pooling))
+    if long_text != "windows":
+        if window_pooling is not None:
+            raise ValueError("window_pooling=%r pools the windows of a song; it needs long_text='windows' (got "
+                             "long_text=%r)" % (window_pooling, long_text))
+        return long_text, None
+    if pooling == "flatten":
+        raise ValueError("long_text='windows' cannot use pooling='flatten': its width depends on the window length; "
+                         "use pooling 'cls' or 'mean'")
+    return long_text, window_pooling or "mean"
+
+
+def _windows_of(windows_of, B):
+    """windows_of as int32 (B,) and the number of songs; the errors the engine gives, before any work."""
+    try:
+        a = np.asarray(windows_of)
+    except Exception:
+        raise TypeError("windows_of must be a sequence of ints (the song of each window), got %s"
+                        % type(windows_of).__name__) from None
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+        raise TypeError("windows_of must hold integer song numbers (HF's overflow_to_sample_mapping), got dtype %s"
+                        % a.dtype)
+    if a.ndim != 1 or len(a) != B:
+        raise ValueError("windows_of has shape %s but input_ids has %d rows; give the song of each window (shape (%d,))"
+                         % (a.shape, B, B))
+    a = a.astype(np.int64)
+    if a[0] != 0:
+        raise IndexError("windows_of[0] = %d: the first window must belong to song 0 (windows_of numbers the songs "
+                         "0, 1, ... in order, as HF's overflow_to_sample_mapping)" % a[0])
+    d = np.diff(a)
+    if (d < 0).any():
+        i = int(np.argmax(d < 0)) + 1
+        raise ValueError("windows_of is not sorted: windows_of[%d] = %d follows windows_of[%d] = %d; pass each song's "
+                         "windows together, songs in order (HF's overflow_to_sample_mapping)" % (i, a[i], i - 1, a[i - 1]))
+    if (d > 1).any():
+        i = int(np.argmax(d > 1)) + 1
+        raise IndexError("windows_of[%d] = %d after %d: song %d has no window; number the songs 0, 1, ... without gaps "
+                         "(every song has at least one window)" % (i, a[i], a[i - 1], a[i - 1] + 1))
+    return np.ascontiguousarray(a, dtype=np.int32), int(a[-1]) + 1
+
+
 def _f32_2d(x, name, B, F):
     a = np.asarray(x)
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
@@ -217,7 +280,8 @@ class SequenceClassifier(LoraMixin):
     tensors there with load_state_dict). device: see lyricnn._device."""
 
     def __init__(self, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,
-                 seed=0, device="cpu", dropout=None, add_pooling_layer=None, precision=None, lora=None, _adapter=None):
+                 seed=0, device="cpu", dropout=None, add_pooling_layer=None, precision=None, lora=None,
+                 long_text="truncate", window_pooling=None, _adapter=None):
         resolve_device(device, precision)
         seed = check_seed(seed)
         if not isinstance(config, dict):
@@ -257,7 +321,10 @@ class SequenceClassifier(LoraMixin):
             add_pooling_layer = mt == "bert" and head is None
         if mt == "bert" and head is None and not add_pooling_layer:
             raise ValueError("the BERT classification head needs the pooler")
+        long_text, window_pooling = check_long_text(long_text, window_pooling, head and head["pooling"])
         source, flatten_T, ops, tensors, bn = _head_plan(mt, config, head, C, num_labels, num_features, hdrop)
+        if window_pooling == "attention":
+            tensors.append((SCORER, (1, C), 0))
         lora_engine = self._lora_prepare(lora, _adapter, freeze_encoder, mt, s["num_layers"], head, tensors)
         self.config = dict(config)
         self.model_type = mt
@@ -265,6 +332,11 @@ class SequenceClassifier(LoraMixin):
         self.num_features = num_features
         self.problem_type = problem_type
         self.head = head
+        self.long_text = long_text
+        self.window_pooling = window_pooling
+        #: tokenization settings of the long-text mode (max_length, window_stride, max_windows, head_tokens),
+        #: set by the estimators and written beside the weights by save_pretrained
+        self.long_text_settings = {}
         self.seed = seed
         self.step = 0
         self.device = device
@@ -273,7 +345,8 @@ class SequenceClassifier(LoraMixin):
                                precision=precision, lora=lora_engine)
         self._head_names = [t[0] for t in tensors]
         self._clf = _C.Classifier(self.encoder._engine, source, flatten_T, ops, num_labels, num_features,
-                                  problem_type)
+                                  problem_type, window_pooling=window_pooling,
+                                  scorer=SCORER if window_pooling == "attention" else None)
         prefix = _PREFIX[mt]
         head_set = set(self._head_names)
         self._names = []  # HF names in buffer order
@@ -374,12 +447,13 @@ class SequenceClassifier(LoraMixin):
 
     @classmethod
     def from_config(cls, config, num_labels=2, problem_type=None, head=None, num_features=0, freeze_encoder=False,
-                    seed=0, device="cpu", dropout=None, precision=None, lora=None):
+                    seed=0, device="cpu", dropout=None, precision=None, lora=None, long_text="truncate",
+                    window_pooling=None):
         """A randomly initialised model (encoder as Encoder.from_config(config, seed), seeded head; lora: new
         adapters, see from_pretrained)."""
         m = cls(config, num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
                 freeze_encoder=freeze_encoder, seed=seed, device=device, dropout=dropout, precision=precision,
-                lora=lora)
+                lora=lora, long_text=long_text, window_pooling=window_pooling)
         m._init_encoder(seed)
         m._init_head(m._head_names, np.random.default_rng([seed, 1]))
         return m
@@ -387,7 +461,7 @@ class SequenceClassifier(LoraMixin):
     @classmethod
     def from_pretrained(cls, path, num_labels=None, problem_type=None, head=None, num_features=None,
                         freeze_encoder=False, seed=0, device="cpu", dropout=None, precision=None, lora=None,
-                        adapter=None):
+                        adapter=None, long_text=None, window_pooling=None):
         """Load an HF model directory (a base encoder or a *ForSequenceClassification checkpoint, also
         one saved by save_pretrained). Head tensors in the checkpoint are loaded, new ones get a seeded
         init. num_labels=None: the checkpoint head's size (or config id2label), else 2. A num_labels
@@ -396,7 +470,10 @@ class SequenceClassifier(LoraMixin):
         lora=dict(r=8, alpha=16, dropout=0.1, target_modules=..., rslora=False, init="kaiming", bias="none",
         modules_to_save=None): new LoRA adapters (lyricnn.lora.normalize_lora); the encoder's weights are
         frozen, the adapters and the head train. adapter=dir: load a LoRA adapter saved by save_adapter()
-        or by peft (adapter_config.json + adapter_model.safetensors), its head included."""
+        or by peft (adapter_config.json + adapter_model.safetensors), its head included.
+
+        long_text / window_pooling: None = the directory's (config.json "lyricnn_long_text", written by
+        save_pretrained), else "truncate"; the window scorer of attention pooling loads with the head."""
         from . import checkpoint
         config = checkpoint.read_config(path)
         state = dict(checkpoint.load_state_dict(path))
@@ -406,10 +483,15 @@ class SequenceClassifier(LoraMixin):
             raise CheckpointError("%s: model_type must be 'distilbert' or 'bert', got %r" % (path, mt))
         prefix = _PREFIX[mt]
         saved_head = config.get("lyricnn_head")
+        saved_lt = config.get("lyricnn_long_text") if isinstance(config.get("lyricnn_long_text"), dict) else {}
+        if long_text is None:
+            long_text = saved_lt.get("long_text", "truncate")
+            if window_pooling is None and long_text == "windows":
+                window_pooling = saved_lt.get("window_pooling")
         # split off head tensors and BatchNorm buffers
         head_state = {}
         for k in list(state):
-            if k.startswith(("head.", "classifier.", "pre_classifier.")):
+            if k.startswith(("head.", "classifier.", "pre_classifier.", "window_scorer.")):
                 head_state[k] = state.pop(k)
         use_saved = False
         if head is None and isinstance(saved_head, dict):
@@ -455,7 +537,9 @@ class SequenceClassifier(LoraMixin):
         m = cls(config, num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
                 freeze_encoder=False, seed=seed, device=device, dropout=dropout, precision=precision,
                 add_pooling_layer=(mt == "bert" and (head is None or has_pooler)), lora=lora,
-                _adapter=adapter_state)
+                long_text=long_text, window_pooling=window_pooling, _adapter=adapter_state)
+        if long_text == saved_lt.get("long_text"):
+            m.long_text_settings = {k: v for k, v in saved_lt.items() if k not in ("long_text", "window_pooling")}
         expected = {n: tuple(s) for n, s, _, _ in m._enc_names}
         matched, extra = checkpoint.match_state_dict(expected, state, mt, allow_missing=("pooler.",))
         for name, arr in matched.items():
@@ -497,26 +581,46 @@ class SequenceClassifier(LoraMixin):
 
     # ------------------------------------------------------------------ inputs
     def _inputs(self, input_ids, attention_mask, token_type_ids, features):
+        """(ids, mask, types, features) as the engine takes them."""
         ids, mask, types = _check_inputs(input_ids, attention_mask, token_type_ids, self.model_type)
-        feats = None
-        if features is not None:
-            if not self.num_features:
-                raise ValueError("features were given but this model has no feature input; create it with "
-                                 "num_features=F and head=dict(..., features_at=k)")
-            feats = _f32_2d(features, "features", ids.shape[0], self.num_features)
-        elif self.num_features:
-            raise ValueError("features is required: this model's head takes %d features per row (shape (batch, %d))"
-                             % (self.num_features, self.num_features))
+        feats = self._features(features, ids.shape[0], False)
         if self.head is not None and self.head["pooling"] == "flatten" and ids.shape[1] != self.head["max_length"]:
             raise ValueError("input_ids has %d positions but this model's flatten head needs exactly max_length=%d; "
                              "pad every batch to max_length" % (ids.shape[1], self.head["max_length"]))
         return ids, mask, types, feats
 
+    def _features(self, features, S, songs):
+        """The features (S, num_features) float32, or None; S: the head's rows (songs with windows)."""
+        if features is not None:
+            if not self.num_features:
+                raise ValueError("features were given but this model has no feature input; create it with "
+                                 "num_features=F and head=dict(..., features_at=k)")
+            return _f32_2d(features, "features (one row per song)" if songs else "features", S, self.num_features)
+        if self.num_features:
+            raise ValueError("features is required: this model's head takes %d features per row (shape (batch, %d))"
+                             % (self.num_features, self.num_features))
+        return None
+
+    def _song_inputs(self, input_ids, attention_mask, token_type_ids, features, windows_of=None):
+        """(ids, mask, types, features, windows_of, S): S the head's rows (songs; the batch rows without windows)."""
+        if windows_of is None:
+            ids, mask, types, feats = self._inputs(input_ids, attention_mask, token_type_ids, features)
+            return ids, mask, types, feats, None, ids.shape[0]
+        if self.window_pooling is None:
+            raise ValueError("windows_of was given but this model does not pool windows (long_text=%r); create it "
+                             "with long_text='windows' (and a window_pooling)" % self.long_text)
+        ids, mask, types = _check_inputs(input_ids, attention_mask, token_type_ids, self.model_type)
+        win, S = _windows_of(windows_of, ids.shape[0])
+        return ids, mask, types, self._features(features, S, True), win, S
+
     # ------------------------------------------------------------------ compute
-    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, features=None):
-        """Eval-mode forward (no dropout, BatchNorm running stats) -> output with .logits (B, num_labels)."""
-        ids, mask, types, feats = self._inputs(input_ids, attention_mask, token_type_ids, features)
-        return SequenceClassifierOutput(self._clf.forward(ids, mask, types, feats, False, 0, 0))
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, features=None, windows_of=None):
+        """Eval-mode forward (no dropout, BatchNorm running stats) -> output with .logits (B, num_labels).
+
+        windows_of (long_text="windows"): the song of each row, sorted (HF's overflow_to_sample_mapping); the
+        logits are then (songs, num_labels) and features one row per song. None: each row is a song."""
+        ids, mask, types, feats, win, _ = self._song_inputs(input_ids, attention_mask, token_type_ids, features, windows_of)
+        return SequenceClassifierOutput(self._clf.forward(ids, mask, types, feats, False, 0, 0, win))
 
     forward = __call__
 
@@ -584,9 +688,12 @@ class SequenceClassifier(LoraMixin):
     def unpad(self, value):
         self._clf.unpad = bool(value)
 
-    def _targets(self, labels, B):
+    def _targets(self, labels, B, windows=None):
         K = self.num_labels
         a = np.asarray(labels)
+        if windows is not None and windows != B and a.ndim >= 1 and a.shape[0] == windows:
+            raise ValueError("labels has %d rows, one per window; give one label per song (%d songs in windows_of)"
+                             % (windows, B))
         if self.problem_type == "single_label_classification":
             if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
                 if np.issubdtype(a.dtype, np.floating) and a.size and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
@@ -617,26 +724,28 @@ class SequenceClassifier(LoraMixin):
         return np.ascontiguousarray(a)
 
     def train_step(self, input_ids, attention_mask, labels, token_type_ids=None, features=None, class_weight=None,
-                   pos_weight=None):
+                   pos_weight=None, windows_of=None):
         """One training step in C (GIL released): forward in train mode (dropout keyed by (seed, step),
         BatchNorm batch stats + running-stat update), loss, backward, global-norm clip, optimizer step.
         Returns the loss (float). labels: int (B,) for single_label_classification; float (B, num_labels)
-        (or (B,) when num_labels == 1) for multi_label_classification / regression."""
+        (or (B,) when num_labels == 1) for multi_label_classification / regression. windows_of (long_text=
+        "windows"): the song of each row (see __call__); labels and features are then one row per song."""
         if self._opt is None:
             raise LyricnnError("call configure_optimizer() before train_step()")
         if self.merged:
             raise LyricnnError("the LoRA adapters are merged into the base weights: call unmerge() before training")
-        ids, mask, types, feats = self._inputs(input_ids, attention_mask, token_type_ids, features)
-        lab, tgt = self._targets(labels, ids.shape[0])
+        ids, mask, types, feats, win, S = self._song_inputs(input_ids, attention_mask, token_type_ids, features, windows_of)
+        lab, tgt = self._targets(labels, S, None if win is None else ids.shape[0])
         w = self._weight(class_weight, "class_weight", "single_label_classification")
         pw = self._weight(pos_weight, "pos_weight", "multi_label_classification")
         if w is None:
             w = pw
-        if self._bn and ids.shape[0] < 2:
-            raise ValueError("BatchNorm in the head needs batches of at least 2 rows in training, got 1")
+        if self._bn and S < 2:
+            raise ValueError("BatchNorm in the head needs batches of at least 2 %s in training, got 1"
+                             % ("rows" if win is None else "songs"))
         for op, nm in zip(self._bn_cumulative, self._bn):  # torch: num_batches_tracked += 1, factor 1/that
             self._clf.set_batchnorm_momentum(op, 1.0 / (self._num_batches[nm] + 1))
-        loss, gnorm = self._clf.train_step(ids, mask, types, feats, lab, tgt, w, self.seed, self.step & 0xFFFFFFFF)
+        loss, gnorm = self._clf.train_step(ids, mask, types, feats, lab, tgt, w, self.seed, self.step & 0xFFFFFFFF, win)
         self.step += 1
         for nm in self._bn:
             self._num_batches[nm] += 1
@@ -715,8 +824,12 @@ class SequenceClassifier(LoraMixin):
     def hf_config(self):
         """config.json contents for save_pretrained."""
         cfg = dict(self.config)
-        for k in ("lyricnn_head",):
+        for k in ("lyricnn_head", "lyricnn_long_text"):
             cfg.pop(k, None)
+        if self.long_text != "truncate" or self.long_text_settings:
+            lt = dict(self.long_text_settings)
+            lt.update(long_text=self.long_text, window_pooling=self.window_pooling)
+            cfg["lyricnn_long_text"] = lt
         cfg["id2label"] = {str(i): str(self.id2label.get(i, "LABEL_%d" % i)) for i in range(self.num_labels)}
         cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
         cfg["problem_type"] = self.problem_type
@@ -733,7 +846,9 @@ class SequenceClassifier(LoraMixin):
 
     def save_pretrained(self, save_directory):
         """Write config.json and model.safetensors (HF names) into save_directory (atomic writes).
-        transformers loads the directory (HF heads: AutoModelForSequenceClassification, same logits).
+        transformers loads the directory (HF heads: AutoModelForSequenceClassification, same logits; a
+        long_text="windows" model gives transformers its per-window logits: the pooling across windows, its
+        settings and the attention scorer's weight are lyricnn's, under "lyricnn_long_text" in config.json).
         With LoRA adapters the weights written are the merged ones (as merge_and_unload().save_pretrained);
         save_adapter() writes the adapters."""
         from . import checkpoint
@@ -747,6 +862,8 @@ class SequenceClassifier(LoraMixin):
         os.replace(tmp, os.path.join(d, "config.json"))
 
     def __repr__(self):
-        return "SequenceClassifier(%s, num_labels=%d, problem_type=%r, head=%s, params=%d%s%s)" % (
+        lt = "" if self.long_text == "truncate" else ", long_text=%r%s" % (
+            self.long_text, ", window_pooling=%r" % self.window_pooling if self.window_pooling else "")
+        return "SequenceClassifier(%s, num_labels=%d, problem_type=%r, head=%s%s, params=%d%s%s)" % (
             self.model_type, self.num_labels, self.problem_type, "hf" if self.head is None else self.head["pooling"],
-            self.num_parameters(), ", frozen encoder" if self.freeze_encoder else "", self._lora_repr())
+            lt, self.num_parameters(), ", frozen encoder" if self.freeze_encoder else "", self._lora_repr())

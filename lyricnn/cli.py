@@ -31,6 +31,16 @@ def _cols(s):
     return [c.strip() for c in s.split(",") if c.strip()] if s else None
 
 
+def _int_or_none(s):
+    """--max-length: an int, or 'none' (whole texts: the LSTM)."""
+    if s.strip().lower() == "none":
+        return "none"
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an integer or 'none', got %r" % s) from None
+
+
 def _need_cols(df, cols, path):
     missing = [c for c in cols if c not in df.columns]
     if missing:
@@ -110,9 +120,14 @@ def _estimator(a, feats):
     for k, (tr, ls) in _TRAIN_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, ls if lstm else tr)
-    if lstm and (feats or a.pooling or a.head_hidden or a.freeze_encoder or lora):
-        raise SystemExit("error: --feature-cols, --pooling, --head-hidden, --freeze-encoder and --lora-* are for "
-                         "transformer models, not --model lstm")
+    if a.max_length == "none":  # whole texts (the LSTM; a transformer's check refuses it)
+        a.max_length = None
+    long_opts = ("long_text", "head_tokens", "window_stride", "max_windows", "window_pooling", "max_tokens")
+    if lstm and (feats or a.pooling or a.head_hidden or a.freeze_encoder or lora or
+                 any(getattr(a, k) is not None for k in long_opts)):
+        raise SystemExit("error: --feature-cols, --pooling, --head-hidden, --freeze-encoder, --lora-* and the long-text "
+                         "options are for transformer models, not --model lstm (it reads whole texts with "
+                         "--max-length none)")
     common = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, max_length=a.max_length,
                   weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio, schedule=a.schedule,
                   bucket_by_length=a.bucket_by_length, text_column=a.text_col, seed=a.seed, monitor=a.monitor,
@@ -126,6 +141,7 @@ def _estimator(a, feats):
         clf, reg = LSTMClassifier, LSTMRegressor
     else:
         common.update(model=a.model, pooling=a.pooling, freeze_encoder=a.freeze_encoder, feature_columns=feats)
+        common.update({k: getattr(a, k) for k in long_opts if getattr(a, k) is not None})
         if lora is not None:
             common["lora"] = lora
         if a.dropout is not None:
@@ -217,6 +233,10 @@ def _tune_space(a):
         space["schedule"] = _cols(a.schedules)
     if a.batch_sizes:
         space["batch_size"] = [int(v) for v in _cols(a.batch_sizes)]
+    if a.long_text_choices:
+        space["long_text"] = _cols(a.long_text_choices)
+    if a.window_pooling_choices:
+        space["window_pooling"] = _cols(a.window_pooling_choices)
     head = {}
     if a.head_hidden_choices:
         head["hidden"] = [[int(w) for w in c.split(",") if w.strip()] for c in a.head_hidden_choices.split(";")]
@@ -353,8 +373,9 @@ def build_parser():
     t.add_argument("--batch-size", type=int, default=None, help="texts per optimizer step (default: 16; lstm 64)")
     t.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default: 5e-5 with AdamW; lstm 1e-3 with Adam)")
-    t.add_argument("--max-length", type=int, default=None,
-                   help="tokens (lstm: words) per text; longer texts are truncated (default: 128; lstm 400)")
+    t.add_argument("--max-length", type=_int_or_none, default=None,
+                   help="tokens (lstm: words) per text (a window's with --long-text windows); longer texts are cut as "
+                        "--long-text says (default: 128; lstm 400; lstm: 'none' reads whole texts)")
     t.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: 0.01; lstm 0)")
     t.add_argument("--warmup-ratio", type=float, default=0.0, help="fraction of steps for lr warmup (default: 0)")
     t.add_argument("--schedule", default=None, choices=("linear", "cosine", "constant", "plateau"),
@@ -365,6 +386,21 @@ def build_parser():
     t.add_argument("--pooling", choices=("cls", "mean", "flatten"), default=None,
                    help="use the configurable head with this pooling instead of the model's HF head")
     t.add_argument("--head-hidden", default=None, help="hidden sizes of the configurable head, e.g. 256,64")
+    g = t.add_argument_group("long texts (transformer models; see lyricnn.long_text)")
+    g.add_argument("--long-text", default=None, choices=("truncate", "head_tail", "windows"),
+                   help="a text longer than --max-length: its first tokens (truncate, the default), its first "
+                        "--head-tokens and last ones (head_tail), or every window, pooled per song (windows)")
+    g.add_argument("--head-tokens", type=int, default=None,
+                   help="head_tail: tokens kept from the start (default: 128 of 510, in proportion)")
+    g.add_argument("--window-stride", type=int, default=None,
+                   help="windows: tokens shared by consecutive windows (default: 0)")
+    g.add_argument("--max-windows", type=int, default=None,
+                   help="windows: at most this many per song, spread evenly, the first and last kept (default: all)")
+    g.add_argument("--window-pooling", default=None, choices=("mean", "max", "attention"),
+                   help="windows: how a song's windows are pooled (default: mean)")
+    g.add_argument("--max-tokens", type=int, default=None,
+                   help="real tokens per training step (windows: default batch-size x max-length; a song over a "
+                        "given --max-tokens is an error)")
     t.add_argument("--freeze-encoder", action="store_true", help="train only the head")
     t.add_argument("--lora-r", type=int, default=None,
                    help="train LoRA adapters of this rank instead of the encoder's weights (peft's LoRA; default 8 "
@@ -421,6 +457,8 @@ def build_parser():
     u.add_argument("--warmup-ratio-range", default=None, help="search warmup_ratio uniformly in LOW,HIGH")
     u.add_argument("--schedules", default=None, help="schedules to choose from, e.g. linear,cosine,constant")
     u.add_argument("--batch-sizes", default=None, help="batch sizes to choose from, e.g. 8,16,32")
+    u.add_argument("--long-text-choices", default=None, help="long-text modes to choose from, e.g. truncate,windows")
+    u.add_argument("--window-pooling-choices", default=None, help="window poolings to choose from, e.g. mean,max")
     u.add_argument("--head-hidden-choices", default=None,
                    help="head hidden sizes to choose from, ';' between choices, e.g. '128;256,128'")
     u.add_argument("--head-dropout-range", default=None, help="search the head dropout uniformly in LOW,HIGH")

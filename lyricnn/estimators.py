@@ -29,8 +29,9 @@ from .checkpoint import CheckpointError
 from .data import class_weights as _class_weights
 from .data import stratified_split
 from .models import build_classifier, resolve_model
+from . import long_text as _long
 from .report import Report
-from .training import Dataset, TrainLoop, check_loop_params, pad_rows
+from .training import Dataset, TrainLoop, check_loop_params
 
 __all__ = ["TextClassifier", "TextRegressor"]
 
@@ -232,7 +233,8 @@ class _TextEstimator:
                  lora=None, bucket_by_length=False, feature_scaling="standard", text_column=None, feature_columns=None,
                  validation_fraction=None, eval_steps=None, monitor="loss", early_stopping=False, patience=3,
                  restore_best_weights=True, checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu",
-                 precision=None, verbose=1, report_to=None):
+                 precision=None, verbose=1, report_to=None, long_text="truncate", head_tokens=None, window_stride=None,
+                 max_windows=None, window_pooling="mean", max_tokens=None):
         self.model = model
         self.tokenizer = tokenizer
         self.head = head
@@ -272,6 +274,12 @@ class _TextEstimator:
         self.precision = precision
         self.verbose = verbose
         self.report_to = report_to
+        self.long_text = long_text
+        self.head_tokens = head_tokens
+        self.window_stride = window_stride
+        self.max_windows = max_windows
+        self.window_pooling = window_pooling
+        self.max_tokens = max_tokens
 
     # -------------------------------------------------------------- scikit-learn protocol
     @classmethod
@@ -352,11 +360,21 @@ class _TextEstimator:
                                  "use max_length <= %d (longer texts are truncated)" % (ml, limit, limit))
         return ml
 
+    def _long_text(self):
+        """The long-text settings checked and resolved (lyricnn.long_text)."""
+        return _long.check_params(self, self._max_length())
+
     def _tokenize(self, texts):
-        ml = self._max_length()
-        enc = self.tokenizer_(texts, truncation=True, max_length=ml, return_token_type_ids=False,
-                              return_attention_mask=False)
-        return [np.asarray(r, dtype=np.int64) for r in enc["input_ids"]]
+        """A 1-D id array per text, or a list of windows per text with long_text='windows' (lyricnn.long_text)."""
+        return _long.tokenize(self.tokenizer_, texts, self._long_text(), self._max_length())
+
+    def _batcher(self, p):
+        """The training loop's batcher: None (batch_size texts), or a token budget (lyricnn.long_text)."""
+        lt = self._long_text()
+        if lt["long_text"] != "windows" and lt["max_tokens"] is None:
+            return None
+        budget = lt["max_tokens"] or p["batch_size"] * self._max_length()
+        return _long.TokenBatcher(budget, strict=lt["max_tokens"] is not None)
 
     def _scale_features(self, F, fitting=False):
         if F is None:
@@ -433,6 +451,7 @@ class _TextEstimator:
                                  "frozen and the adapters and the head train; pass one of them")
         check_float(self.dropout, "dropout", min=0, max=1, allow_none=True)
         check_choice(self.feature_scaling, "feature_scaling", ("standard", None))
+        self._long_text()
 
     def _resolve_spec(self):
         """The model to build (checked before any data work); its .description goes into the log."""
@@ -446,9 +465,13 @@ class _TextEstimator:
 
     def _build_model(self, spec, seed):
         """A new model for num_labels_ / problem_type_ / n_features_ (fit)."""
-        return build_classifier(spec, self.num_labels_, problem_type=self.problem_type_, head=self._resolved_head(),
-                                num_features=self.n_features_, freeze_encoder=bool(self.freeze_encoder),
-                                lora=self.lora or None, seed=seed, device=self.device, dropout=self.dropout, precision=self.precision)
+        lt = self._long_text()
+        m = build_classifier(spec, self.num_labels_, problem_type=self.problem_type_, head=self._resolved_head(),
+                             num_features=self.n_features_, freeze_encoder=bool(self.freeze_encoder),
+                             lora=self.lora or None, seed=seed, device=self.device, dropout=self.dropout,
+                             precision=self.precision, long_text=lt["long_text"], window_pooling=lt["window_pooling"])
+        m.long_text_settings = _long.model_settings(lt, self._max_length())
+        return m
 
     def _load_model(self, directory, seed):
         """(spec, tokenizer, model) of a directory written by save()."""
@@ -457,10 +480,11 @@ class _TextEstimator:
         spec = resolve_model(directory)
         # head=None: the head saved in the directory (HF head, or the configurable head recorded in
         # config.json), with its trained tensors and BatchNorm statistics
+        lt = self._long_text()
         model = SequenceClassifier.from_pretrained(
             directory, num_labels=self.num_labels_, problem_type=self.problem_type_, head=None,
             num_features=self.n_features_ or None, seed=seed, device=self.device, dropout=self.dropout,
-            precision=self.precision)
+            precision=self.precision, long_text=lt["long_text"], window_pooling=lt["window_pooling"])
         return spec, spec.load_tokenizer(), model
 
     def _targets(self, y, what="y"):
@@ -501,6 +525,9 @@ class _TextEstimator:
         self.model_spec_ = spec
         self.tokenizer_ = self._fit_tokenizer(spec, texts)
         ids = self._tokenize(texts)
+        batcher = self._batcher(p)
+        if batcher is not None:  # a song over an explicit max_tokens: an error before any training
+            batcher.check(Dataset(ids).lengths, where="X")
 
         val = None
         if eval_set is not None:
@@ -514,6 +541,7 @@ class _TextEstimator:
             if len(vtexts) == 0:
                 raise ValueError("eval_set is empty")
             val = Dataset(self._tokenize(vtexts), self._encode_targets(vyv), self._scale_features(vF))
+            self._eval_batches(val.lengths, where="eval_set X")
         elif self.validation_fraction:
             tr, va = self._split(yv, self.validation_fraction, p["seed"])
             val = Dataset([ids[i] for i in va], t_enc[va], None if F is None else F[va])
@@ -524,15 +552,17 @@ class _TextEstimator:
         self.model_.configure_optimizer(name=self.optimizer, lr=float(self.lr), betas=tuple(self.betas),
                                         eps=float(self.eps), weight_decay=float(self.weight_decay),
                                         max_grad_norm=self.max_grad_norm)
-        if self.verbose:
-            print("%s: %s; %d training texts%s, %d steps per epoch" % (
-                type(self).__name__, spec.description, len(train),
-                " (no validation set: pass eval_set=(X_val, y_val) or validation_fraction=0.1 for validation "
-                "scores)" if val is None else ", %d validation texts" % len(val), -(-len(train) // p["batch_size"])))
         cw, pw = self._loss_weights(train.targets)
         params_json = _jsonable(self.get_params())
         loop = TrainLoop(self, self.model_, train, val, _Hooks(self, train), pad_id=self.tokenizer_.pad_token_id,
-                         pad_to=self._pad_to(), class_weight=cw, pos_weight=pw, params_json=params_json)
+                         pad_to=self._pad_to(), class_weight=cw, pos_weight=pw, params_json=params_json,
+                         batcher=batcher)
+        if self.verbose:
+            print("%s: %s; %d training texts%s, %d steps per epoch%s" % (
+                type(self).__name__, spec.description, len(train),
+                " (no validation set: pass eval_set=(X_val, y_val) or validation_fraction=0.1 for validation "
+                "scores)" if val is None else ", %d validation texts" % len(val), loop.steps_per_epoch,
+                "" if batcher is None else " (batches of at most %d tokens)" % batcher.max_tokens))
         if not resume and self.checkpoint_dir and os.path.exists(os.path.join(self.checkpoint_dir, "last.safetensors")):
             if self.verbose:
                 print("note: %s already holds a checkpoint; it will be overwritten (use fit(..., resume=True) to "
@@ -573,22 +603,40 @@ class _TextEstimator:
         if not hasattr(self, "model_"):
             raise RuntimeError("this %s is not fitted yet; call fit(X, y) first" % type(self).__name__)
 
+    def _eval_batches(self, lengths, where="X"):
+        """Prediction batches (row indices, by length) of a token budget (long_text='windows' or max_tokens: twice
+        the training budget, or eval_batch_size full-length texts), else None (batches of eval_batch_size)."""
+        lt = self._long_text()
+        if lt["long_text"] != "windows" and lt["max_tokens"] is None:
+            return None
+        ebs = check_int(self.eval_batch_size, "eval_batch_size", min=1, allow_none=True)
+        budget = (ebs * self._max_length() if ebs else
+                  2 * (lt["max_tokens"] or check_int(self.batch_size, "batch_size", min=1) * self._max_length()))
+        order = np.argsort(lengths, kind="stable")
+        strict = lt["max_tokens"] is not None and not ebs
+        if strict:  # the song's own row number in the error
+            _long.token_batches(lengths, budget, shuffle=False, strict=True, what="song", where=where)
+        return [order[b] for b in _long.token_batches(lengths[order], budget, shuffle=False)]
+
     def _logits(self, ids, F):
         """Eval-mode logits (N, num_labels) for tokenized rows, batched by length."""
         n = len(ids)
         out = np.zeros((n, self.num_labels_), dtype=np.float32)
         if n == 0:
             return out
-        order = np.argsort(np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
+        lengths = np.fromiter((_long.row_tokens(r) for r in ids), np.int64, n)
+        order = np.argsort(lengths, kind="stable")
         bs = check_int(self.eval_batch_size, "eval_batch_size", min=1, allow_none=True)
         bs = bs or 2 * check_int(self.batch_size, "batch_size", min=1)
+        batches = self._eval_batches(lengths) or [order[s:s + bs] for s in range(0, n, bs)]
         pad_to = self._pad_to()
         _parallel.configure_worker_threads()   # in a Dask task: the engine takes the worker's threads
         with _parallel.model_lock(self.model_):   # one call at a time per model (threads of a Dask worker)
-            for s in range(0, n, bs):
-                idx = order[s:s + bs]
-                a, m = pad_rows(ids, idx, self.tokenizer_.pad_token_id, pad_to)
-                res = self.model_(a, m) if F is None else self.model_(a, m, features=F[idx])
+            for idx in batches:
+                a, m, kw = _long.batch_inputs(ids, idx, self.tokenizer_.pad_token_id, pad_to)
+                if F is not None:
+                    kw["features"] = F[idx]
+                res = self.model_(a, m, **kw)
                 out[idx] = np.asarray(res.logits, dtype=np.float32).reshape(len(idx), -1)
         return out
 
@@ -881,7 +929,8 @@ class TextClassifier(_TextEstimator):
                  feature_scaling="standard", text_column=None, feature_columns=None, validation_fraction=None,
                  eval_steps=None, monitor="loss", early_stopping=False, patience=3, restore_best_weights=True,
                  checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1,
-                 report_to=None):
+                 report_to=None, long_text="truncate", head_tokens=None, window_stride=None, max_windows=None,
+                 window_pooling="mean", max_tokens=None):
         super().__init__(model=model, tokenizer=tokenizer, head=head, pooling=pooling, max_length=max_length,
                          freeze_encoder=freeze_encoder, dropout=dropout, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
@@ -894,7 +943,9 @@ class TextClassifier(_TextEstimator):
                          early_stopping=early_stopping, patience=patience,
                          restore_best_weights=restore_best_weights, checkpoint_dir=checkpoint_dir,
                          checkpoint_steps=checkpoint_steps, seed=seed, device=device, precision=precision,
-                         verbose=verbose, report_to=report_to)
+                         verbose=verbose, report_to=report_to, long_text=long_text, head_tokens=head_tokens,
+                         window_stride=window_stride, max_windows=max_windows, window_pooling=window_pooling,
+                         max_tokens=max_tokens)
         self.class_weight = class_weight
         self.classes = classes
         self.loss = loss

@@ -442,7 +442,9 @@ class LoraMixin:
         self._need_lora("merge_and_unload()")
         m = type(self)(self.config, num_labels=self.num_labels, problem_type=self.problem_type, head=self.head,
                        num_features=self.num_features, seed=self.seed, device=self.device, precision=self.precision,
-                       add_pooling_layer=bool(self.encoder._settings["pooler"]))
+                       add_pooling_layer=bool(self.encoder._settings["pooler"]), long_text=self.long_text,
+                       window_pooling=self.window_pooling)
+        m.long_text_settings = dict(self.long_text_settings)
         m.load_state_dict(self._lora_merged_state())
         m.id2label = dict(self.id2label)
         m.unpad = self.unpad

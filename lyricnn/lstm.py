@@ -37,6 +37,7 @@ from ._loader import _C
 from ._validate import as_array, check_bool, check_float, check_int, check_seed
 from .classifier import PROBLEM_TYPES, SequenceClassifier, SequenceClassifierOutput
 from .encoder import _as_ids
+from . import long_text as _long
 from .estimators import TextClassifier, TextRegressor, _as_texts
 
 __all__ = ["WordVocab", "LSTMNet", "LSTMClassifier", "LSTMRegressor", "WORD_PATTERN"]
@@ -413,7 +414,8 @@ class _LSTMModel:
         constructor's signature), and the transformer-only attributes of the base class removed."""
         args = {k: v for k, v in args.items() if k not in ("self", "__class__")}
         base.__init__(est, **{k: v for k, v in args.items() if k not in _LSTMModel._OWN})
-        for k in ("model", "tokenizer", "head", "pooling", "freeze_encoder", "feature_scaling", "feature_columns"):
+        for k in ("model", "tokenizer", "head", "pooling", "freeze_encoder", "feature_scaling", "feature_columns",
+                  "long_text", "head_tokens", "window_stride", "max_windows", "window_pooling", "max_tokens"):
             est.__dict__.pop(k, None)
         for k in _LSTMModel._OWN:
             setattr(est, k, args[k])
@@ -432,6 +434,10 @@ class _LSTMModel:
 
     def _max_length(self, spec=None):
         return check_int(self.max_length, "max_length (words per text; None: whole texts)", min=1, allow_none=True)
+
+    def _long_text(self):
+        """Words, not WordPiece windows: a text is cut at max_length words, or read whole with max_length=None."""
+        return dict(_long.DEFAULTS, window_pooling=None)
 
     def _resolve_spec(self):
         return _LSTMSpec(self)

@@ -153,12 +153,14 @@ def resolve_model(model, tokenizer=None):
 
 
 def build_classifier(spec, num_labels, problem_type=None, head=None, num_features=0, freeze_encoder=False,
-                     seed=0, device="cpu", dropout=None, precision=None, lora=None):
+                     seed=0, device="cpu", dropout=None, precision=None, lora=None, long_text="truncate",
+                     window_pooling=None):
     """A lyricnn.SequenceClassifier for a ModelSpec: pretrained weights when the spec has them, else a
     seeded random init from its config."""
     from .classifier import SequenceClassifier as cls
     kw = dict(num_labels=num_labels, problem_type=problem_type, head=head, num_features=num_features,
-              freeze_encoder=freeze_encoder, seed=seed, device=device, dropout=dropout, precision=precision, lora=lora)
+              freeze_encoder=freeze_encoder, seed=seed, device=device, dropout=dropout, precision=precision, lora=lora,
+              long_text=long_text, window_pooling=window_pooling)
     if spec.path is not None and spec.pretrained:
         return cls.from_pretrained(spec.path, **kw)
     return cls.from_config(spec.config, **kw)

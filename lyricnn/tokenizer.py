@@ -29,7 +29,10 @@ _LARGE = int(1e30)  # HF's VERY_LARGE_INTEGER: "no maximum length"
 _SPECIAL_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 _DEFAULT_SPECIALS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                      "mask_token": "[MASK]"}
-_TRUNC = {"longest_first": 1, "only_first": 2, "only_second": 3}
+_TRUNC = {"longest_first": 1, "only_first": 2, "only_second": 3, "head_tail": 4}
+#: head_tokens when truncation='head_tail' and none is given: Sun et al. 2019's best split at max_length=512
+#: (head 128 + tail 382).
+HEAD_TOKENS_DEFAULT = 128
 #: The longest max_length / padded width a call accepts (2^24 tokens). A BERT-style model takes at most its
 #: max_position_embeddings (512 for the bundled models); beyond this cap a value is a mistake, and with
 #: padding='max_length' it would allocate rows x max_length ids before anything else happens.
@@ -650,8 +653,8 @@ class Tokenizer:
         elif truncation in _TRUNC:
             trunc = _TRUNC[truncation]
         else:
-            raise ValueError("truncation must be True, False, 'longest_first', 'only_first', 'only_second' or "
-                             "'do_not_truncate'; got %r" % (truncation,))
+            raise ValueError("truncation must be True, False, 'longest_first', 'only_first', 'only_second', "
+                             "'head_tail' or 'do_not_truncate'; got %r" % (truncation,))
         if max_length is None:
             if pad == 2:
                 if self.model_max_length >= _LARGE:
@@ -668,6 +671,42 @@ class Tokenizer:
             raise ValueError("Truncation and padding are both activated but truncation length (%d) is not a multiple "
                              "of pad_to_multiple_of (%d)." % (max_length, pad_to_multiple_of))
         return pad, trunc, max_length
+
+    @staticmethod
+    def _check_windows(trunc, max_length, stride, overflow, head_tokens, nspec, has_pair):
+        """Refuse a stride that leaves windows no room to advance, and head_tail misuse; -> head_tokens for C."""
+        budget = None if max_length is None else max_length - nspec
+        if trunc and stride and stride >= budget:
+            fix = ("a stride below %d or " % budget) if budget > 0 else "stride=0 or "
+            raise ValueError(
+                "stride=%d is too large for max_length=%d: a window holds max_length - %d special tokens = %d tokens "
+                "of %s and consecutive windows overlap by stride tokens, so they could not advance (transformers: "
+                "the stride must be less than the effective max length, max_length minus the special tokens); use "
+                "%sa max_length of at least %d" % (stride, max_length, nspec, budget,
+                                                   "the pair" if has_pair else "the text", fix, stride + nspec + 1))
+        if trunc and max_length >= 2 and stride > max_length - 2:  # only reachable without special tokens
+            raise ValueError(
+                "stride=%d is too large for max_length=%d: transformers refuses a stride above max_length - 2 even "
+                "without special tokens (tokenizer stride set to %d, which is greater than or equal to its effective "
+                "max length of %d), and lyricnn does too; use a stride of at most %d or a max_length of at least %d"
+                % (stride, max_length, stride, max_length - 2, max_length - 2, stride + 2))
+        if trunc != _TRUNC["head_tail"]:
+            if head_tokens is not None:
+                raise ValueError("head_tokens=%r is only used with truncation='head_tail'" % (head_tokens,))
+            return 0
+        if has_pair:
+            raise ValueError("truncation='head_tail' takes single texts, not pairs; use 'longest_first', "
+                             "'only_first' or 'only_second' with text_pair")
+        if overflow:
+            raise ValueError("truncation='head_tail' keeps one window (head + tail) per text; it does not combine "
+                             "with return_overflowing_tokens=True (use truncation=True for every window)")
+        h = check_int(HEAD_TOKENS_DEFAULT if head_tokens is None else head_tokens,
+                      "head_tokens (tokens kept from the start with truncation='head_tail')", min=0)
+        if h > budget:
+            raise ValueError("head_tokens=%d is too large for max_length=%d: a text keeps max_length - %d special "
+                             "tokens = %d tokens, the first head_tokens and then the last ones; use head_tokens <= %d"
+                             % (h, max_length, nspec, budget, budget))
+        return h
 
     def _check_sizes(self, rows, pad, max_length, given, pad_to_multiple_of):
         """Refuse absurd lengths before the engine allocates rows x width ids (see MAX_LENGTH_LIMIT)."""
@@ -689,14 +728,24 @@ class Tokenizer:
                                 src if pad == 2 else "pad_to_multiple_of"))
 
     def __call__(self, text, text_pair=None, add_special_tokens=True, padding=False, truncation=None,
-                 max_length=None, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
-                 return_token_type_ids=None, return_attention_mask=None, return_offsets_mapping=False,
-                 return_special_tokens_mask=False, return_length=False, dtype=np.int64):
+                 max_length=None, stride=0, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
+                 return_token_type_ids=None, return_attention_mask=None, return_overflowing_tokens=False,
+                 return_offsets_mapping=False, return_special_tokens_mask=False, return_length=False,
+                 head_tokens=None, dtype=np.int64):
         """Encode a text or a batch (str, list/tuple of str, numpy array, pandas Series), optionally with pairs.
 
         Returns a BatchEncoding with input_ids, token_type_ids (BERT), attention_mask and, if asked,
         offset_mapping, special_tokens_mask and length. Padded batches are 2-D numpy arrays (dtype int64 or
-        int32); unpadded batches are lists of 1-D arrays; a single str gives 1-D arrays."""
+        int32); unpadded batches are lists of 1-D arrays; a single str gives 1-D arrays.
+
+        ``return_overflowing_tokens=True`` with truncation returns every window of every text, as
+        ``BertTokenizerFast``: each window holds [CLS], up to ``max_length - 2`` tokens and [SEP] (pairs: the
+        truncated sequence is cut into windows, see ``truncation``), consecutive windows overlap by ``stride``
+        tokens, and ``overflow_to_sample_mapping`` gives the text of each window (output rows are windows;
+        a single str gives a batch of its windows).
+
+        ``truncation='head_tail'`` (lyricnn's own, single texts only) keeps the first ``head_tokens`` tokens
+        (default 128) and the last ``max_length - 2 - head_tokens`` of a text that is too long."""
         texts, single = self._as_texts(text, "text")
         pairs = None
         if single and isinstance(text_pair, str) and text_pair == "":
@@ -722,6 +771,11 @@ class Tokenizer:
             raise ValueError("max_length=%d is too small for the %d special tokens a %s needs ([CLS] ... [SEP]); use "
                              "max_length >= %d" % (max_length, nspec, "pair" if pairs is not None else "text",
                                                    nspec + 1))
+        stride = check_int(stride, "stride (tokens shared by consecutive windows)", min=0)
+        overflow = bool(return_overflowing_tokens)
+        head = self._check_windows(trunc, max_length, stride, overflow, head_tokens, nspec, pairs is not None)
+        if overflow:
+            single = False  # as transformers: the windows of one text are a batch
         if self.truncation_side not in ("right", "left"):
             raise ValueError("truncation_side must be 'right' or 'left', got %r" % (self.truncation_side,))
         side = padding_side or self.padding_side
@@ -735,9 +789,11 @@ class Tokenizer:
                           self.sep_token_id, pad, int(max_length or 0), int(pad_to_multiple_of or 0),
                           int(side == "left"), self.pad_token_id, int(want_type), int(want_mask),
                           int(bool(return_offsets_mapping)), int(bool(return_special_tokens_mask)),
-                          int(dt == np.int32), int(self.truncation_side == "left"))
+                          int(dt == np.int32), int(self.truncation_side == "left"), stride if trunc else 0,
+                          int(overflow and bool(trunc)), head, MAX_PADDED_CELLS)
         splits = r.pop("row_splits", None)
         length = r.pop("length")
+        mapping = r.pop("overflow_to_sample_mapping", None)
         out = BatchEncoding()
         if splits is not None and not single:
             sl = splits.tolist()
@@ -762,6 +818,8 @@ class Tokenizer:
                 length = np.diff(splits).astype(dt) if splits is not None else \
                     np.full_like(length, r["input_ids"].shape[-1])
             out["length"] = length[0] if single else length
+        if overflow:
+            out["overflow_to_sample_mapping"] = mapping if mapping is not None else np.arange(len(texts), dtype=dt)
         if return_tensors == "pt":
             import torch
             for k in list(out):

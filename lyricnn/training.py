@@ -37,13 +37,15 @@ LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae")
 
 
 class Dataset:
-    """Tokenized rows: ids (list of 1-D int arrays, unpadded), targets (encoded), features or None."""
+    """Tokenized rows: ids (list of 1-D int arrays, unpadded; or, for long_text="windows", a list of a song's
+    windows per row), targets (encoded), features or None. lengths: real tokens per row."""
 
     def __init__(self, ids, targets=None, features=None):
         self.ids = ids
         self.targets = targets
         self.features = features
-        self.lengths = np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
+        self.lengths = np.fromiter((sum(len(w) for w in r) if isinstance(r, list) else len(r) for r in ids),
+                                   dtype=np.int64, count=len(ids))
 
     def __len__(self):
         return len(self.ids)
@@ -52,7 +54,9 @@ class Dataset:
         h = hashlib.sha256()
         h.update(self.lengths.tobytes())
         for r in self.ids:
-            h.update(np.asarray(r, dtype=np.int64).tobytes())
+            for w in (r if isinstance(r, list) else [r]):  # a song's windows, each hashed with its length
+                h.update(np.int64(len(w)).tobytes() if isinstance(r, list) else b"")
+                h.update(np.asarray(w, dtype=np.int64).tobytes())
         if self.targets is not None:
             h.update(np.ascontiguousarray(self.targets).tobytes())
         if self.features is not None:
@@ -215,7 +219,11 @@ class TrainLoop:
     """
 
     def __init__(self, est, model, train, val, hooks, pad_id, pad_to=None, class_weight=None, pos_weight=None,
-                 params_json=None):
+                 params_json=None, batcher=None):
+        """batcher: None (batches of batch_size rows, lyricnn.data.batch_order) or an object with
+        batches(lengths, seed, bucket) -> [row indices] and inputs(rows, idx, pad_id, pad_to) -> (input_ids,
+        attention_mask, extra train_step arguments): lyricnn.long_text.TokenBatcher (a token budget, songs as
+        windows)."""
         self.est, self.model, self.train, self.val, self.hooks = est, model, train, val, hooks
         self.pad_id, self.pad_to = pad_id, pad_to
         self.class_weight, self.pos_weight = class_weight, pos_weight
@@ -224,8 +232,13 @@ class TrainLoop:
         bs = self.p["batch_size"]
         self.batch_size = bs
         self.epochs = self.p["epochs"]
-        self.steps_per_epoch = -(-len(train) // bs)
-        self.total_steps = self.epochs * self.steps_per_epoch
+        self.batcher = batcher
+        if batcher is None:
+            self.steps_per_epoch = -(-len(train) // bs)
+            self.total_steps = self.epochs * self.steps_per_epoch
+        else:  # the number of batches may differ between epochs: each epoch's order is known in advance
+            counts = [len(self._batches(e)) for e in range(self.epochs)]
+            self.steps_per_epoch, self.total_steps = counts[0], sum(counts)
         self.monitor = est.monitor
         self.mode = "min" if self.monitor in LOWER_IS_BETTER else "max"
         self.schedule, self.plateau = self._make_schedule()
@@ -415,6 +428,18 @@ class TrainLoop:
         return metrics
 
     # ------------------------------------------------------------------ the loop
+    def _batches(self, epoch):
+        """The batches (row indices) of an epoch: a pure function of (seed, epoch)."""
+        seed, bucket = [self.p["seed"], epoch], self.p["bucket_by_length"]
+        if self.batcher is None:
+            return batch_order(self.train.lengths, self.batch_size, shuffle=True, seed=seed, bucket=bucket)
+        return self.batcher.batches(self.train.lengths, seed, bucket)
+
+    def _inputs(self, idx):
+        if self.batcher is None:
+            return pad_rows(self.train.ids, idx, self.pad_id, self.pad_to) + ({},)
+        return self.batcher.inputs(self.train.ids, idx, self.pad_id, self.pad_to)
+
     def run(self, resume=False, callbacks=()):
         est, model = self.est, self.model
         self._remove_stale_temp_files()
@@ -435,18 +460,16 @@ class TrainLoop:
         try:
             with _SigintGuard() as guard:
                 while self.epoch < self.epochs and not self.stopping and not self.interrupted:
-                    batches = batch_order(self.train.lengths, self.batch_size, shuffle=True,
-                                          seed=[self.p["seed"], self.epoch], bucket=self.p["bucket_by_length"])
+                    batches = self._batches(self.epoch)
                     while self.batch_in_epoch < len(batches):
                         if guard.requested:
                             self.interrupted = True
                             break
                         idx = batches[self.batch_in_epoch]
-                        ids, mask = pad_rows(self.train.ids, idx, self.pad_id, self.pad_to)
+                        ids, mask, kw = self._inputs(idx)
                         feats = None if self.train.features is None else self.train.features[idx]
                         lr = self.current_lr()
                         model.set_lr(lr)
-                        kw = {}
                         if feats is not None:
                             kw["features"] = feats
                         if self.class_weight is not None:

@@ -358,6 +358,54 @@ def concat_bwd(dout, H):
     return dout[:, :H], dout[:, H:]
 
 
+# ------------------------------------------------------------------ pooling across a song's windows
+
+SEGPOOL_MODES = ("mean", "max", "attention")  # the op's mode numbers 0, 1, 2
+
+
+def _softmax(v):
+    e = np.exp(v - np.max(v))  # a NaN score: NaN max, every weight NaN (torch.softmax)
+    return e / e.sum()
+
+
+def segment_pool_fwd(x, scores, seg_off, mode):
+    """out[s] = the mean / per-column max (NaN wins, torch.max) / softmax(scores)-weighted sum of rows
+    seg_off[s] .. seg_off[s+1]-1 of x."""
+    x = np.asarray(x, np.float64)
+    out = np.zeros((len(seg_off) - 1, x.shape[1]))
+    for s in range(len(seg_off) - 1):
+        a, b = int(seg_off[s]), int(seg_off[s + 1])
+        rows = x[a:b]
+        if SEGPOOL_MODES[mode] == "mean":
+            out[s] = rows.mean(0)
+        elif SEGPOOL_MODES[mode] == "max":
+            out[s] = rows[np.argmax(rows, axis=0), np.arange(x.shape[1])]  # argmax: first NaN, else first max
+        else:
+            out[s] = _softmax(np.asarray(scores, np.float64)[a:b]) @ rows
+    return out
+
+
+def segment_pool_bwd(dout, x, scores, seg_off, mode):
+    """(dx, dscores): the gradients of segment_pool_fwd; dscores None but for attention."""
+    x = np.asarray(x, np.float64)
+    dx = np.zeros(x.shape)
+    att = SEGPOOL_MODES[mode] == "attention"
+    ds = np.zeros(x.shape[0]) if att else None
+    for s in range(len(seg_off) - 1):
+        a, b = int(seg_off[s]), int(seg_off[s + 1])
+        rows, d = x[a:b], dout[s]
+        if SEGPOOL_MODES[mode] == "mean":
+            dx[a:b] += d / (b - a)
+        elif SEGPOOL_MODES[mode] == "max":
+            dx[a + np.argmax(rows, axis=0), np.arange(x.shape[1])] += d
+        else:
+            w = _softmax(np.asarray(scores, np.float64)[a:b])
+            dx[a:b] += w[:, None] * d
+            g = rows @ d
+            ds[a:b] = w * (g - w @ g)
+    return dx, ds
+
+
 # ------------------------------------------------------------------ the LSTM cell (torch's nn.LSTM, gates i, f, g, o)
 
 def _sigmoid(x):

@@ -66,6 +66,7 @@ RULE = {
     "concat_backward": {"dh": "+=", "df": "+="},
     "gather_rows_backward": {"dinp": "+="},
     "lstm_cell_backward": {"dgates": "=", "dc_prev": "="},
+    "segment_pool_backward": {"dx": "+=", "dscores": "="},
     "batchnorm_backward": {"dx": "+=", "dgamma": "+=", "dbeta": "+="},
     "cross_entropy": {"dlogits": "="},
     "bce_with_logits": {"dlogits": "="},
@@ -640,6 +641,42 @@ class GatherRowsPair(Pair):
 
     def be_grads(self, be, x, g, pre, meta):
         return call(be, self.bwd, dinp=pre.get("dinp"), dout=g, idx=x["idx"], N=x["N"], C=x["C"])
+
+
+@pair
+class SegmentPoolPair(Pair):
+    """Pooling across each song's windows: segments of 1, 4 and 2 rows (one song of a single window), and
+    one long segment; the attention scores differenced with the rows."""
+    fwd, bwd = "segment_pool_forward", "segment_pool_backward"
+    cases = tuple("%s-%s" % (m, k) for m in R.SEGPOOL_MODES for k in ("1-4-2", "long"))
+    grad_of = {"x": "dx", "scores": "dscores"}
+
+    def make(self, rng, case):
+        mode, kind = case.split("-", 1)
+        lens = [1, 4, 2] if kind == "1-4-2" else [23]
+        off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+        N, C = int(off[-1]), 13
+        m = R.SEGPOOL_MODES.index(mode)
+        scores = rng.standard_normal(N) * 2 if mode == "attention" else None
+        x = rng.standard_normal((N, C))
+        if mode == "max":  # each column's max clear of the runner-up, so the differences do not cross it
+            for a, b in zip(off[:-1], off[1:]):
+                x[a + rng.integers(0, b - a, C), np.arange(C)] += 4.0
+        return dict(x=x, scores=scores, seg_off=off, S=len(lens), N=N, C=C, mode=m), {}
+
+    def ref_out(self, x, meta):
+        return R.segment_pool_fwd(x["x"], x["scores"], x["seg_off"], x["mode"])
+
+    def ref_grads(self, x, g, meta):
+        dx, ds = R.segment_pool_bwd(g, x["x"], x["scores"], x["seg_off"], x["mode"])
+        return dict(dx=dx) if ds is None else dict(dx=dx, dscores=ds)
+
+    def be_out(self, be, x, meta):
+        return call(be, self.fwd, out=nan((x["S"], x["C"])), **x)["out"]
+
+    def be_grads(self, be, x, g, pre, meta):
+        return call(be, self.bwd, dx=pre.get("dx"), dscores=pre.get("dscores"), dout=g, x=x["x"], scores=x["scores"],
+                    seg_off=x["seg_off"], S=x["S"], N=x["N"], C=x["C"], mode=x["mode"])
 
 
 @pair
@@ -1243,16 +1280,29 @@ def _det_run(be):
              dy=rng.standard_normal((Nl, Cl)), ldy=Cl, x=xl, A=Al, B=Bl, u=f["u"], rows=lrows, C=Cl, r=rl, OC=Cl,
              scale=2.0, drop=ldrop)
     out.update(lora_dx=f["dx"], lora_dA=f["dA"], lora_dB=f["dB"])
+    lens = rng.integers(1, 9, 37)  # songs of 1..8 windows over the threads
+    soff = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+    Nw, Cw = int(soff[-1]), 384
+    xw, sw, dw = rng.standard_normal((Nw, Cw)), rng.standard_normal(Nw), rng.standard_normal((37, Cw))
+    for m, mode in enumerate(R.SEGPOOL_MODES):
+        sc = sw if mode == "attention" else None
+        out["seg_" + mode] = call(be, "segment_pool_forward", out=np.zeros((37, Cw)), x=xw, scores=sc, seg_off=soff,
+                                  S=37, N=Nw, C=Cw, mode=m)["out"]
+        f = call(be, "segment_pool_backward", dx=np.zeros((Nw, Cw)), dscores=None if sc is None else np.zeros(Nw),
+                 dout=dw, x=xw, scores=sc, seg_off=soff, S=37, N=Nw, C=Cw, mode=m)
+        out["seg_d" + mode] = f["dx"]
+        if sc is not None:
+            out["seg_ds"] = f["dscores"]
     return out, (inp, w, b)
 
 
 @covers("matmul_forward", "matmul_backward", "attention_forward", "attention_backward", "dropout_forward",
         "grad_norm_clip", "adam_step", "embedding_backward", "lstm_cell_forward", "lstm_cell_backward",
-        "gather_rows_backward", "lora_forward", "lora_backward")
+        "gather_rows_backward", "lora_forward", "lora_backward", "segment_pool_forward", "segment_pool_backward")
 def test_thread_count_independent(be):
     need(be, "matmul_forward", "matmul_backward", "attention_forward", "attention_backward", "dropout_forward",
          "grad_norm_clip", "adam_step", "embedding_backward", "lstm_cell_forward", "lstm_cell_backward",
-         "gather_rows_backward", "lora_forward", "lora_backward")
+         "gather_rows_backward", "lora_forward", "lora_backward", "segment_pool_forward", "segment_pool_backward")
     before = lyricnn.get_num_threads()
     try:
         runs = []
@@ -1312,6 +1362,13 @@ def _lora(**over):
     a = dict(y=np.zeros((4, 3), np.float32), ldy=3, x=np.ones((4, 5), np.float32), A=np.ones((2, 5), np.float32),
              B=np.ones((3, 2), np.float32), u=np.zeros((4, 2), np.float32), rows=dict(N=4, B=4, T=1), C=5, r=2, OC=3,
              scale=1.0, drop=dict(p=0.0, seed=0, step=0, stream=0))
+    a.update(over)
+    return a
+
+
+def _seg(**over):
+    a = dict(out=np.zeros((3, 2), np.float32), x=np.ones((5, 2), np.float32), scores=None,
+             seg_off=np.array([0, 1, 2, 5], np.int32), S=3, N=5, C=2, mode=0)
     a.update(over)
     return a
 
@@ -1425,6 +1482,21 @@ BAD = {
         "attention_forward", **_att(be, off=[0, 2, 5], seq_off=be.alloc(64)))),
     "workspace as an array": (TypeError, "must be a Buffer", lambda be: be.call(
         "attention_forward", **_att(be, scratch=np.zeros(1024, np.float32)))),
+    "segment_pool unsorted": (ValueError, "seg_off must grow", lambda be: be.call(
+        "segment_pool_forward", **_seg(seg_off=np.array([0, 3, 2, 5], np.int32)))),
+    "segment_pool empty segment": (ValueError, "no empty segment", lambda be: be.call(
+        "segment_pool_forward", **_seg(seg_off=np.array([0, 2, 2, 5], np.int32)))),
+    "segment_pool not ending at N": (ValueError, r"seg_off\[S\] = 4 but N = 5", lambda be: be.call(
+        "segment_pool_forward", **_seg(seg_off=np.array([0, 1, 2, 4], np.int32)))),
+    "segment_pool seg_off short": (ValueError, "seg_off has 3 elements", lambda be: be.call(
+        "segment_pool_forward", **_seg(seg_off=np.array([0, 2, 5], np.int32)))),
+    "segment_pool mode": (ValueError, "mode must be", lambda be: be.call("segment_pool_forward", **_seg(mode=3))),
+    "segment_pool attention without scores": (ValueError, "needs scores", lambda be: be.call(
+        "segment_pool_forward", **_seg(mode=2))),
+    "segment_pool dscores for mean": (ValueError, "dscores is only", lambda be: be.call(
+        "segment_pool_backward", dx=np.zeros((5, 2), np.float32), dscores=np.zeros(5, np.float32),
+        dout=np.zeros((3, 2), np.float32), x=np.zeros((5, 2), np.float32), scores=None,
+        seg_off=np.array([0, 1, 2, 5], np.int32), S=3, N=5, C=2, mode=0)),
     "lora ldy < OC": (ValueError, "ldy must be in OC", lambda be: be.call("lora_forward", **_lora(ldy=2))),
     "lora y too small for ldy": (ValueError, "y has 12 elements", lambda be: be.call("lora_forward", **_lora(ldy=4))),
     "lora B for another rank": (ValueError, "B has 6 elements", lambda be: be.call("lora_forward", **_lora(
@@ -1436,7 +1508,7 @@ BAD = {
 
 @covers("matmul_forward", "embedding_forward", "embedding_backward", "cross_entropy", "dropout_forward",
         "attention_forward", "mean_pool_forward", "bias_act_forward", "adam_step", "cast", "gather_rows_forward",
-        "lstm_cell_forward", "lstm_cell_backward", "lora_forward")
+        "lstm_cell_forward", "lstm_cell_backward", "lora_forward", "segment_pool_forward", "segment_pool_backward")
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_raises_and_the_backend_still_works(be, case):
     exc, match, fn = BAD[case]
@@ -1487,3 +1559,27 @@ def test_q_first_attention_rejects_an_empty_packed_sequence(be):
         be.call("attention_forward", out=np.zeros((B, C), np.float32), saved=saved, scratch=scratch,
                 qkv=np.zeros((5, 3 * C), np.float32), mask=None, seq_off=seq_off, q_first=1, B=B, T=T, C=C, NH=NH,
                 drop=dict(p=0.0, seed=0, step=0, stream=0))
+
+
+# ------------------------------------------------------------------ segment pooling: NaN and ties
+
+@covers("segment_pool_forward", "segment_pool_backward")
+def test_segment_pool_nan_propagates_and_ties_go_to_the_first_row(be):
+    """max: a NaN anywhere in a segment's column is the column's max (torch.max), and its gradient goes
+    to the first NaN's row; of equal values, to the first; attention: a NaN score makes the song NaN
+    (torch.softmax); mean: a NaN row makes the mean NaN. The other segments stay finite."""
+    need(be, "segment_pool_forward", "segment_pool_backward")
+    x = np.array([[1, 2, 5], [np.nan, 2, 5], [3, np.nan, 5], [4, 1, 0], [7, 7, 7]], np.float32)
+    off = np.array([0, 3, 4, 5], np.int32)
+    kw = dict(seg_off=off, S=3, N=5, C=3)
+    out = call(be, "segment_pool_forward", out=nan((3, 3)), x=x, scores=None, mode=1, **kw)["out"]
+    np.testing.assert_array_equal(out, [[np.nan, np.nan, 5], [4, 1, 0], [7, 7, 7]])
+    dx = call(be, "segment_pool_backward", dx=np.zeros((5, 3)), dscores=None, dout=np.ones((3, 3)), x=x, scores=None,
+              mode=1, **kw)["dx"]
+    np.testing.assert_array_equal(dx, [[0, 0, 1], [1, 0, 0], [0, 1, 0], [1, 1, 1], [1, 1, 1]])
+    fin = np.nan_to_num(x)
+    sc = np.array([0.5, np.nan, 0.1, 0.2, 0.3], np.float32)
+    out = call(be, "segment_pool_forward", out=nan((3, 3)), x=fin, scores=sc, mode=2, **kw)["out"]
+    assert np.isnan(out[0]).all() and np.array_equal(out[1:], fin[3:])
+    out = call(be, "segment_pool_forward", out=nan((3, 3)), x=x, scores=None, mode=0, **kw)["out"]
+    assert np.isnan(out[0, :2]).all() and out[0, 2] == 5 and np.array_equal(out[1:], x[3:])

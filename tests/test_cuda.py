@@ -62,6 +62,26 @@ def test_train_steps_fp32_match_the_cpu(cfg, head):
         np.testing.assert_allclose(runs["cuda"][2][k], v, rtol=1e-4, atol=2e-6, err_msg=k)
 
 
+@pytest.mark.parametrize("how", ["mean", "max", "attention"])
+@pytest.mark.parametrize("cfg", [DISTIL, BERT], ids=["distilbert", "bert"])
+def test_windows_train_like_the_cpu(cfg, how):
+    """Songs as windows (segment_pool on the GPU, the attention scorer): three fp32 AdamW steps equal the CPU's."""
+    ids, mask = batch()
+    win = np.array([0, 0, 1, 1, 1, 2], np.int32)
+    y = np.array([2, 0, 1])
+    runs = {}
+    for dev in ("cpu", "cuda"):
+        m = SequenceClassifier.from_config(cfg, num_labels=3, seed=3, device=dev, long_text="windows",
+                                           window_pooling=how, precision=None if dev == "cpu" else "fp32")
+        m.configure_optimizer("adamw", lr=1e-3, weight_decay=0.01, max_grad_norm=1.0)
+        losses = [m.train_step(ids, mask, y, windows_of=win) for _ in range(3)]
+        runs[dev] = (losses, m(ids, mask, windows_of=win).logits, m.state_dict())
+    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
+    np.testing.assert_allclose(runs["cuda"][1], runs["cpu"][1], rtol=1e-4, atol=1e-5)
+    for k, v in runs["cpu"][2].items():
+        np.testing.assert_allclose(runs["cuda"][2][k], v, rtol=1e-4, atol=2e-6, err_msg=k)
+
+
 @pytest.mark.parametrize("problem", ["single_label_classification", "multi_label_classification", "regression"])
 def test_losses_match_the_cpu(problem):
     ids, mask = batch(4, 17, seed=5)

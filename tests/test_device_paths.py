@@ -136,3 +136,22 @@ def test_estimator_fit_and_resume_on_device_memory(tmp_path):
         np.testing.assert_array_equal(full.predict_proba(X), resumed.predict_proba(X))
         preds[dev] = full.predict_proba(X)
     np.testing.assert_array_equal(preds["cpu"], preds["cpu-copy"])
+
+
+@pytest.mark.parametrize("how", ["mean", "max", "attention"])
+def test_windows_on_device_memory_equal_cpu(how):
+    """Songs as windows (segment pooling, the scorer, windows_of uploaded per step) on device memory."""
+    ids, mask = batch(B=6, seed=4)
+    win = np.array([0, 0, 0, 1, 2, 2], np.int32)
+    y = np.array([0, 1, 2])
+    runs = {}
+    for dev in ("cpu", "cpu-copy"):
+        m = SequenceClassifier.from_config(BERT, num_labels=3, seed=2, device=dev, long_text="windows",
+                                           window_pooling=how)
+        m.configure_optimizer("adamw", lr=1e-3)
+        losses = [m.train_step(ids, mask, y, windows_of=win) for _ in range(2)]
+        runs[dev] = (losses, m(ids, mask, windows_of=win).logits, m.state_dict())
+    assert runs["cpu"][0] == runs["cpu-copy"][0]
+    np.testing.assert_array_equal(runs["cpu"][1], runs["cpu-copy"][1])
+    for k, v in runs["cpu"][2].items():
+        np.testing.assert_array_equal(runs["cpu-copy"][2][k], v, err_msg=k)

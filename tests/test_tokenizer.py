@@ -234,11 +234,14 @@ _PAIR_TEXTS = ["Hello, world! How are you doing today?", "short", "", "a b c d e
 
 
 def _hf_call(hf, *args, **kw):
+    """(result, None) or (None, the oracle's exception); a pyo3 PanicException is a BaseException."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             return hf(*args, **kw), None
-        except Exception as e:  # noqa: BLE001 - the oracle's errors are compared by kind
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - the oracle's errors are compared by kind
             return None, e
 
 

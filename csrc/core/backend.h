@@ -59,6 +59,9 @@ typedef struct lnn_ctx {
 /* Activation functions of the FFN (config `activation` / `hidden_act`) and of head layers. */
 enum { LNN_ACT_GELU = 0, LNN_ACT_RELU = 1, LNN_ACT_GELU_TANH = 2 };
 
+/* How segment_pool pools the rows of a segment (a song's windows). */
+enum { LNN_SEGPOOL_MEAN = 0, LNN_SEGPOOL_MAX = 1, LNN_SEGPOOL_ATTN = 2, LNN_NSEGPOOL };
+
 /* Where the token rows of a batch of B sequences padded to T sit in an activation buffer:
  * - padded (seq_off NULL, first_only 0): row b*T + t, N = B*T;
  * - packed (seq_off set): sequence b in rows seq_off[b] .. seq_off[b+1]-1, its real tokens only
@@ -86,7 +89,8 @@ static inline lnn_rows lnn_rows_plain(int N) {
     X(tanh_backward) X(token0_forward) X(token0_backward) X(mean_pool_forward) X(mean_pool_backward)      \
     X(concat_forward) X(concat_backward) X(batchnorm_forward) X(batchnorm_backward) X(cross_entropy)      \
     X(bce_with_logits) X(mse) X(grad_norm_clip) X(adam_step)                                               \
-    X(gather_rows_forward) X(gather_rows_backward) X(lstm_cell_forward) X(lstm_cell_backward)
+    X(gather_rows_forward) X(gather_rows_backward) X(lstm_cell_forward) X(lstm_cell_backward)                 \
+    X(segment_pool_forward) X(segment_pool_backward)
 
 enum {
 #define LNN_OP_ENUM_(name) LNN_OP_##name,
@@ -280,6 +284,21 @@ struct lnn_backend {
      * w.r.t. c_prev, WRITTEN (NULL skips it). gates, c, c_prev: the forward's (gates after it ran). */
     void (*lstm_cell_backward)(lnn_ctx *ctx, void *dgates, void *dc_prev, const void *dh, const void *dc,
                                const void *gates, const void *c, const void *c_prev, int N, int Np, int H);
+
+    /* Pooling across segments of rows (the windows of each song, packed song after song): segment s is
+     * rows seg_off[s] .. seg_off[s+1]-1 of x A(N,C) (seg_off I32 (S+1): seg_off[0] = 0, seg_off[S] = N,
+     * no segment empty). out A(S,C) =
+     *   LNN_SEGPOOL_MEAN: the mean of the segment's rows;
+     *   LNN_SEGPOOL_MAX:  per column, the largest value of the segment (a NaN wins, as torch.max);
+     *   LNN_SEGPOOL_ATTN: sum_n w_n x_n, w = softmax over the segment of scores A(N) (a learned scorer's
+     *                     output; NULL for the other modes). */
+    void (*segment_pool_forward)(lnn_ctx *ctx, void *out, const void *x, const void *scores, const int32_t *seg_off,
+                                 int S, int N, int C, int mode);
+    /* dx A(N,C) += the gradient from dout A(S,C) (MAX: per column to the row the forward picked, the
+     * segment's first largest value or first NaN); dscores A(N) = the gradient w.r.t. scores, WRITTEN
+     * (ATTN only); either may be NULL. x, scores: the forward's. */
+    void (*segment_pool_backward)(lnn_ctx *ctx, void *dx, void *dscores, const void *dout, const void *x,
+                                  const void *scores, const int32_t *seg_off, int S, int N, int C, int mode);
 };
 
 /* The backends of this build. The CUDA backend is a separate shared object (csrc/cuda/, built when nvcc

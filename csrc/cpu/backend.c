@@ -52,6 +52,7 @@ static lnn_status cpu_synchronize(lnn_ctx *ctx) {
         .grad_norm_clip = cpu_grad_norm_clip, .adam_step = cpu_adam_step,                           \
         .gather_rows_forward = cpu_gather_rows_forward, .gather_rows_backward = cpu_gather_rows_backward, \
         .lstm_cell_forward = cpu_lstm_cell_forward, .lstm_cell_backward = cpu_lstm_cell_backward,   \
+        .segment_pool_forward = cpu_segment_pool_forward, .segment_pool_backward = cpu_segment_pool_backward, \
     }
 
 static const lnn_backend cpu_backend = CPU_TABLE("cpu", 1);

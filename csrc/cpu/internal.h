@@ -151,6 +151,10 @@ void cpu_lstm_cell_forward(lnn_ctx *ctx, void *h, void *c, void *gates, const vo
                            int Np, int H);
 void cpu_lstm_cell_backward(lnn_ctx *ctx, void *dgates, void *dc_prev, const void *dh, const void *dc,
                             const void *gates, const void *c, const void *c_prev, int N, int Np, int H);
+void cpu_segment_pool_forward(lnn_ctx *ctx, void *out, const void *x, const void *scores, const int32_t *seg_off,
+                              int S, int N, int C, int mode);
+void cpu_segment_pool_backward(lnn_ctx *ctx, void *dx, void *dscores, const void *dout, const void *x,
+                               const void *scores, const int32_t *seg_off, int S, int N, int C, int mode);
 void cpu_grad_norm_clip(lnn_ctx *ctx, double *norm, float *grads, size_t n, const lnn_segment *segs, int nseg,
                         int clip, double max_norm);
 void cpu_adam_step(lnn_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, size_t nstate,

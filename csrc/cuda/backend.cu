@@ -246,6 +246,8 @@ static const lnn_backend cuda_backend = {
     .gather_rows_backward = cuda_gather_rows_backward,
     .lstm_cell_forward = cuda_lstm_cell_forward,
     .lstm_cell_backward = cuda_lstm_cell_backward,
+    .segment_pool_forward = cuda_segment_pool_forward,
+    .segment_pool_backward = cuda_segment_pool_backward,
 };
 
 // The entry point: the table when a CUDA device is usable here, else NULL and the reason.

@@ -226,6 +226,10 @@ void cuda_mse(lnn_ctx *ctx, double *loss, void *dpreds, const void *preds, const
               float grad_scale);
 void cuda_gather_rows_forward(lnn_ctx *ctx, void *out, const void *inp, const int32_t *idx, int N, int C);
 void cuda_gather_rows_backward(lnn_ctx *ctx, void *dinp, const void *dout, const int32_t *idx, int N, int C);
+void cuda_segment_pool_forward(lnn_ctx *ctx, void *out, const void *x, const void *scores, const int32_t *seg_off,
+                               int S, int N, int C, int mode);
+void cuda_segment_pool_backward(lnn_ctx *ctx, void *dx, void *dscores, const void *dout, const void *x,
+                                const void *scores, const int32_t *seg_off, int S, int N, int C, int mode);
 void cuda_lstm_cell_forward(lnn_ctx *ctx, void *h, void *c, void *gates, const void *gh, const void *c_prev, int N,
                             int Np, int H);
 void cuda_lstm_cell_backward(lnn_ctx *ctx, void *dgates, void *dc_prev, const void *dh, const void *dc,

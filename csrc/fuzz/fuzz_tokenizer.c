@@ -1,9 +1,10 @@
 /* fuzz-sources: io/tokenizer.c io/unicode_tables.c core/common.c */
 /* fuzz_tokenizer.c: libFuzzer harness for the pure C tokenizer core: vocab loading from arbitrary bytes,
  * then encoding arbitrary code points (1/2/4-byte kinds, invalid code points and surrogates included),
- * pairs, truncation and row layout.
+ * pairs, truncation, windows (overflow with a stride) and row layout.
  *
- * Input layout: [flags][max_chars][trunc/maxlen][vocab_len_lo][vocab_len_hi] vocab... text...
+ * Input layout: [flags][max_chars][trunc/maxlen][vocab_len_lo][vocab_len_hi] vocab... text...; max_chars also
+ * sets the windows: stride (bits 0-2), overflow (bit 3), head_tail (bit 4) with head_tokens (bits 5-7).
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Icsrc csrc/fuzz/fuzz_tokenizer.c \
  *         csrc/tokenizer.c csrc/unicode_tables.c csrc/common.c -o fuzz_tokenizer
  *   ./fuzz_tokenizer -max_total_time=60 csrc/fuzz/corpus_tokenizer */
@@ -17,7 +18,7 @@ static const char BUILTIN[] =
     "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\nab\n##a\n##b\n##ab\nhello\n##llo\nhe\n\xc3\xa9\n##\xc3\xa9\n"
     "\xe4\xb8\xad\n!\n,\n#\n##\n\xf0\x9f\x98\x80\ni\n\xcc\x87\n";
 
-static void run(const lnn_tokenizer *t, const uint8_t *text, size_t n, uint8_t flags, uint8_t tr) {
+static void run(const lnn_tokenizer *t, const uint8_t *text, size_t n, uint8_t flags, uint8_t tr, uint8_t win) {
     int kind = (flags >> 5) & 3;
     kind = kind == 0 ? 1 : kind == 1 ? 2 : 4;
     int64_t len = (int64_t)(n / (size_t)kind);
@@ -31,20 +32,26 @@ static void run(const lnn_tokenizer *t, const uint8_t *text, size_t n, uint8_t f
     /* a batch of two: the text and its second half as a pair */
     lnn_tok_text a[2] = {{buf, kind, len}, {buf, kind, len / 2}};
     lnn_tok_text b[2] = {{(const char *)buf + (size_t)(len / 2) * (size_t)kind, kind, len - len / 2}, {buf, kind, 0}};
-    lnn_tok_opts o = {tr & 1, (tr >> 1) & 3, (tr >> 3) & 15, 2, 3, (flags >> 2) & 1};
+    lnn_tok_opts o = {tr & 1, (tr >> 1) & 3, (tr >> 3) & 15, 2, 3, (flags >> 2) & 1, win & 7, (win >> 3) & 1, 0};
+    if ((win >> 4) & 1) { o.trunc = LNN_TRUNC_HEAD_TAIL; o.head_tokens = (win >> 5) & 7; }
     lnn_tok_row rows[2];
     memset(rows, 0, sizeof rows);
     int64_t err = -1;
     lnn_tok_batch_mem *mem = NULL;
     if (!lnn_tok_encode_batch(t, a, (tr & 0x40) ? b : NULL, 2, &o, rows, &err, &mem)) {
         for (int i = 0; i < 2; i++) {
-            int64_t width = rows[i].len + (tr & 3);
-            int64_t *ids = calloc((size_t)width + 1, 8), *tt = calloc((size_t)width + 1, 8);
-            int32_t *offs = calloc(2 * (size_t)width + 2, 4);
-            if (ids && tt && offs)
-                lnn_tok_row_write(&rows[i], &o, width, i, 0, 8, ids, tt, NULL, NULL, NULL),
-                lnn_tok_row_write(&rows[i], &o, width, !i, 0, 4, offs, NULL, offs, offs, offs);
-            free(ids); free(tt); free(offs);
+            int64_t nw = rows[i].pa * rows[i].pb;
+            for (int64_t k = 0; k < nw && k < 256; k++) {
+                lnn_tok_row w;
+                lnn_tok_window(&rows[i], &o, k, &w);
+                int64_t width = w.len + (tr & 3);
+                int64_t *ids = calloc((size_t)width + 1, 8), *tt = calloc((size_t)width + 1, 8);
+                int32_t *offs = calloc(2 * (size_t)width + 2, 4);
+                if (ids && tt && offs)
+                    lnn_tok_row_write(&w, &o, width, i, 0, 8, ids, tt, NULL, NULL, NULL),
+                    lnn_tok_row_write(&w, &o, width, !i, 0, 4, offs, NULL, offs, offs, offs);
+                free(ids); free(tt); free(offs);
+            }
         }
     }
     lnn_tok_batch_mem_free(mem);
@@ -66,11 +73,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                           added_ids};
     lnn_tokenizer *t = NULL;
     if (lnn_tok_create(&cfg, (const char *)data, vlen, &t) == LNN_OK) {
-        run(t, data + vlen, size - vlen, flags, tr);
+        run(t, data + vlen, size - vlen, flags, tr, maxc);
         lnn_tok_free(t);
     }
     if (lnn_tok_create(&cfg, BUILTIN, sizeof BUILTIN - 1, &t) == LNN_OK) {
-        run(t, data + vlen, size - vlen, flags, tr);
+        run(t, data + vlen, size - vlen, flags, tr, maxc);
         lnn_tok_free(t);
     } else {
         abort(); /* the built-in vocab must always load */

@@ -805,7 +805,12 @@ lnn_status lnn_tok_truncate(int strategy, int64_t max_len, int64_t na, int64_t n
     int64_t total = na + (nb > 0 ? nb : 0);
     if (total <= max_len) return LNN_OK;
     int64_t to_remove = total - max_len;
-    if (strategy == LNN_TRUNC_LONGEST_FIRST) {
+    if (strategy == LNN_TRUNC_HEAD_TAIL && nb >= 0) {
+        lnn_set_error("truncation='head_tail' takes single texts, not pairs; use 'longest_first', 'only_first' or "
+                      "'only_second' with text_pair");
+        return LNN_ERR_VALUE;
+    }
+    if (strategy == LNN_TRUNC_LONGEST_FIRST || strategy == LNN_TRUNC_HEAD_TAIL) {
         if (nb >= 0) {
             int64_t n1 = na, n2 = nb;
             int swap = 0;
@@ -888,16 +893,63 @@ typedef struct {
     lnn_tok_seq sa, sb;
 } thread_scratch;
 
+/* Windows of a sequence of n tokens cut to m per window, advancing by m - stride (tokenizers'
+ * Encoding::truncate): one when m >= n; m = 0 gives an empty window, then the whole sequence. */
+static int64_t seq_windows(int64_t n, int64_t m, int64_t stride) {
+    if (m >= n) return 1;
+    if (m == 0) return 2;
+    int64_t step = m - stride; /* > 0: check_stride refused the rest */
+    return (n - m + step - 1) / step + 1;
+}
+
+/* Window i of such a sequence: [*start, *start + *len). */
+static void seq_window(int64_t n, int64_t m, int64_t stride, int left, int64_t i, int64_t *start, int64_t *len) {
+    if (m >= n) { *start = 0; *len = n; return; }
+    if (m == 0) { *start = 0; *len = i == 0 ? 0 : n; return; }
+    int64_t step = m - stride, s, e;
+    if (left) {
+        e = n - i * step;
+        s = e - m > 0 ? e - m : 0;
+    } else {
+        s = i * step;
+        e = s + m < n ? s + m : n;
+    }
+    *start = s;
+    *len = e - s;
+}
+
+/* Windows must advance: tokenizers asserts stride < m whenever a sequence of n > m > 0 tokens is cut. */
+static lnn_status check_stride(const lnn_tok_opts *o, int64_t n, int64_t m, int second, int pair) {
+    if (o->stride <= 0 || m <= 0 || m >= n || o->stride < m) return LNN_OK;
+    static const char *names[] = {"", "longest_first", "only_first", "only_second", "head_tail"};
+    lnn_set_error("stride=%lld is too large for max_length=%lld here: truncation='%s' leaves %lld tokens of %s per "
+                  "window%s, and consecutive windows overlap by stride tokens, so stride must be < %lld (Hugging Face: "
+                  "`stride` must be strictly less than `max_len=%lld`); use a smaller stride or a larger max_length",
+                  (long long)o->stride, (long long)o->max_length, names[o->trunc], (long long)m,
+                  second ? "text_pair" : "the text",
+                  pair ? (o->add_special ? " (besides the other sequence and 3 special tokens)" : " (besides the other "
+                          "sequence)") : "", (long long)m, (long long)m);
+    return LNN_ERR_VALUE;
+}
+
+/* Copy len tokens (ids, then offsets) of seq from start into p (3 * len int32). */
+static void copy_tokens(int32_t *p, const lnn_tok_seq *seq, int64_t start, int64_t len) {
+    if (len <= 0) return;
+    memcpy(p, seq->ids + start, (size_t)len * sizeof *p);
+    memcpy(p + len, seq->offs + 2 * start, 2 * (size_t)len * sizeof *p);
+}
+
 static lnn_status encode_row(const lnn_tokenizer *t, const lnn_tok_text *a, const lnn_tok_text *b, const lnn_tok_opts *o,
                              thread_scratch *ts, arena_block **arena, lnn_tok_row *r) {
     int nspec = o->add_special ? (b ? 3 : 2) : 0;
     int64_t budget = o->max_length - nspec;
-    /* A single sequence can stop early: truncation keeps its first `budget` tokens. */
-    int64_t limit = (!b && !o->trunc_left && (o->trunc == LNN_TRUNC_LONGEST_FIRST || o->trunc == LNN_TRUNC_ONLY_FIRST))
+    /* A single sequence can stop early: truncation keeps its first `budget` tokens (and no other window). */
+    int64_t limit = (!b && !o->trunc_left && !o->overflow &&
+                     (o->trunc == LNN_TRUNC_LONGEST_FIRST || o->trunc == LNN_TRUNC_ONLY_FIRST))
                         ? (budget > 0 ? budget : 0) : -1;
     lnn_status st = lnn_tok_encode(t, a->data, a->kind, a->len, limit, &ts->w, &ts->sa);
     if (st) return st;
-    int64_t nb = -1;
+    int64_t na = ts->sa.n, nb = -1;
     if (b) {
         st = lnn_tok_encode(t, b->data, b->kind, b->len, -1, &ts->w, &ts->sb);
         if (st) {
@@ -909,30 +961,68 @@ static lnn_status encode_row(const lnn_tokenizer *t, const lnn_tok_text *a, cons
         nb = ts->sb.n;
     }
     int64_t ka, kb;
-    st = lnn_tok_truncate(o->trunc, budget, ts->sa.n, nb, &ka, &kb);
+    st = lnn_tok_truncate(o->trunc, budget, na, nb, &ka, &kb);
     if (st) return st;
-    size_t need = 3 * (size_t)ka + (kb > 0 ? 3 * (size_t)kb : 0);
+    if (o->trunc && ((st = check_stride(o, na, ka, 0, b != NULL)) || (b && (st = check_stride(o, nb, kb, 1, 1)))))
+        return st;
+    /* what is stored: the kept tokens, or with overflow the whole sequences */
+    int64_t sa = o->overflow ? na : ka, sb = o->overflow ? nb : kb;
+    size_t need = 3 * (size_t)sa + (sb > 0 ? 3 * (size_t)sb : 0);
     int32_t *p = arena_alloc(arena, need ? need : 1);
     if (!p) { lnn_set_error("out of memory"); return LNN_ERR_MEMORY; }
-    int64_t sa0 = o->trunc_left ? ts->sa.n - ka : 0, sb0 = o->trunc_left && kb > 0 ? nb - kb : 0;
-    if (ka > 0) {
-        memcpy(p, ts->sa.ids + sa0, (size_t)ka * sizeof *p);
-        memcpy(p + ka, ts->sa.offs + 2 * sa0, 2 * (size_t)ka * sizeof *p);
+    if (o->overflow) {
+        copy_tokens(p, &ts->sa, 0, na);
+        if (nb > 0) copy_tokens(p + 3 * na, &ts->sb, 0, nb);
+    } else if (o->trunc == LNN_TRUNC_HEAD_TAIL && ka < na) {
+        int64_t h = o->head_tokens < ka ? o->head_tokens : ka, tl = ka - h; /* head, then tail */
+        memcpy(p, ts->sa.ids, (size_t)h * sizeof *p);
+        memcpy(p + h, ts->sa.ids + na - tl, (size_t)tl * sizeof *p);
+        memcpy(p + ka, ts->sa.offs, 2 * (size_t)h * sizeof *p);
+        memcpy(p + ka + 2 * h, ts->sa.offs + 2 * (na - tl), 2 * (size_t)tl * sizeof *p);
+    } else {
+        copy_tokens(p, &ts->sa, o->trunc_left ? na - ka : 0, ka);
+        if (kb > 0) copy_tokens(p + 3 * ka, &ts->sb, o->trunc_left ? nb - kb : 0, kb);
     }
     r->a_ids = p;
-    r->a_offs = p + ka;
+    r->a_offs = p + sa;
     r->b_ids = r->b_offs = NULL;
-    if (kb > 0) {
-        int32_t *q = p + 3 * ka;
-        memcpy(q, ts->sb.ids + sb0, (size_t)kb * sizeof *q);
-        memcpy(q + kb, ts->sb.offs + 2 * sb0, 2 * (size_t)kb * sizeof *q);
-        r->b_ids = q;
-        r->b_offs = q + kb;
+    if (sb > 0) {
+        r->b_ids = p + 3 * sa;
+        r->b_offs = p + 3 * sa + sb;
     }
-    r->na = ka;
-    r->nb = kb;
+    r->na = sa;
+    r->nb = sb;
+    r->ma = ka;
+    r->mb = kb;
+    r->pa = o->overflow ? seq_windows(na, ka, o->stride) : 1;
+    r->pb = o->overflow && b ? seq_windows(nb, kb, o->stride) : 1;
+    /* the first window: ka (and kb) tokens, or none when a window is empty (m = 0) */
     r->len = ka + (kb > 0 ? kb : 0) + nspec;
     return LNN_OK;
+}
+
+void lnn_tok_window(const lnn_tok_row *text, const lnn_tok_opts *o, int64_t k, lnn_tok_row *win) {
+    int64_t i = 0, j = 0, q = text->pb; /* (A window, B window) of window k */
+    if (k > 0) {
+        if (k <= (text->pa - 1) * q) { i = 1 + (k - 1) / q; j = (k - 1) % q; }
+        else { i = 0; j = k - (text->pa - 1) * q; }
+    }
+    int64_t s, n;
+    *win = *text;
+    seq_window(text->na, text->ma, o->stride, o->trunc_left, i, &s, &n);
+    win->a_ids = text->a_ids + s;
+    win->a_offs = text->a_offs + 2 * s;
+    win->na = n;
+    if (text->nb >= 0) {
+        seq_window(text->nb, text->mb, o->stride, o->trunc_left, j, &s, &n);
+        win->b_ids = text->b_ids ? text->b_ids + s : NULL;
+        win->b_offs = text->b_offs ? text->b_offs + 2 * s : NULL;
+        win->nb = n;
+    }
+    win->ma = win->na;
+    win->mb = win->nb;
+    win->pa = win->pb = 1;
+    win->len = win->na + (win->nb > 0 ? win->nb : 0) + (o->add_special ? (text->nb >= 0 ? 3 : 2) : 0);
 }
 
 lnn_status lnn_tok_encode_batch(const lnn_tokenizer *t, const lnn_tok_text *a, const lnn_tok_text *b, int64_t n,

@@ -68,9 +68,11 @@ lnn_status lnn_tok_encode(const lnn_tokenizer *t, const void *text, int kind, in
                           int64_t limit, lnn_tok_work *w, lnn_tok_seq *out);
 
 /* Truncation as tokenizers does it. strategy: 0 none, 1 longest_first, 2 only_first,
- * 3 only_second. max_len is the budget for the sequences (max_length minus special tokens).
- * nb < 0: no pair. Writes the kept lengths. */
-enum { LNN_TRUNC_NONE = 0, LNN_TRUNC_LONGEST_FIRST = 1, LNN_TRUNC_ONLY_FIRST = 2, LNN_TRUNC_ONLY_SECOND = 3 };
+ * 3 only_second, 4 head_tail (lyricnn's own: a single sequence keeps as many tokens as longest_first,
+ * its first head_tokens and then its last ones). max_len is the budget for the sequences (max_length
+ * minus special tokens). nb < 0: no pair. Writes the kept lengths. */
+enum { LNN_TRUNC_NONE = 0, LNN_TRUNC_LONGEST_FIRST = 1, LNN_TRUNC_ONLY_FIRST = 2, LNN_TRUNC_ONLY_SECOND = 3,
+       LNN_TRUNC_HEAD_TAIL = 4 };
 lnn_status lnn_tok_truncate(int strategy, int64_t max_len, int64_t na, int64_t nb, int64_t *keep_a,
                             int64_t *keep_b);
 
@@ -87,14 +89,21 @@ typedef struct {
     int64_t max_length;   /* total length incl. special tokens (trunc != NONE) */
     int32_t cls_id, sep_id;
     int trunc_left;       /* truncation_side='left': keep the last tokens */
+    int64_t stride;       /* overlap of consecutive windows (tokens); checked whenever trunc != NONE */
+    int overflow;         /* 1: keep every window of each text (return_overflowing_tokens) */
+    int64_t head_tokens;  /* LNN_TRUNC_HEAD_TAIL: tokens kept from the start */
 } lnn_tok_opts;
 
 /* One post-processed row: [CLS] A [SEP] B [SEP]. ids/offs point into the batch's memory;
- * na/nb count the kept sequence tokens (nb = -1: no pair); len includes the special tokens. */
+ * na/nb count the sequence tokens (nb = -1: no pair); len includes the special tokens.
+ * A text encoded by lnn_tok_encode_batch is a row too: without overflow it holds the kept tokens (its
+ * one window); with overflow it holds the whole sequences, and ma/mb (tokens per window of A / B, as
+ * truncation keeps them) and pa/pb (windows of A / B) describe its pa * pb windows (lnn_tok_window). */
 typedef struct {
     const int32_t *a_ids, *a_offs, *b_ids, *b_offs;
     int64_t na, nb;
-    int64_t len;
+    int64_t len;          /* the row's length; for an encoded text: its first window's */
+    int64_t ma, mb, pa, pb;
 } lnn_tok_row;
 
 /* Memory of an encoded batch (per-thread arenas of large blocks: a few mallocs per batch). */
@@ -107,6 +116,12 @@ void lnn_tok_batch_mem_free(lnn_tok_batch_mem *m);
 lnn_status lnn_tok_encode_batch(const lnn_tokenizer *t, const lnn_tok_text *a, const lnn_tok_text *b,
                                 int64_t n, const lnn_tok_opts *o, lnn_tok_row *rows, int64_t *err_row,
                                 lnn_tok_batch_mem **mem);
+
+/* Window k (0 <= k < pa * pb) of an encoded text, as Hugging Face tokenizers orders them: each sequence
+ * is cut into windows of m tokens that advance by m - stride (from the end with truncation_side='left';
+ * m = 0 gives an empty window and then the whole sequence), and a pair's windows are combined as
+ * (A0,B0), (A1,B0..Bq-1), ..., (Ap-1,B0..Bq-1), (A0,B1..Bq-1). */
+void lnn_tok_window(const lnn_tok_row *text, const lnn_tok_opts *o, int64_t k, lnn_tok_row *win);
 
 /* Write row r into position `pos` of padded/flat outputs of width `width` (>= r->len).
  * Arrays may be NULL. ids/type/mask/special: width entries; offs: 2*width. left: pad on the left.

@@ -15,6 +15,8 @@ const char *const lnn_head_op_names[LNN_NHOP] = {"linear", "relu", "tanh", "drop
 const char *const lnn_loss_names[LNN_NLOSS] = {"single_label_classification", "multi_label_classification",
                                                "regression"};
 
+const char *const lnn_window_pool_names[LNN_NSEGPOOL] = {"mean", "max", "attention"};
+
 int lnn_name_index(const char *const *names, int n, const char *s) {
     for (int i = 0; s && i < n; i++)
         if (strcmp(names[i], s) == 0) return i;
@@ -94,6 +96,15 @@ lnn_status lnn_classifier_create(lnn_classifier **out, lnn_body *body, const lnn
         lnn_set_error("flatten pooling needs max_length >= 1, got %d", spec->flatten_T);
         return LNN_ERR_VALUE;
     }
+    if (spec->window_pool < -1 || spec->window_pool >= LNN_NSEGPOOL) {
+        lnn_set_error("unknown window pooling %d", spec->window_pool);
+        return LNN_ERR_VALUE;
+    }
+    if (spec->window_pool >= 0 && spec->source == LNN_SRC_FLATTEN) {
+        lnn_set_error("windows cannot be pooled with pooling='flatten' (its width depends on the window length); "
+                      "use pooling 'cls' or 'mean'");
+        return LNN_ERR_VALUE;
+    }
     if (spec->n_ops < 1 || spec->n_ops > 4096 || spec->num_labels < 1 || spec->num_features < 0 || spec->loss < 0 ||
         spec->loss >= LNN_NLOSS) {
         lnn_set_error("bad head spec (ops %d, num_labels %d, num_features %d, loss %d)", spec->n_ops, spec->num_labels,
@@ -113,8 +124,13 @@ lnn_status lnn_classifier_create(lnn_classifier **out, lnn_body *body, const lnn
     if (!c->ops || !c->act || !c->bn_mean || !c->bn_rstd) goto oom;
     memcpy(c->ops, spec->ops, sizeof *c->ops * (size_t)n);
     c->spec.ops = c->ops;
-    /* check the chain of widths and the tensors; count the BatchNorm buffers */
+    /* the scorer of attention pooling; the chain of widths and the tensors; the BatchNorm buffers */
     int64_t width = (int64_t)source_width(c);
+    if (spec->window_pool == LNN_SEGPOOL_ATTN) {
+        if (!check_shape(c, spec->scorer, 2, 1, width, "window scorer")) goto bad;
+    } else {
+        c->spec.scorer = -1;
+    }
     int n_concat = 0;
     size_t nbuf = 0;
     for (int i = 0; i < n; i++) {
@@ -196,40 +212,46 @@ bad:
 
 /* ------------------------------------------------------------------ arena */
 
-static void layout(lnn_classifier *c, lnn_plan *p, int B) {
+/* B windows (rows of the batch), S songs (the head's rows; S = B without windows) */
+static void layout(lnn_classifier *c, lnn_plan *p, int B, int S) {
     lnn_dtype A = ctx_of(c)->act;
     size_t K = (size_t)c->spec.num_labels, F = (size_t)c->spec.num_features, maxw = source_width(c);
-    int src = c->spec.source;
+    int src = c->spec.source, win = c->spec.window_pool >= 0, att = c->spec.window_pool == LNN_SEGPOOL_ATTN;
 #define TAKE(ptr, count, dt) lnn_take(p, (void **)&(ptr), (count), (dt))
-    TAKE(c->feat, (size_t)B * F, A);
-    TAKE(c->act[0], (src == LNN_SRC_CLS || src == LNN_SRC_MEAN) ? (size_t)B * maxw : 0, A);
+    TAKE(c->feat, (size_t)S * F, A);
+    TAKE(c->src, (src == LNN_SRC_CLS || src == LNN_SRC_MEAN) ? (size_t)B * maxw : 0, A);
+    TAKE(c->wpool, win ? (size_t)S * maxw : 0, A);
+    TAKE(c->dsrc, win ? (size_t)B * maxw : 0, A);
+    TAKE(c->scores, att ? (size_t)B : 0, A);
+    TAKE(c->dscores, att ? (size_t)B : 0, A);
+    TAKE(c->seg_off, win ? (size_t)S + 1 : 0, LNN_I32);
     for (int i = 0; i < c->spec.n_ops; i++) {
         const lnn_head_op *o = &c->ops[i];
         int bn = o->kind == LNN_HOP_BATCHNORM;
-        TAKE(c->act[i + 1], (size_t)B * o->out, A);
+        TAKE(c->act[i + 1], (size_t)S * o->out, A);
         TAKE(c->bn_mean[i], bn ? (size_t)o->out : 0, LNN_F32);
         TAKE(c->bn_rstd[i], bn ? (size_t)o->out : 0, LNN_F32);
         if ((size_t)o->out > maxw) maxw = (size_t)o->out;
     }
-    TAKE(c->dA, (size_t)B * maxw, A);
-    TAKE(c->dB, (size_t)B * maxw, A);
-    TAKE(c->labels_f, (size_t)B * K, A);
-    TAKE(c->labels_i, (size_t)B, LNN_I64);
+    TAKE(c->dA, (size_t)S * maxw, A);
+    TAKE(c->dB, (size_t)S * maxw, A);
+    TAKE(c->labels_f, (size_t)S * K, A);
+    TAKE(c->labels_i, (size_t)S, LNN_I64);
     TAKE(c->cw, K, LNN_F32);
 #undef TAKE
 }
 
-static lnn_status ensure_arena(lnn_classifier *c, int B) {
+static lnn_status ensure_arena(lnn_classifier *c, int B, int S) {
     lnn_plan p = lnn_plan_begin(NULL);
-    layout(c, &p, B);
+    layout(c, &p, B, S);
     if (p.used > c->arena_bytes || !c->arena) {
-        char what[80];
-        snprintf(what, sizeof what, "the head activations for batch %d", B);
+        char what[96];
+        snprintf(what, sizeof what, "the head activations for a batch of %d rows (%d songs)", B, S);
         lnn_status st = lnn_reserve(ctx_of(c), &c->arena, &c->arena_bytes, p.used, what);
         if (st) return st;
     }
     p = lnn_plan_begin(c->arena);
-    layout(c, &p, B);
+    layout(c, &p, B, S);
     return LNN_OK;
 }
 
@@ -263,58 +285,110 @@ static lnn_status check_inputs(const lnn_classifier *c, const lnn_batch *in, con
     return LNN_OK;
 }
 
-/* The source's reads of the body and the body's forward, then the head. */
-static lnn_status forward(lnn_classifier *c, const lnn_batch *in, const float *features, int train, uint64_t seed,
-                          uint32_t step) {
+lnn_status lnn_classifier_songs(const lnn_classifier *c, const int32_t *windows_of, int B, int *songs) {
+    *songs = B;
+    if (!windows_of) return LNN_OK;
+    if (c->spec.window_pool < 0) {
+        lnn_set_error("windows_of was given but this model does not pool windows; create it with "
+                      "long_text='windows' (and a window_pooling)");
+        return LNN_ERR_VALUE;
+    }
+    if (B < 1 || windows_of[0] != 0) {
+        lnn_set_error("windows_of[0] = %d: the first window must belong to song 0 (windows_of numbers the songs "
+                      "0, 1, ... in order, as HF's overflow_to_sample_mapping)", B < 1 ? -1 : windows_of[0]);
+        return LNN_ERR_INDEX;
+    }
+    for (int i = 1; i < B; i++)
+        if (windows_of[i] < windows_of[i - 1]) {
+            lnn_set_error("windows_of is not sorted: windows_of[%d] = %d follows windows_of[%d] = %d; pass each "
+                          "song's windows together, songs in order (HF's overflow_to_sample_mapping)", i,
+                          windows_of[i], i - 1, windows_of[i - 1]);
+            return LNN_ERR_VALUE;
+        }
+    for (int i = 1; i < B; i++) {
+        if (windows_of[i] - windows_of[i - 1] > 1) {
+            lnn_set_error("windows_of[%d] = %d after %d: song %d has no window; number the songs 0, 1, ... without "
+                          "gaps (every song has at least one window)", i, windows_of[i], windows_of[i - 1],
+                          windows_of[i - 1] + 1);
+            return LNN_ERR_INDEX;
+        }
+    }
+    *songs = windows_of[B - 1] + 1;
+    return LNN_OK;
+}
+
+/* The source's reads of the body and the body's forward, the windows pooled per song, then the head
+ * (S rows). */
+static lnn_status forward(lnn_classifier *c, const lnn_batch *in, const int32_t *windows_of, int S,
+                          const float *features, int train, uint64_t seed, uint32_t step) {
     lnn_body *body = c->body;
     lnn_ctx *ctx = &body->ctx;
     const lnn_backend *be = ctx->be;
-    int B = in->B, C = body->width, src = c->spec.source;
+    int B = in->B, C = body->width, src = c->spec.source, wp = c->spec.window_pool;
     static const unsigned reads[LNN_NSRC] = {LNN_READ_TOKEN0, LNN_READ_ROWS, LNN_READ_ROWS | LNN_READ_PADDED,
                                              LNN_READ_POOLED | LNN_READ_TOKEN0};
-    lnn_status st = ensure_arena(c, B);
+    lnn_status st = ensure_arena(c, B, S);
     if (st) return st;
     st = body->ops->forward(body, in, train, seed, step, c->unpad, reads[src]);
     if (st) return st;
-    if (src == LNN_SRC_CLS) be->token0_forward(ctx, c->act[0], body->out, body->rows, C);
-    else if (src == LNN_SRC_MEAN) be->mean_pool_forward(ctx, c->act[0], body->out, body->mask, body->rows, C);
-    else if (src == LNN_SRC_FLATTEN) c->act[0] = body->out; /* (B*T, C) padded = (B, T*C) */
-    else c->act[0] = body->pooled;
-    if (features) lnn_body_to_device_act(body, c->feat, features, (size_t)B * c->spec.num_features);
+    if (src == LNN_SRC_CLS) be->token0_forward(ctx, c->src, body->out, body->rows, C);
+    else if (src == LNN_SRC_MEAN) be->mean_pool_forward(ctx, c->src, body->out, body->mask, body->rows, C);
+    else if (src == LNN_SRC_FLATTEN) c->src = body->out; /* (B*T, C) padded = (B, T*C) */
+    else c->src = body->pooled;
+    c->act[0] = c->src;
+    if (wp >= 0) { /* (B windows, C) -> (S songs, C) */
+        int32_t *off = malloc(sizeof *off * ((size_t)S + 1));
+        if (!off) {
+            lnn_set_error("out of memory for the offsets of %d songs", S);
+            return LNN_ERR_MEMORY;
+        }
+        off[0] = 0;
+        for (int i = 0, s = 0; i < B; i++)
+            if (i == B - 1 || !windows_of || windows_of[i + 1] != windows_of[i]) off[++s] = i + 1; /* NULL: a song a row */
+        be->to_device(ctx, c->seg_off, off, sizeof *off * ((size_t)S + 1));
+        free(off); /* to_device has copied it (host -> backend copies are staged) */
+        if (wp == LNN_SEGPOOL_ATTN)
+            be->matmul_forward(ctx, c->scores, c->src, lnn_body_weight(body, c->spec.scorer), NULL, B, C, 1);
+        be->segment_pool_forward(ctx, c->wpool, c->src, c->scores, c->seg_off, S, B, C, wp);
+        c->act[0] = c->wpool;
+    }
+    if (features) lnn_body_to_device_act(body, c->feat, features, (size_t)S * c->spec.num_features);
     for (int i = 0; i < c->spec.n_ops; i++) {
         const lnn_head_op *o = &c->ops[i];
         const void *x = c->act[i];
         void *y = c->act[i + 1];
-        size_t n = (size_t)B * o->out;
+        size_t n = (size_t)S * o->out;
         switch (o->kind) {
         case LNN_HOP_LINEAR:
-            be->matmul_forward(ctx, y, x, lnn_body_weight(body, o->w), lnn_body_weight(body, o->b), B, o->in, o->out);
+            be->matmul_forward(ctx, y, x, lnn_body_weight(body, o->w), lnn_body_weight(body, o->b), S, o->in, o->out);
             break;
         case LNN_HOP_RELU: /* no bias: x is read only */
-            be->bias_act_forward(ctx, y, (void *)x, NULL, B, o->out, LNN_ACT_RELU);
+            be->bias_act_forward(ctx, y, (void *)x, NULL, S, o->out, LNN_ACT_RELU);
             break;
         case LNN_HOP_TANH: be->tanh_forward(ctx, y, x, n); break;
         case LNN_HOP_DROPOUT:
-            be->dropout_forward(ctx, y, x, lnn_rows_plain(B), o->out, head_site(train ? o->p : 0.f, seed, step, i));
+            be->dropout_forward(ctx, y, x, lnn_rows_plain(S), o->out, head_site(train ? o->p : 0.f, seed, step, i));
             break;
         case LNN_HOP_BATCHNORM:
             be->batchnorm_forward(ctx, y, c->bn_mean[i], c->bn_rstd[i], x, lnn_body_weight(body, o->w),
-                                  lnn_body_weight(body, o->b), c->buffers + o->buf, c->buffers + o->buf + o->out, B,
+                                  lnn_body_weight(body, o->b), c->buffers + o->buf, c->buffers + o->buf + o->out, S,
                                   o->out, train, o->momentum, o->eps);
             break;
-        case LNN_HOP_CONCAT: be->concat_forward(ctx, y, x, c->feat, B, o->in, c->spec.num_features); break;
+        case LNN_HOP_CONCAT: be->concat_forward(ctx, y, x, c->feat, S, o->in, c->spec.num_features); break;
         }
     }
     return LNN_OK;
 }
 
-lnn_status lnn_classifier_forward(lnn_classifier *c, const lnn_batch *in, const float *features, int train,
-                                  uint64_t seed, uint32_t step, float *logits) {
+lnn_status lnn_classifier_forward(lnn_classifier *c, const lnn_batch *in, const int32_t *windows_of,
+                                  const float *features, int train, uint64_t seed, uint32_t step, float *logits) {
+    int S = 0;
     lnn_status st = check_inputs(c, in, features);
-    if (!st) st = forward(c, in, features, train, seed, step);
+    if (!st) st = lnn_classifier_songs(c, windows_of, in->B, &S);
+    if (!st) st = forward(c, in, windows_of, S, features, train, seed, step);
     if (st) return st;
     lnn_ctx *ctx = ctx_of(c);
-    lnn_body_to_host_act(c->body, logits, c->act[c->spec.n_ops], (size_t)in->B * c->spec.num_labels);
+    lnn_body_to_host_act(c->body, logits, c->act[c->spec.n_ops], (size_t)S * c->spec.num_labels);
     return lnn_sync(ctx);
 }
 
@@ -394,21 +468,24 @@ static lnn_status check_targets(const lnn_classifier *c, int B, const int64_t *l
     return LNN_OK;
 }
 
-lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, const float *features,
-                                     const int64_t *labels_i, const float *targets, const float *weight, uint64_t seed,
-                                     uint32_t step, double *loss_out, double *gnorm_out) {
+lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, const int32_t *windows_of,
+                                     const float *features, const int64_t *labels_i, const float *targets,
+                                     const float *weight, uint64_t seed, uint32_t step, double *loss_out,
+                                     double *gnorm_out) {
     lnn_body *body = c->body;
     lnn_ctx *ctx = &body->ctx;
     const lnn_backend *be = ctx->be;
-    int B = in->B, K = c->spec.num_labels, n = c->spec.n_ops, C = body->width, src = c->spec.source;
+    int B = in->B, S = 0, K = c->spec.num_labels, n = c->spec.n_ops, C = body->width, src = c->spec.source;
+    int wp = c->spec.window_pool;
     if (!c->has_opt) {
         lnn_set_error("configure_optimizer() must be called before train_step()");
         return LNN_ERR_RUNTIME;
     }
     lnn_status st = check_inputs(c, in, features);
-    if (!st) st = check_targets(c, B, labels_i, targets);
+    if (!st) st = lnn_classifier_songs(c, windows_of, B, &S);
+    if (!st) st = check_targets(c, S, labels_i, targets);
     LNN_ASSERT(!weight || c->spec.loss != LNN_LOSS_MSE);
-    if (!st) st = forward(c, in, features, 1, seed, step);
+    if (!st) st = forward(c, in, windows_of, S, features, 1, seed, step);
     if (st) return st;
 
     /* loss -> dA = dlogits */
@@ -419,49 +496,61 @@ lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, con
         cw = c->cw;
     }
     if (c->spec.loss == LNN_LOSS_CE) {
-        be->to_device(ctx, c->labels_i, labels_i, (size_t)B * sizeof(int64_t));
-        be->cross_entropy(ctx, &c->scalars[0], c->dA, logits, c->labels_i, cw, B, K, -100, 1.f);
+        be->to_device(ctx, c->labels_i, labels_i, (size_t)S * sizeof(int64_t));
+        be->cross_entropy(ctx, &c->scalars[0], c->dA, logits, c->labels_i, cw, S, K, -100, 1.f);
     } else {
-        lnn_body_to_device_act(body, c->labels_f, targets, (size_t)B * K);
-        if (c->spec.loss == LNN_LOSS_BCE) be->bce_with_logits(ctx, &c->scalars[0], c->dA, logits, c->labels_f, cw, B, K, 1.f);
-        else be->mse(ctx, &c->scalars[0], c->dA, logits, c->labels_f, (size_t)B * K, 1.f);
+        lnn_body_to_device_act(body, c->labels_f, targets, (size_t)S * K);
+        if (c->spec.loss == LNN_LOSS_BCE) be->bce_with_logits(ctx, &c->scalars[0], c->dA, logits, c->labels_f, cw, S, K, 1.f);
+        else be->mse(ctx, &c->scalars[0], c->dA, logits, c->labels_f, (size_t)S * K, 1.f);
     }
 
-    /* backward through the head */
+    /* backward through the head (S rows) */
     zero_trainable_grads(c);
     int body_train = body->ops->trainable(body);
+    float *dscorer = wp == LNN_SEGPOOL_ATTN ? lnn_body_grad(body, c->spec.scorer) : NULL;
     size_t esz = lnn_dtype_size(ctx->act);
     void *dout = c->dA, *din = c->dB;
     for (int i = n - 1; i >= 0; i--) {
         const lnn_head_op *o = &c->ops[i];
-        int need_din = i > 0 || body_train;
-        size_t nin = (size_t)B * o->in;
+        int need_din = i > 0 || body_train || dscorer;
+        size_t nin = (size_t)S * o->in;
         const void *x = c->act[i];
         if (!need_din && (o->kind != LNN_HOP_LINEAR && o->kind != LNN_HOP_BATCHNORM)) break;
         switch (o->kind) {
         case LNN_HOP_LINEAR:
             if (need_din) be->zero(ctx, din, nin * esz);
             be->matmul_backward(ctx, need_din ? din : NULL, lnn_body_grad(body, o->w), lnn_body_grad(body, o->b), dout,
-                                x, lnn_body_weight(body, o->w), B, o->in, o->out);
+                                x, lnn_body_weight(body, o->w), S, o->in, o->out);
             break;
-        case LNN_HOP_RELU: be->bias_act_backward(ctx, din, NULL, dout, x, B, o->in, LNN_ACT_RELU); break;
+        case LNN_HOP_RELU: be->bias_act_backward(ctx, din, NULL, dout, x, S, o->in, LNN_ACT_RELU); break;
         case LNN_HOP_TANH: be->tanh_backward(ctx, din, dout, c->act[i + 1], nin); break;
         case LNN_HOP_DROPOUT:
-            be->dropout_backward(ctx, din, dout, lnn_rows_plain(B), o->in, head_site(o->p, seed, step, i));
+            be->dropout_backward(ctx, din, dout, lnn_rows_plain(S), o->in, head_site(o->p, seed, step, i));
             break;
         case LNN_HOP_BATCHNORM:
             if (need_din) be->zero(ctx, din, nin * esz);
             be->batchnorm_backward(ctx, need_din ? din : NULL, lnn_body_grad(body, o->w), lnn_body_grad(body, o->b),
-                                   dout, x, lnn_body_weight(body, o->w), c->bn_mean[i], c->bn_rstd[i], B, o->in, 1);
+                                   dout, x, lnn_body_weight(body, o->w), c->bn_mean[i], c->bn_rstd[i], S, o->in, 1);
             break;
         case LNN_HOP_CONCAT:
             be->zero(ctx, din, nin * esz);
-            be->concat_backward(ctx, din, NULL, dout, B, o->in, c->spec.num_features);
+            be->concat_backward(ctx, din, NULL, dout, S, o->in, c->spec.num_features);
             break;
         }
         void *t = dout;
         dout = din;
         din = t;
+    }
+    /* backward through the window pooling: (S songs, C) -> (B windows, C), and into the scorer */
+    if (wp >= 0 && (body_train || dscorer)) {
+        void *dx = body_train ? c->dsrc : NULL;
+        if (dx) be->zero(ctx, dx, (size_t)B * C * esz);
+        be->segment_pool_backward(ctx, dx, dscorer ? c->dscores : NULL, dout, c->src, c->scores, c->seg_off, S, B, C,
+                                  wp);
+        if (dscorer) /* scores = src @ w^T: dsrc += dscores w, dw += dscores^T src */
+            be->matmul_backward(ctx, dx, dscorer, NULL, c->dscores, c->src, lnn_body_weight(body, c->spec.scorer), B,
+                                C, 1);
+        dout = c->dsrc;
     }
     /* backward through the source into the body (skipped entirely when it is frozen) */
     if (body_train) {

@@ -7,6 +7,11 @@
  *   LNN_SRC_MEAN    masked mean of the last hidden state (B, C)    pooling="mean"
  *   LNN_SRC_FLATTEN all T vectors (B, T*C), T fixed                 pooling="flatten"
  *   LNN_SRC_POOLER  the body's pooled output (BERT: tanh(W h0 + b)) BERT head
+ * Songs as windows (window_pool >= 0): the body runs on every window of the batch's songs, packed as any
+ * other sequences; the source vector of each window is pooled across its song's windows (segment_pool:
+ * mean, max, or a softmax over a learned scorer's scores), and the head runs once per song. The batch then
+ * comes with windows_of (B windows -> song, sorted, HF's overflow_to_sample_mapping) and the head's
+ * features, labels and logits have one row per song.
  * Head tensors live in the body's parameter table (appended after the body's), so params, grads
  * and the Adam state are each one contiguous buffer. BatchNorm running statistics live in the
  * classifier's own buffer (they are not parameters). The enums' names (lnn_*_names) are what the
@@ -27,6 +32,7 @@ enum { LNN_LOSS_CE = 0, LNN_LOSS_BCE = 1, LNN_LOSS_MSE = 2, LNN_NLOSS };
 extern const char *const lnn_source_names[LNN_NSRC];  /* "cls", "mean", "flatten", "pooler" */
 extern const char *const lnn_head_op_names[LNN_NHOP]; /* "linear", "relu", "tanh", "dropout", "batchnorm", "concat" */
 extern const char *const lnn_loss_names[LNN_NLOSS];   /* the HF problem types */
+extern const char *const lnn_window_pool_names[LNN_NSEGPOOL]; /* "mean", "max", "attention" (LNN_SEGPOOL_*) */
 /* The index of s in names (n entries), or -1. */
 int lnn_name_index(const char *const *names, int n, const char *s);
 
@@ -51,6 +57,8 @@ typedef struct {
     int num_labels;   /* width of the logits */
     int num_features; /* width of the feature vector (CONCAT), 0 = none */
     int loss;         /* LNN_LOSS_* */
+    int window_pool;  /* LNN_SEGPOOL_* (core/backend.h): the windows of a song are pooled; -1 = no windows */
+    int scorer;       /* LNN_SEGPOOL_ATTN: the scorer's weight (1, width), a parameter table index; else -1 */
 } lnn_head_spec;
 
 typedef struct lnn_classifier {
@@ -63,7 +71,12 @@ typedef struct lnn_classifier {
     /* activations for batch B (backend memory, A unless noted) */
     void *arena;
     size_t arena_bytes;
-    void **act;           /* n_ops + 1: act[0] = source output, act[i+1] = op i output */
+    void **act;           /* n_ops + 1: act[0] = the head's input (per song), act[i+1] = op i output */
+    void *src;            /* (B windows, width) the source vector of each window (CLS, MEAN: arena) */
+    void *wpool;          /* (S, width) the windows pooled per song (windows), then act[0] */
+    void *scores, *dscores; /* (B) the scorer's output and its gradient (attention pooling) */
+    void *dsrc;           /* (B, width) the gradient w.r.t. src (windows) */
+    int32_t *seg_off;     /* I32 (S+1) the songs' first windows (windows) */
     float **bn_mean, **bn_rstd; /* F32, per op (BATCHNORM only) */
     void *feat;           /* (B,F) */
     void *dA, *dB;        /* (B, max width) */
@@ -87,21 +100,28 @@ typedef struct lnn_classifier {
 lnn_status lnn_classifier_create(lnn_classifier **out, lnn_body *body, const lnn_head_spec *spec);
 void lnn_classifier_free(lnn_classifier *c);
 
-/* Forward on host inputs (features (B,F) F32 host or NULL). train: dropout on (keyed by (seed,
- * step)), BatchNorm with batch stats (running stats updated). logits (B,K) F32 host. */
-lnn_status lnn_classifier_forward(lnn_classifier *c, const lnn_batch *in, const float *features, int train,
-                                  uint64_t seed, uint32_t step, float *logits);
+/* The number of songs in windows_of (host I32 (B): the song of each window of the batch, sorted, songs
+ * numbered from 0 without gaps); NULL: B (each row its own song). An error naming the first bad entry
+ * when windows_of is unsorted or out of range, or is given to a head without window pooling. */
+lnn_status lnn_classifier_songs(const lnn_classifier *c, const int32_t *windows_of, int B, int *songs);
+
+/* Forward on host inputs; windows_of: see lnn_classifier_songs (S songs); features (S,F) F32 host or
+ * NULL. train: dropout on (keyed by (seed, step)), BatchNorm with batch stats (running stats updated).
+ * logits (S,K) F32 host. */
+lnn_status lnn_classifier_forward(lnn_classifier *c, const lnn_batch *in, const int32_t *windows_of,
+                                  const float *features, int train, uint64_t seed, uint32_t step, float *logits);
 
 /* Set up (or reset) the optimizer: host segments over the parameter buffer (sorted, compact state of
  * nstate floats; the state is zeroed). */
 lnn_status lnn_classifier_configure_optimizer(lnn_classifier *c, const lnn_segment *segs, int nseg, int64_t nstate,
                                               const lnn_optim_config *cfg);
 
-/* One training step: forward (train), loss, backward, clip, optimizer step. labels_i (B) I64 for CE,
- * targets (B,K) F32 for BCE / MSE; weight: class_weight (K) for CE, pos_weight (K) for BCE, or NULL
- * (all host). loss_out: the mean loss; gnorm_out: the pre-clip global gradient norm (-1 when not
- * clipping; may be NULL). */
-lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, const float *features,
+/* One training step: forward (train), loss, backward, clip, optimizer step. Per song (S of them, see
+ * lnn_classifier_forward): labels_i (S) I64 for CE, targets (S,K) F32 for BCE / MSE; weight: class_weight
+ * (K) for CE, pos_weight (K) for BCE, or NULL (all host). loss_out: the mean loss; gnorm_out: the pre-clip
+ * global gradient norm (-1 when not clipping; may be NULL). */
+lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, const int32_t *windows_of,
+                                     const float *features,
                                      const int64_t *labels_i, const float *targets, const float *weight, uint64_t seed,
                                      uint32_t step, double *loss_out, double *gnorm_out);
 

@@ -102,22 +102,31 @@ static int parse_op(PyObject *d, Py_ssize_t i, const lnn_param_table *tab, lnn_h
     return 0;
 }
 
-/* Classifier(engine, source, flatten_T, ops, num_labels, num_features, loss)
- * source: a SOURCES name; ops: [dict per op] (parse_op); loss: a PROBLEM_TYPES name */
+/* Classifier(engine, source, flatten_T, ops, num_labels, num_features, loss, window_pooling=None, scorer=None)
+ * source: a SOURCES name; ops: [dict per op] (parse_op); loss: a PROBLEM_TYPES name; window_pooling: None (rows
+ * are songs) or a WINDOW_POOLINGS name (rows are windows of songs, forward/train_step take windows_of);
+ * scorer: the attention scorer's weight (1, width), a tensor name of the engine */
 static int Classifier_init(ClassifierObject *self, PyObject *args, PyObject *kw) {
-    static char *kws[] = {"engine", "source", "flatten_T", "ops", "num_labels", "num_features", "loss", NULL};
+    static char *kws[] = {"engine", "source", "flatten_T", "ops", "num_labels", "num_features", "loss",
+                          "window_pooling", "scorer", NULL};
     PyObject *engine, *ops_o;
-    const char *source, *loss;
+    const char *source, *loss, *wpool = NULL, *scorer = NULL;
     lnn_head_spec spec;
     memset(&spec, 0, sizeof spec);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsiOiis", kws, &engine, &source, &spec.flatten_T, &ops_o,
-                                     &spec.num_labels, &spec.num_features, &loss))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsiOiis|zz", kws, &engine, &source, &spec.flatten_T, &ops_o,
+                                     &spec.num_labels, &spec.num_features, &loss, &wpool, &scorer))
         return -1;
     spec.source = lnn_name_index(lnn_source_names, LNN_NSRC, source);
     spec.loss = lnn_name_index(lnn_loss_names, LNN_NLOSS, loss);
     if (spec.source < 0 || spec.loss < 0) {
         PyErr_Format(PyExc_ValueError, "source must be one of lyricnn._C.SOURCES and loss one of "
                      "lyricnn._C.PROBLEM_TYPES, got %s and %s", source, loss);
+        return -1;
+    }
+    spec.window_pool = wpool ? lnn_name_index(lnn_window_pool_names, LNN_NSEGPOOL, wpool) : -1;
+    if (wpool && spec.window_pool < 0) {
+        PyErr_Format(PyExc_ValueError, "window_pooling must be None or one of lyricnn._C.WINDOW_POOLINGS "
+                     "('mean', 'max', 'attention'), got '%s'", wpool);
         return -1;
     }
     if (self->c) {
@@ -127,6 +136,15 @@ static int Classifier_init(ClassifierObject *self, PyObject *args, PyObject *kw)
     int *ebusy = NULL;
     lnn_body *body = lnn_engine_body(engine, &ebusy);
     if (!body) return -1;
+    spec.scorer = scorer ? lnn_params_find(&body->tab, scorer) : -1;
+    if (scorer && spec.scorer < 0) {
+        PyErr_Format(PyExc_KeyError, "scorer: no tensor named '%s' in the engine", scorer);
+        return -1;
+    }
+    if (spec.window_pool == LNN_SEGPOOL_ATTN && !scorer) {
+        PyErr_SetString(PyExc_ValueError, "window_pooling='attention' needs scorer, the name of its (1, width) weight");
+        return -1;
+    }
     PyObject *seq = PySequence_Fast(ops_o, "ops must be a sequence of tuples");
     if (!seq) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -254,12 +272,26 @@ static PyObject *Classifier_load_opt_state(ClassifierObject *self, PyObject *arg
 }
 
 typedef struct {
-    PyArrayObject *ids, *mask, *types, *feat;
-    int B, T;
+    PyArrayObject *ids, *mask, *types, *feat, *win;
+    int B, T, S; /* S: songs (the head's rows) */
 } inputs_t;
 
+/* windows_of (None, or int32 (B,) sorted song numbers) -> in->win, in->S */
+static int parse_windows(ClassifierObject *self, PyObject *win_o, inputs_t *in) {
+    in->S = in->B;
+    if (win_o == Py_None) return 0;
+    npy_intp ws[1] = {in->B};
+    if (!(in->win = lnn_check_array(win_o, "windows_of", NPY_INT32, 1, ws, 0))) return -1;
+    lnn_status st = lnn_classifier_songs(self->c, PyArray_DATA(in->win), in->B, &in->S);
+    if (st) {
+        lnn_raise_status(st);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_inputs(ClassifierObject *self, PyObject *ids_o, PyObject *mask_o, PyObject *types_o,
-                        PyObject *feat_o, inputs_t *in) {
+                        PyObject *feat_o, PyObject *win_o, inputs_t *in) {
     memset(in, 0, sizeof *in);
     in->ids = lnn_check_array(ids_o, "input_ids", NPY_INT32, 2, NULL, 0);
     if (!in->ids) return -1;
@@ -278,6 +310,9 @@ static int parse_inputs(ClassifierObject *self, PyObject *ids_o, PyObject *mask_
         PyErr_SetString(PyExc_ValueError, "token_type_ids are only used by BERT; DistilBERT has no token types");
         return -1;
     }
+    in->B = (int)shape[0];
+    in->T = (int)shape[1];
+    if (parse_windows(self, win_o, in)) return -1;
     int F = self->c->spec.num_features;
     if (feat_o != Py_None) {
         if (F == 0) {
@@ -286,28 +321,28 @@ static int parse_inputs(ClassifierObject *self, PyObject *ids_o, PyObject *mask_
                             "num_features=F and a head with features_at");
             return -1;
         }
-        npy_intp fs[2] = {shape[0], F};
-        if (!(in->feat = lnn_check_array(feat_o, "features", NPY_FLOAT32, 2, fs, 0))) return -1;
+        npy_intp fs[2] = {in->S, F};
+        if (!(in->feat = lnn_check_array(feat_o, in->win ? "features (one row per song)" : "features", NPY_FLOAT32, 2,
+                                         fs, 0)))
+            return -1;
     } else if (F > 0) {
         PyErr_Format(PyExc_ValueError, "features is required: this model's head takes %d features per row", F);
         return -1;
     }
-    in->B = (int)shape[0];
-    in->T = (int)shape[1];
     return 0;
 }
 
 #define DATA(a, type) ((a) ? (const type *)PyArray_DATA(a) : NULL)
 
-/* forward(input_ids, attention_mask, token_type_ids, features, train, seed, step) -> logits (B, K) */
+/* forward(input_ids, attention_mask, token_type_ids, features, train, seed, step, windows_of) -> logits (S, K) */
 static PyObject *Classifier_forward(ClassifierObject *self, PyObject *args, PyObject *kw) {
     static char *kws[] = {"input_ids", "attention_mask", "token_type_ids", "features", "train", "seed", "step",
-                          NULL};
-    PyObject *ids_o, *mask_o = Py_None, *types_o = Py_None, *feat_o = Py_None;
+                          "windows_of", NULL};
+    PyObject *ids_o, *mask_o = Py_None, *types_o = Py_None, *feat_o = Py_None, *win_o = Py_None;
     int train = 0;
     unsigned long long seed = 0, step = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOpKK", kws, &ids_o, &mask_o, &types_o, &feat_o, &train, &seed,
-                                     &step))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOpKKO", kws, &ids_o, &mask_o, &types_o, &feat_o, &train, &seed,
+                                     &step, &win_o))
         return NULL;
     if (clf_busy(self)) return NULL;
     if (step > 0xFFFFFFFFull) {
@@ -315,8 +350,8 @@ static PyObject *Classifier_forward(ClassifierObject *self, PyObject *args, PyOb
         return NULL;
     }
     inputs_t in;
-    if (parse_inputs(self, ids_o, mask_o, types_o, feat_o, &in)) return NULL;
-    npy_intp os[2] = {in.B, self->c->spec.num_labels};
+    if (parse_inputs(self, ids_o, mask_o, types_o, feat_o, win_o, &in)) return NULL;
+    npy_intp os[2] = {in.S, self->c->spec.num_labels};
     PyObject *logits = PyArray_SimpleNew(2, os, NPY_FLOAT32);
     if (!logits) return NULL;
     float *lp = PyArray_DATA((PyArrayObject *)logits);
@@ -324,7 +359,8 @@ static PyObject *Classifier_forward(ClassifierObject *self, PyObject *args, PyOb
     lnn_status st;
     ENTER(self);
     LNN_RELEASE_GIL
-    st = lnn_classifier_forward(self->c, &b, DATA(in.feat, float), train, (uint64_t)seed, (uint32_t)step, lp);
+    st = lnn_classifier_forward(self->c, &b, DATA(in.win, int32_t), DATA(in.feat, float), train, (uint64_t)seed,
+                                (uint32_t)step, lp);
     LNN_ACQUIRE_GIL
     LEAVE(self);
     if (st) {
@@ -390,15 +426,15 @@ static PyObject *Classifier_set_batchnorm_momentum(ClassifierObject *self, PyObj
     Py_RETURN_NONE;
 }
 
-/* train_step(input_ids, attention_mask, token_type_ids, features, labels, targets, weight, seed, step)
- *   -> (loss, grad_norm) */
+/* train_step(input_ids, attention_mask, token_type_ids, features, labels, targets, weight, seed, step, windows_of)
+ *   -> (loss, grad_norm); labels / targets / features one row per song */
 static PyObject *Classifier_train_step(ClassifierObject *self, PyObject *args, PyObject *kw) {
     static char *kws[] = {"input_ids", "attention_mask", "token_type_ids", "features", "labels", "targets",
-                          "weight", "seed", "step", NULL};
-    PyObject *ids_o, *mask_o, *types_o, *feat_o, *lab_o, *tgt_o, *w_o;
+                          "weight", "seed", "step", "windows_of", NULL};
+    PyObject *ids_o, *mask_o, *types_o, *feat_o, *lab_o, *tgt_o, *w_o, *win_o = Py_None;
     unsigned long long seed = 0, step = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOO|KK", kws, &ids_o, &mask_o, &types_o, &feat_o, &lab_o, &tgt_o,
-                                     &w_o, &seed, &step))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOO|KKO", kws, &ids_o, &mask_o, &types_o, &feat_o, &lab_o,
+                                     &tgt_o, &w_o, &seed, &step, &win_o))
         return NULL;
     if (clf_busy(self)) return NULL;
     if (step > 0xFFFFFFFFull) {
@@ -406,10 +442,17 @@ static PyObject *Classifier_train_step(ClassifierObject *self, PyObject *args, P
         return NULL;
     }
     inputs_t in;
-    if (parse_inputs(self, ids_o, mask_o, types_o, feat_o, &in)) return NULL;
+    if (parse_inputs(self, ids_o, mask_o, types_o, feat_o, win_o, &in)) return NULL;
     int K = self->c->spec.num_labels;
     PyArrayObject *lab = NULL, *tgt = NULL, *w = NULL;
-    npy_intp ls[1] = {in.B}, ts[2] = {in.B, K}, ws[1] = {K};
+    npy_intp ls[1] = {in.S}, ts[2] = {in.S, K}, ws[1] = {K};
+    PyObject *lt = lab_o != Py_None ? lab_o : tgt_o;
+    if (in.win && in.S != in.B && PyArray_Check(lt) && PyArray_NDIM((PyArrayObject *)lt) >= 1 &&
+        PyArray_DIM((PyArrayObject *)lt, 0) == in.B) {
+        PyErr_Format(PyExc_ValueError, "labels has %d rows, one per window; give one label per song (%d songs in "
+                     "windows_of)", in.B, in.S);
+        return NULL;
+    }
     if (lab_o != Py_None && !(lab = lnn_check_array(lab_o, "labels", NPY_INT64, 1, ls, 0))) return NULL;
     if (tgt_o != Py_None && !(tgt = lnn_check_array(tgt_o, "labels", NPY_FLOAT32, 2, ts, 0))) return NULL;
     if (w_o != Py_None && !(w = lnn_check_array(w_o, "class_weight/pos_weight", NPY_FLOAT32, 1, ws, 0))) return NULL;
@@ -422,7 +465,8 @@ static PyObject *Classifier_train_step(ClassifierObject *self, PyObject *args, P
     lnn_status st;
     ENTER(self);
     LNN_RELEASE_GIL
-    st = lnn_classifier_train_step(self->c, &b, DATA(in.feat, float), DATA(lab, int64_t), DATA(tgt, float),
+    st = lnn_classifier_train_step(self->c, &b, DATA(in.win, int32_t), DATA(in.feat, float), DATA(lab, int64_t),
+                                   DATA(tgt, float),
                                    DATA(w, float), (uint64_t)seed, (uint32_t)step, &loss, &gnorm);
     LNN_ACQUIRE_GIL
     LEAVE(self);
@@ -438,14 +482,16 @@ static PyMethodDef Classifier_methods[] = {
      "(m, v, steps): views on host-memory backends, else copies; None before configure_optimizer."},
     {"load_opt_state", (PyCFunction)Classifier_load_opt_state, METH_VARARGS, "load_opt_state(m, v, steps)"},
     {"forward", (PyCFunction)(void (*)(void))Classifier_forward, METH_VARARGS | METH_KEYWORDS,
-     "forward(input_ids, attention_mask=None, token_type_ids=None, features=None, train=False, seed=0, step=0)"},
+     "forward(input_ids, attention_mask=None, token_type_ids=None, features=None, train=False, seed=0, step=0, "
+     "windows_of=None)"},
     {"configure_optimizer", (PyCFunction)(void (*)(void))Classifier_configure_optimizer, METH_VARARGS | METH_KEYWORDS,
      "configure_optimizer(segments, nstate, lr, beta1, beta2, eps, weight_decay, max_grad_norm, decoupled)"},
     {"set_lr", (PyCFunction)Classifier_set_lr, METH_VARARGS, "set_lr(lr)"},
     {"set_batchnorm_momentum", (PyCFunction)Classifier_set_batchnorm_momentum, METH_VARARGS,
      "set_batchnorm_momentum(op, momentum)"},
     {"train_step", (PyCFunction)(void (*)(void))Classifier_train_step, METH_VARARGS | METH_KEYWORDS,
-     "train_step(input_ids, attention_mask, token_type_ids, features, labels, targets, weight, seed, step)"},
+     "train_step(input_ids, attention_mask, token_type_ids, features, labels, targets, weight, seed, step, "
+     "windows_of=None)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -532,6 +578,7 @@ int lnn_register_classifier(PyObject *m) {
     if (add_names(m, "SOURCES", lnn_source_names, LNN_NSRC) < 0) return -1;
     if (add_names(m, "HEAD_OPS", lnn_head_op_names, LNN_NHOP) < 0) return -1;
     if (add_names(m, "PROBLEM_TYPES", lnn_loss_names, LNN_NLOSS) < 0) return -1;
+    if (add_names(m, "WINDOW_POOLINGS", lnn_window_pool_names, LNN_NSEGPOOL) < 0) return -1;
     if (PyModule_AddIntConstant(m, "HEAD_STREAM0", (long)LNN_HEAD_STREAM0) < 0) return -1;
     return 0;
 }

@@ -639,6 +639,49 @@ static void run_lstm_cell_backward(lnn_ctx *ctx, const opcall *c) {
     ctx->be->lstm_cell_backward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AP(6), AI(7), AI(8), AI(9));
 }
 
+/* ---- segment_pool_forward(out, x, scores, seg_off, S, N, C, mode) and
+ *      segment_pool_backward(dx, dscores, dout, x, scores, seg_off, S, N, C, mode): k0 the index of S */
+static int chk_segment_pool(const opcall *c, int k0, char *err, size_t errn) {
+    POS(k0, "S");
+    POS(k0 + 1, "N");
+    POS(k0 + 2, "C");
+    int64_t mode = c->i[k0 + 3];
+    if (mode < 0 || mode >= LNN_NSEGPOOL) FAIL("mode must be 0 (mean), 1 (max) or 2 (attention), got %lld", (long long)mode);
+    size_t S = (size_t)c->i[k0], N = (size_t)c->i[k0 + 1];
+    int koff = k0 - 1, ksc = k0 - 2;
+    NEED(koff, "seg_off", S + 1);
+    const int32_t *o = c->host[koff];
+    if (o[0] != 0) FAIL("seg_off[0] must be 0, got %d", o[0]);
+    for (size_t s = 0; s < S; s++)
+        if (o[s + 1] <= o[s]) FAIL("seg_off must grow strictly (no empty segment): seg_off[%zu..%zu] = %d..%d", s, s + 1, o[s], o[s + 1]);
+    if ((size_t)o[S] != N) FAIL("seg_off[S] = %d but N = %zu", o[S], N);
+    if (mode == LNN_SEGPOOL_ATTN && !c->p[ksc]) FAIL("attention pooling (mode 2) needs scores");
+    NEED(ksc, "scores", N);
+    return 0;
+}
+static int chk_segment_pool_forward(const opcall *c, char *err, size_t errn) {
+    if (chk_segment_pool(c, 4, err, errn)) return 1;
+    NEED(0, "out", (size_t)c->i[4] * c->i[6]);
+    NEED(1, "x", (size_t)c->i[5] * c->i[6]);
+    return 0;
+}
+static int chk_segment_pool_backward(const opcall *c, char *err, size_t errn) {
+    if (chk_segment_pool(c, 6, err, errn)) return 1;
+    size_t S = (size_t)c->i[6], N = (size_t)c->i[7], C = (size_t)c->i[8];
+    if (c->p[1] && c->i[9] != LNN_SEGPOOL_ATTN) FAIL("dscores is only written by attention pooling (mode 2); pass None");
+    NEED(0, "dx", N * C);
+    NEED(1, "dscores", N);
+    NEED(2, "dout", S * C);
+    NEED(3, "x", N * C);
+    return 0;
+}
+static void run_segment_pool_forward(lnn_ctx *ctx, const opcall *c) {
+    ctx->be->segment_pool_forward(ctx, AP(0), AP(1), AP(2), AP(3), AI(4), AI(5), AI(6), AI(7));
+}
+static void run_segment_pool_backward(lnn_ctx *ctx, const opcall *c) {
+    ctx->be->segment_pool_backward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AI(6), AI(7), AI(8), AI(9));
+}
+
 /* ---- grad_norm_clip(norm, grads, n, segs, nseg, clip, max_norm) and
  *      adam_step(params, grads, m, v, n, nstate, segs, nseg, steps, lr_scale, cfg) */
 static int chk_segments(const opcall *c, int ks, int kn, int64_t n, int64_t nstate, char *err, size_t errn) {
@@ -737,6 +780,10 @@ static opdesc OPS[] = {
        TO("c_prev", 'a', 'i'), N_("N"), N_("Np"), N_("H")),
     OP(lstm_cell_backward, T_("dgates", 'a', 'o'), TO("dc_prev", 'a', 'o'), T_("dh", 'a', 'i'), T_("dc", 'a', 'i'),
        T_("gates", 'a', 'i'), T_("c", 'a', 'i'), TO("c_prev", 'a', 'i'), N_("N"), N_("Np"), N_("H")),
+    OP(segment_pool_forward, T_("out", 'a', 'o'), T_("x", 'a', 'i'), TO("scores", 'a', 'i'), T_("seg_off", 'i', 'i'),
+       N_("S"), N_("N"), N_("C"), N_("mode")),
+    OP(segment_pool_backward, TO("dx", 'a', 'u'), TO("dscores", 'a', 'o'), T_("dout", 'a', 'i'), T_("x", 'a', 'i'),
+       TO("scores", 'a', 'i'), T_("seg_off", 'i', 'i'), N_("S"), N_("N"), N_("C"), N_("mode")),
 };
 #define NOPDESC ((int)(sizeof OPS / sizeof OPS[0]))
 _Static_assert(sizeof OPS / sizeof OPS[0] == LNN_NOPS, "every op of the table has its description here");

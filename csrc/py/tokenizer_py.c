@@ -112,21 +112,24 @@ static PyObject *new_array(int nd, npy_intp *dims, int elem) {
     return PyArray_SimpleNew(nd, dims, elem == 8 ? NPY_INT64 : NPY_INT32);
 }
 
-/* tok_encode(handle, texts: list|tuple[str], pairs: list|tuple[str]|None, add_special, trunc (0-3),
+/* tok_encode(handle, texts: list|tuple[str], pairs: list|tuple[str]|None, add_special, trunc (0-4),
  *            max_length, cls_id, sep_id, pad_mode (0 none, 1 longest, 2 max_length), pad_length,
  *            pad_multiple (0: none), pad_left, pad_id, want_type_ids, want_mask, want_offsets,
- *            want_special, int32[, trunc_left]) -> dict
- * Padded: 2-D arrays (n, width) (offset_mapping (n, width, 2)). Unpadded or ragged: flat 1-D arrays
- * plus "row_splits" (n + 1). Always "length" (n,). */
+ *            want_special, int32[, trunc_left, stride, overflow, head_tokens, max_cells]) -> dict
+ * One output row per window of each text (one window per text unless overflow).
+ * Padded: 2-D arrays (rows, width) (offset_mapping (rows, width, 2)). Unpadded or ragged: flat 1-D arrays
+ * plus "row_splits" (rows + 1). Always "length" (rows,); with overflow "overflow_to_sample_mapping" (rows,).
+ * max_cells > 0: refuse outputs of more ids than that per array (ValueError). */
 static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap, *texts_o, *pairs_o;
     int add_special, trunc, cls_id, sep_id, pad_mode, pad_left, pad_id, want_type, want_mask, want_offs, want_special,
-        use32, trunc_left = 0;
-    long long max_length, pad_length, pad_multiple;
-    if (!PyArg_ParseTuple(args, "OOOiiLiiiLLiiiiiii|i:tok_encode", &cap, &texts_o, &pairs_o, &add_special, &trunc,
+        use32, trunc_left = 0, overflow = 0;
+    long long max_length, pad_length, pad_multiple, stride = 0, head_tokens = 0, max_cells = 0;
+    if (!PyArg_ParseTuple(args, "OOOiiLiiiLLiiiiiii|iLiLL:tok_encode", &cap, &texts_o, &pairs_o, &add_special, &trunc,
                           &max_length, &cls_id, &sep_id, &pad_mode, &pad_length, &pad_multiple, &pad_left, &pad_id,
-                          &want_type, &want_mask, &want_offs, &want_special, &use32, &trunc_left))
+                          &want_type, &want_mask, &want_offs, &want_special, &use32, &trunc_left, &stride, &overflow,
+                          &head_tokens, &max_cells))
         return NULL;
     lnn_tokenizer *t = get_tok(cap);
     if (!t) return NULL;
@@ -136,6 +139,10 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
     }
     if (pairs_o != Py_None && !PyList_Check(pairs_o) && !PyTuple_Check(pairs_o)) {
         PyErr_SetString(PyExc_TypeError, "tok_encode: text_pair must be a list or tuple of str");
+        return NULL;
+    }
+    if (trunc < 0 || trunc > LNN_TRUNC_HEAD_TAIL || stride < 0 || head_tokens < 0) {
+        PyErr_SetString(PyExc_ValueError, "tok_encode: truncation strategy, stride or head_tokens out of range");
         return NULL;
     }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(texts_o);
@@ -151,13 +158,15 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
     lnn_tok_text *tb = has_pair ? calloc((size_t)n + 1, sizeof *tb) : NULL;
     PyObject **refs = calloc(2 * (size_t)n + 1, sizeof *refs);
     lnn_tok_row *rows = calloc((size_t)n + 1, sizeof *rows);
+    int64_t *wstart = calloc((size_t)n + 1, sizeof *wstart), *wlen = NULL;
     lnn_tok_batch_mem *mem = NULL;
-    PyObject *ids = NULL, *type_ids = NULL, *mask = NULL, *offs = NULL, *special = NULL, *length = NULL, *splits = NULL;
-    if (!ta || (has_pair && !tb) || !refs || !rows) { PyErr_NoMemory(); goto done; }
+    PyObject *ids = NULL, *type_ids = NULL, *mask = NULL, *offs = NULL, *special = NULL, *length = NULL, *splits = NULL,
+             *mapping = NULL;
+    if (!ta || (has_pair && !tb) || !refs || !rows || !wstart) { PyErr_NoMemory(); goto done; }
     if (collect_texts(texts_o, "text", ta, refs, n) < 0) goto done;
     if (has_pair && collect_texts(pairs_o, "text_pair", tb, refs + n, n) < 0) goto done;
 
-    lnn_tok_opts o = {add_special, trunc, max_length, cls_id, sep_id, trunc_left};
+    lnn_tok_opts o = {add_special, trunc, max_length, cls_id, sep_id, trunc_left, stride, overflow, head_tokens};
     int64_t err_row = -1;
     lnn_status st;
     LNN_RELEASE_GIL
@@ -172,32 +181,54 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
         }
         goto done;
     }
-    /* layout */
+    /* windows: text i owns output rows wstart[i] .. wstart[i + 1] - 1 */
+    int64_t nw = 0, main_max = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        wstart[i] = nw;
+        nw += rows[i].pa * rows[i].pb;
+        if (rows[i].len > main_max) main_max = rows[i].len;
+    }
+    wstart[n] = nw;
+    wlen = malloc(((size_t)nw + 1) * sizeof *wlen);
+    if (!wlen) { PyErr_NoMemory(); goto done; }
     int64_t maxlen = 0, total = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (rows[i].len > maxlen) maxlen = rows[i].len;
-        total += rows[i].len;
+        for (int64_t k = 0; k < wstart[i + 1] - wstart[i]; k++) {
+            lnn_tok_row w;
+            lnn_tok_window(&rows[i], &o, k, &w);
+            wlen[wstart[i] + k] = w.len;
+            if (w.len > maxlen) maxlen = w.len;
+            total += w.len;
+        }
     }
+    /* layout; padding='longest' pads to the longest first window of a text, as tokenizers does (only a window
+     * of an empty cut, max_length - special tokens = 0, is longer: such rows stay ragged) */
     int64_t width = 0;
     int padded = 0;
     if (pad_mode != 0) {
-        width = pad_mode == 1 ? maxlen : pad_length;
+        width = pad_mode == 1 ? main_max : pad_length;
         if (pad_multiple > 0 && width % pad_multiple) width += pad_multiple - width % pad_multiple;
         padded = maxlen <= width;
         if (!padded) { /* padding='max_length' without truncation and longer rows: ragged, as HF */
             total = 0;
-            for (Py_ssize_t i = 0; i < n; i++) {
-                int64_t w = rows[i].len;
-                if (w < width) w = width;
-                total += w;
-            }
+            for (int64_t r = 0; r < nw; r++) total += wlen[r] > width ? wlen[r] : width;
         }
     }
-    npy_intp nn = (npy_intp)n;
+    int64_t cells = padded ? nw * width : total;
+    if (max_cells > 0 && cells > max_cells) {
+        PyErr_Format(PyExc_ValueError, "the output would hold %lld ids per array (%lld %s of %lld texts%s), more than "
+                     "the %lld this tokenizer allows (%.1f GiB as int64); use a larger max_length - stride (windows "
+                     "advance by max_length - special tokens - stride), less padding, or tokenize in smaller batches",
+                     (long long)cells, (long long)nw, overflow ? "windows" : "rows", (long long)n,
+                     padded ? " padded" : "", (long long)max_cells, (double)cells * 8 / (1 << 30));
+        goto done;
+    }
+    npy_intp nn = (npy_intp)nw;
     length = new_array(1, &nn, elem);
     if (!length) goto done;
+    if (overflow && !(mapping = new_array(1, &nn, elem))) goto done;
     if (padded) {
-        npy_intp d2[3] = {n, (npy_intp)width, 2};
+        npy_intp d2[3] = {(npy_intp)nw, (npy_intp)width, 2};
         ids = new_array(2, d2, elem);
         if (!ids) goto done;
         if (want_type && !(type_ids = new_array(2, d2, elem))) goto done;
@@ -206,7 +237,7 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
         if (want_special && !(special = new_array(2, d2, elem))) goto done;
     } else {
         npy_intp d1[2] = {(npy_intp)total, 2};
-        npy_intp ns = (npy_intp)n + 1;
+        npy_intp ns = (npy_intp)nw + 1;
         ids = new_array(1, d1, elem);
         splits = PyArray_SimpleNew(1, &ns, NPY_INT64);
         if (!ids || !splits) goto done;
@@ -222,13 +253,14 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
         char *po = offs ? PyArray_BYTES((PyArrayObject *)offs) : NULL;
         char *ps = special ? PyArray_BYTES((PyArrayObject *)special) : NULL;
         char *pl = PyArray_BYTES((PyArrayObject *)length);
+        char *pmap = mapping ? PyArray_BYTES((PyArrayObject *)mapping) : NULL;
         int64_t *sp = splits ? (int64_t *)PyArray_DATA((PyArrayObject *)splits) : NULL;
         if (sp) {
             sp[0] = 0;
-            for (Py_ssize_t i = 0; i < n; i++) {
-                int64_t w = rows[i].len;
+            for (int64_t r = 0; r < nw; r++) {
+                int64_t w = wlen[r];
                 if (pad_mode != 0 && w < width) w = width;
-                sp[i + 1] = sp[i] + w;
+                sp[r + 1] = sp[r] + w;
             }
         }
         LNN_RELEASE_GIL
@@ -237,13 +269,20 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
 #pragma omp parallel for num_threads(lnn_num_threads) schedule(dynamic, 16) if (n >= 64 && lnn_num_threads > 1)
 #endif
         for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t start = sp ? sp[i] : (int64_t)i * width;
-            int64_t w = sp ? sp[i + 1] - sp[i] : width;
-            size_t off = (size_t)start * (size_t)elem;
-            lnn_tok_row_write(&rows[i], &o, w, pad_left && pad_mode != 0, pad_id, elem, pid + off, ptt ? ptt + off : NULL,
-                              pm ? pm + off : NULL, po ? po + 2 * off : NULL, ps ? ps + off : NULL);
-            if (elem == 8) ((int64_t *)pl)[i] = rows[i].len;
-            else ((int32_t *)pl)[i] = (int32_t)rows[i].len;
+            for (int64_t r = wstart[i]; r < wstart[i + 1]; r++) {
+                lnn_tok_row win;
+                lnn_tok_window(&rows[i], &o, r - wstart[i], &win);
+                int64_t start = sp ? sp[r] : r * width;
+                int64_t w = sp ? sp[r + 1] - sp[r] : width;
+                size_t off = (size_t)start * (size_t)elem;
+                lnn_tok_row_write(&win, &o, w, pad_left && pad_mode != 0, pad_id, elem, pid + off,
+                                  ptt ? ptt + off : NULL, pm ? pm + off : NULL, po ? po + 2 * off : NULL,
+                                  ps ? ps + off : NULL);
+                if (elem == 8) ((int64_t *)pl)[r] = win.len;
+                else ((int32_t *)pl)[r] = (int32_t)win.len;
+                if (pmap && elem == 8) ((int64_t *)pmap)[r] = i;
+                else if (pmap) ((int32_t *)pmap)[r] = (int32_t)i;
+            }
         }
         LNN_ACQUIRE_GIL
     }
@@ -257,13 +296,14 @@ static PyObject *py_tok_encode(PyObject *self, PyObject *args) {
     SETITEM("special_tokens_mask", special);
     SETITEM("length", length);
     SETITEM("row_splits", splits);
+    SETITEM("overflow_to_sample_mapping", mapping);
 #undef SETITEM
 done:
     Py_XDECREF(ids); Py_XDECREF(type_ids); Py_XDECREF(mask); Py_XDECREF(offs); Py_XDECREF(special);
-    Py_XDECREF(length); Py_XDECREF(splits);
+    Py_XDECREF(length); Py_XDECREF(splits); Py_XDECREF(mapping);
     lnn_tok_batch_mem_free(mem);
     if (refs) for (Py_ssize_t i = 0; i < 2 * n; i++) Py_XDECREF(refs[i]);
-    free(rows); free(refs); free(ta); free(tb);
+    free(rows); free(refs); free(ta); free(tb); free(wstart); free(wlen);
     return result;
 }
 
