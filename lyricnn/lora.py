@@ -39,6 +39,10 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_BIN = "adapter_model.bin"
 PREFIX = "base_model.model."  # peft's prefix of every tensor of a PeftModel
+#: The state_dict() entry of a model with adapters that records whether they are merged into the base weights
+#: (int8 0 / 1): load_state_dict refuses a state of the other kind (a merged state into an unmerged model would
+#: apply the adapters twice, as peft silently does).
+MERGED_KEY = "lyricnn.lora_merged"
 
 # The sites of models/encoder.h (LNN_LORA_Q .. LNN_LORA_F2), as HF module names inside a layer.
 SITES = {"distilbert": ("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin", "ffn.lin1",
@@ -479,7 +483,11 @@ class LoraMixin:
 
     def merge(self):
         """Add the adapters into the base weights (W += scaling * B @ A, as peft's merge_adapter); the forward
-        then skips the branches. Training needs unmerge() first."""
+        then skips the branches. Training needs unmerge() first.
+
+        state_dict() records the merge (its entry "lyricnn.lora_merged"), and load_state_dict() refuses a state
+        of the other kind: a merged model's state loaded into an unmerged model would add the adapters twice
+        (peft does that silently). Merge or unmerge the receiving model to match, or use merge_and_unload()."""
         self._need_lora("merge()")
         if self._merged:
             return self
@@ -498,9 +506,28 @@ class LoraMixin:
         self._merged = False
         return self
 
+    def _lora_check_merged(self, state):
+        """load_state_dict's check of the merged entry (MERGED_KEY) against this model's state."""
+        if MERGED_KEY not in state or not self.lora_config:
+            return
+        v = np.asarray(state[MERGED_KEY])
+        if v.shape != () or v.dtype.kind not in "iub" or int(v) not in (0, 1):
+            raise CheckpointError("%s must be 0 or 1 (whether the adapters of the model the state comes from were "
+                                  "merged), got %r" % (MERGED_KEY, state[MERGED_KEY]))
+        if bool(int(v)) and not self._merged:
+            raise CheckpointError("the state dict comes from a model whose LoRA adapters were merged into its base "
+                                  "weights (%s = 1), but this model's adapters are not merged: loading it would apply "
+                                  "the adapters twice. Call merge() on this model first, or take the state dict before "
+                                  "merge() (or after unmerge())" % MERGED_KEY)
+        if not int(v) and self._merged:
+            raise CheckpointError("the state dict comes from a model whose LoRA adapters were not merged (%s = 0), "
+                                  "but this model's are: its base weights would lose the adapters. Call unmerge() on "
+                                  "this model first" % MERGED_KEY)
+
     def _lora_merged_state(self):
         """state_dict() with the adapters merged into the base weights and the adapter tensors left out."""
         sd = self.state_dict()
+        sd.pop(MERGED_KEY, None)
         if not self.lora_config:
             return sd
         for _, w, a, b in self._lora_sites():

@@ -426,3 +426,118 @@ def test_15_absurd_padding_is_refused_before_allocating(tok_dir, tmp_path):
         hf = _hf_tokenizer(d)
         assert hf.model_max_length == 10 ** 12
         assert [r.tolist() for r in ours] == hf(texts, truncation=True)["input_ids"]
+
+
+# ==================================================================================== the second sweep (issue 20)
+
+@pytest.fixture(scope="module")
+def lstm_dir(tmp_path_factory):
+    n = lyricnn.get_num_threads()
+    lyricnn.set_num_threads(1)
+    try:
+        d = tmp_path_factory.mktemp("lstm")
+        lyricnn.LSTMClassifier(embedding_dim=8, hidden_size=8, num_layers=1, epochs=1, batch_size=8,
+                               verbose=0).fit(X, Y).save(d)
+        return d
+    finally:
+        lyricnn.set_num_threads(n)
+
+
+def _edit_vocab(src, dst, edit):
+    shutil.copytree(src, dst)
+    v = json.loads((dst / "vocab.json").read_text())
+    edit(v)
+    (dst / "vocab.json").write_text(json.dumps(v))
+    return dst
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda v: v.update(pattern="(a+)+$"), r"field 'pattern' \('\(a\+\)\+\$'\) is not the word pattern of version 1; "
+                                          r"the word split is part of lyricnn's code"),
+    (lambda v: v.update(pattern=""), r"field 'pattern' is empty; the word split is part of lyricnn's code"),
+    (lambda v: v.update(pattern=5), r"field 'pattern' is 5, not a string"),
+    (lambda v: v.update(pattern_version=7), r"field 'pattern_version' is 7, not a word-pattern version lyricnn knows"),
+    (lambda v: v.update(pattern_version="1"), r"field 'pattern_version' is '1'"),
+    (lambda v: (v.pop("pattern_version"), v.update(pattern="[a-z]+")), r"field 'pattern' \('\[a-z\]\+'\) is not the "
+                                                                       r"word pattern of any version lyricnn knows"),
+])
+def test_20_02_vocab_pattern_is_code_not_data(lstm_dir, tmp_path, edit, msg):
+    d = _edit_vocab(lstm_dir, tmp_path / "m", edit)
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=re.escape(str(d / "vocab.json")) + ": " + msg):
+        lyricnn.LSTMClassifier.load(d)
+    with pytest.raises(CheckpointError, match=msg):
+        lyricnn.WordVocab.from_pretrained(d)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_20_02_vocab_records_its_pattern_version_and_old_files_load(lstm_dir, tmp_path):
+    v = json.loads((lstm_dir / "vocab.json").read_text())
+    assert v["pattern_version"] == 1 and v["pattern"] == lyricnn.lstm.WORD_PATTERN
+    old = _edit_vocab(lstm_dir, tmp_path / "old", lambda v: v.pop("pattern_version"))  # written before the field
+    assert lyricnn.WordVocab.from_pretrained(old).pattern_version == 1
+    with pytest.raises(ValueError, match=r"pattern='\\\\w\+' is not a word pattern lyricnn knows; .*subclass "
+                                         r"WordVocab and override tokenize\(\)"):
+        lyricnn.WordVocab(["a"], pattern=r"\w+")
+    assert lyricnn.WordVocab(["a"], pattern=1).pattern == lyricnn.lstm.WORD_PATTERN
+
+
+def test_20_02_reordered_vocab_names_the_mismatch(lstm_dir, tmp_path):
+    est = lyricnn.LSTMClassifier.load(lstm_dir)
+    cfg = json.loads((lstm_dir / "config.json").read_text())
+    assert cfg["vocab_sha256"] == est.tokenizer_.digest()
+    d = _edit_vocab(lstm_dir, tmp_path / "swapped", lambda v: v["words"].reverse())
+    with pytest.raises(CheckpointError, match=r"vocab\.json does not belong to this model: its digest \(sha256 [0-9a-f]{"
+                                              r"12}\.\.\.\) differs from the one config\.json recorded .*reordered, "
+                                              r"added or removed"):
+        lyricnn.LSTMClassifier.load(d)
+    d2 = _edit_vocab(lstm_dir, tmp_path / "lower", lambda v: v.update(lowercase=False))
+    with pytest.raises(CheckpointError, match="does not belong to this model"):
+        lyricnn.LSTMClassifier.load(d2)
+    # a model saved before the digest existed still loads (nothing to compare)
+    d3 = tmp_path / "nodigest"
+    shutil.copytree(lstm_dir, d3)
+    cfg.pop("vocab_sha256")
+    (d3 / "config.json").write_text(json.dumps(cfg))
+    assert lyricnn.LSTMClassifier.load(d3).predict(X[:2]).shape == (2,)
+
+
+@pytest.mark.parametrize("value, msg", [
+    ("abc", r"state dict tensor 'fc.bias' has dtype <U3; the model's tensors hold real numbers"),
+    (np.array([1 + 2j, 0j]), r"state dict tensor 'fc.bias' has dtype complex128"),
+    (np.array([None, None]), r"state dict tensor 'fc.bias' has dtype object"),
+])
+def test_20_lstm_load_state_dict_names_the_tensor(value, msg):
+    net = lyricnn.LSTMNet(10, embedding_dim=4, hidden_size=3, num_layers=1, num_labels=2)
+    before = net.state_dict()
+    with pytest.raises(TypeError, match=msg):
+        net.load_state_dict({"fc.weight": np.zeros((2, 3)), "fc.bias": value}, strict=False)
+    assert np.array_equal(net.params["fc.weight"], before["fc.weight"])  # nothing written on a refusal
+
+
+def test_20_06_merged_lora_state_dict_into_unmerged_model_is_refused():
+    cfg = dict(TINY, n_layers=1)
+    a = lyricnn.SequenceClassifier.from_config(cfg, num_labels=2, lora=dict(r=2), seed=1)
+    b = lyricnn.SequenceClassifier.from_config(cfg, num_labels=2, lora=dict(r=2), seed=2)
+    name = [n for n in a.params if n.endswith("lora_B.weight")][0]
+    sd = a.state_dict()
+    sd[name] = np.full_like(sd[name], 0.5)  # a non-zero delta
+    a.load_state_dict(sd)
+    ids = np.array([[101, 2000, 2001, 102]])
+    want = a(ids).logits
+    a.merge()
+    merged = a.state_dict()
+    assert int(merged["lyricnn.lora_merged"]) == 1
+    with pytest.raises(CheckpointError, match=r"merged into its base weights \(lyricnn\.lora_merged = 1\), but this "
+                                              r"model's adapters are not merged: loading it would apply the adapters "
+                                              r"twice\. Call merge\(\) on this model first"):
+        b.load_state_dict(merged)
+    b.merge()
+    b.load_state_dict(merged)  # merged into merged: the same model
+    np.testing.assert_allclose(b(ids).logits, want, rtol=1e-5, atol=1e-6)
+    b.unmerge()
+    np.testing.assert_allclose(b(ids).logits, want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(CheckpointError, match=r"were not merged \(lyricnn\.lora_merged = 0\), but this model's are"):
+        a.load_state_dict(b.state_dict())
+    # merge_and_unload / save_pretrained carry no such entry (no adapters there)
+    assert "lyricnn.lora_merged" not in a.merge_and_unload().state_dict()
