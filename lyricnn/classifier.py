@@ -195,8 +195,8 @@ def _with_dropout(config, p):
 
 def _f32_2d(x, name, B, F):
     a = np.asarray(x)
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise TypeError("%s must be numeric, got dtype %s" % (name, a.dtype))
+    if a.dtype.kind not in "fiub":
+        raise TypeError("%s must hold real numbers, got dtype %s" % (name, a.dtype))
     if a.ndim == 1 and F == 1:
         a = a.reshape(-1, 1)
     if a.ndim != 2 or a.shape != (B, F):
@@ -612,7 +612,10 @@ class SequenceClassifier(LoraMixin):
             return None
         if self.problem_type != allowed:
             raise ValueError("%s is only used with problem_type=%r; this model's is %r" % (name, allowed, self.problem_type))
-        a = np.asarray(w, dtype=np.float32).reshape(-1)
+        a = np.asarray(w)
+        if a.dtype.kind not in "fiub":
+            raise TypeError("%s must hold real numbers, got dtype %s" % (name, a.dtype))
+        a = a.astype(np.float32).reshape(-1)
         if a.shape != (self.num_labels,):
             raise ValueError("%s must have %d entries (one per label), got shape %s" % (name, self.num_labels, np.shape(w)))
         if not (np.isfinite(a).all() and (a >= 0).all()):

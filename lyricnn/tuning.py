@@ -454,7 +454,6 @@ class _Objective:
         return ahead >= self.target
 
     def __call__(self, trial):
-        trial.set_user_attr("worker", _worker())
         if self._surplus(trial):
             trial.set_user_attr("skipped", "the study already had n_trials=%d trials" % self.target)
             trial.study.stop()
@@ -471,6 +470,12 @@ class _Objective:
         overrides = _to_params({p.name: _suggest(trial, p) for p in self.params}, self.params, self.base)
         overrides.update(verbose=self.fit_verbose, checkpoint_dir=None)
         scores, steps, offset = [], 0, 0
+        marked = []
+
+        def mark_worker(est, info):  # after the first step: a kill -9 from here on leaves a trial a rerun can fail
+            if not marked:
+                marked.append(True)
+                trial.set_user_attr("worker", _worker())
         for tr, va in self.splits:
             est = _clone(self.estimator, overrides)
             rep = _Reporter(trial, self.metric, offset)
@@ -478,7 +483,8 @@ class _Objective:
             eval_set = (Xv, yv) if self.F is None else (Xv, yv, _take(self.F, va))
             diverged = None
             try:
-                est.fit(_take(self.X, tr), self.y[tr], features=_take(self.F, tr), eval_set=eval_set, callbacks=[rep])
+                est.fit(_take(self.X, tr), self.y[tr], features=_take(self.F, tr), eval_set=eval_set,
+                        callbacks=[rep, mark_worker])
             except FloatingPointError as e:  # the loss diverged: a bad configuration, ranked below the others
                 diverged = str(e)  # (the traceback, which holds the model, goes with the except block)
             if diverged is not None:
@@ -707,8 +713,9 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
     result; the finished trials stay in the storage. A trial that raises an error (other than a diverging
     loss) is marked failed and the error stops the search: most such errors would repeat in every trial.
     A run that was killed (kill -9, a crash) leaves its trial RUNNING in the storage: the next tune on the same
-    storage and host marks it failed at once (each trial records its worker's host and pid, and that process is
-    gone) and says so, then runs the missing trials, so the study ends with n_trials. Trials of workers that
+    storage and host marks it failed at once (each trial records its worker's host and pid after its first
+    training step, and that process is gone) and says so, then runs the missing trials, so the study ends with
+    n_trials. Trials of workers that
     still run, or of other hosts (Optuna's heartbeat handles those, on databases), are left alone.
     """
     optuna = _optuna()
