@@ -229,20 +229,26 @@ print("RESULT interrupted=%%s" %% res.interrupted_, flush=True)
 """
 
 
-def test_ctrl_c_ends_the_study_cleanly(tmp_path):
-    url = "sqlite:///%s" % (tmp_path / "study.db")
+def _run_until(tmp_path, script_text, url, marker, count, limit):
+    """Start script_text (a template of tests and url) in a subprocess and read its output until the count-th
+    line starting with marker; returns the process, still running."""
     script = tmp_path / "run.py"
-    script.write_text(SIGINT_SCRIPT % {"tests": str(ROOT / "tests"), "url": url})
+    script.write_text(script_text % {"tests": str(ROOT / "tests"), "url": url})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env, cwd=str(tmp_path))
-    done = 0
-    t0 = time.time()
+    seen, t0 = 0, time.time()
     for line in p.stdout:
-        done += line.startswith("DONE")
-        if done == 2:
+        seen += line.startswith(marker)
+        if seen == count:
             break
-        assert time.time() - t0 < 60
+        assert time.time() - t0 < limit
+    return p
+
+
+def test_ctrl_c_ends_the_study_cleanly(tmp_path):
+    url = "sqlite:///%s" % (tmp_path / "study.db")
+    p = _run_until(tmp_path, SIGINT_SCRIPT, url, "DONE", 2, 60)
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)  # during trial 2's fit: it stops between two steps
     out, err = p.communicate(timeout=60)
@@ -616,16 +622,7 @@ def test_20_killed_sqlite_sweep_reruns_at_once_to_n_trials(tmp_path, capsys):
     """kill -9 during trial 1: the rerun at once marks that trial failed (its worker is gone), says so, and the
     study ends with n_trials finished trials; nothing waits for Optuna's 2-minute heartbeat."""
     url = "sqlite:///%s" % (tmp_path / "study.db")
-    script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT % {"tests": str(ROOT / "tests"), "url": url})
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=_env(), cwd=str(tmp_path))
-    fits, t0 = 0, time.time()
-    for line in p.stdout:
-        fits += line.startswith("FIT")
-        if fits == 2:
-            break
-        assert time.time() - t0 < 120
+    p = _run_until(tmp_path, KILL_SCRIPT, url, "FIT", 2, 120)
     time.sleep(0.5)
     p.kill()  # SIGKILL: no cleanup at all
     p.wait(timeout=30)
