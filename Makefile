@@ -83,7 +83,7 @@ bench: deps build
 	$(VPY) bench/tokenizer.py
 
 fuzz:
-	bash tools/fuzz.sh $(FUZZ_SECONDS)
+	PYTHON=$(VPY) bash tools/fuzz.sh $(FUZZ_SECONDS)
 
 nvcc-check:
 	bash tools/nvcc_check.sh

@@ -417,6 +417,17 @@ def _load_safetensors_f32(path):
     return _C.st_read(path, to_float32=True, skip_non_float=True)[0]
 
 
+def weights_file(directory):
+    """The weights file of an HF model directory (model.safetensors, model.safetensors.index.json,
+    pytorch_model.bin, pytorch_model.bin.index.json, in that order); CheckpointError when it has none."""
+    for fname in (SAFE_WEIGHTS, SAFE_INDEX, PT_WEIGHTS, PT_INDEX):
+        cand = os.path.join(directory, fname)
+        if os.path.isfile(cand):
+            return cand
+    raise CheckpointError("%s: no weights found (looked for %s, %s, %s, %s)"
+                          % (directory, SAFE_WEIGHTS, SAFE_INDEX, PT_WEIGHTS, PT_INDEX))
+
+
 def load_state_dict(path):
     """{raw name: float32 C-contiguous array} from an HF model directory or a weights file.
 
@@ -427,12 +438,7 @@ def load_state_dict(path):
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        for fname in (SAFE_WEIGHTS, SAFE_INDEX, PT_WEIGHTS, PT_INDEX):
-            cand = os.path.join(path, fname)
-            if os.path.isfile(cand):
-                return load_state_dict(cand)
-        raise CheckpointError("%s: no weights found (looked for %s, %s, %s, %s)"
-                              % (path, SAFE_WEIGHTS, SAFE_INDEX, PT_WEIGHTS, PT_INDEX))
+        return load_state_dict(weights_file(path))
     if not os.path.isfile(path):
         raise CheckpointError("%s: not found" % path)
     if path.endswith(".index.json"):

@@ -39,7 +39,7 @@ from ._C import CheckpointError, LyricnnError
 from . import _train_ops
 from ._validate import check_float, check_int, check_seed
 from .encoder import Encoder, _check_inputs, parse_config
-from .lora import LoraMixin
+from .lora import MERGED_KEY, LoraMixin
 
 __all__ = ["SequenceClassifier", "SequenceClassifierOutput", "normalize_head"]
 
@@ -258,8 +258,8 @@ def _windows_of(windows_of, B):
 
 def _f32_2d(x, name, B, F):
     a = np.asarray(x)
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise TypeError("%s must be numeric, got dtype %s" % (name, a.dtype))
+    if a.dtype.kind not in "fiub":
+        raise TypeError("%s must hold real numbers, got dtype %s" % (name, a.dtype))
     if a.ndim == 1 and F == 1:
         a = a.reshape(-1, 1)
     if a.ndim != 2 or a.shape != (B, F):
@@ -401,7 +401,10 @@ class SequenceClassifier(LoraMixin):
     def load_buffers(self, values):
         """Set BatchNorm running statistics from {name: (C,) array} (a subset is fine)."""
         for k, v in values.items():
-            a = np.asarray(v, dtype=np.float32).reshape(-1)
+            a = np.asarray(v)
+            if a.dtype.kind not in "fiub":
+                raise TypeError("buffer %r has dtype %s; BatchNorm statistics are real numbers (float32)" % (k, a.dtype))
+            a = a.astype(np.float32).reshape(-1)
             if a.shape != (self._bn_layout[k][1],):
                 raise CheckpointError("%s: shape %s, the model needs (%d,)" % (k, np.shape(v), self._bn_layout[k][1]))
         if self._bn_views is not None:
@@ -716,7 +719,10 @@ class SequenceClassifier(LoraMixin):
             return None
         if self.problem_type != allowed:
             raise ValueError("%s is only used with problem_type=%r; this model's is %r" % (name, allowed, self.problem_type))
-        a = np.asarray(w, dtype=np.float32).reshape(-1)
+        a = np.asarray(w)
+        if a.dtype.kind not in "fiub":
+            raise TypeError("%s must hold real numbers, got dtype %s" % (name, a.dtype))
+        a = a.astype(np.float32).reshape(-1)
         if a.shape != (self.num_labels,):
             raise ValueError("%s must have %d entries (one per label), got shape %s" % (name, self.num_labels, np.shape(w)))
         if not (np.isfinite(a).all() and (a >= 0).all()):
@@ -769,23 +775,36 @@ class SequenceClassifier(LoraMixin):
             out[k] = v.copy()
         for nm, n in self._num_batches.items():
             out[nm + ".num_batches_tracked"] = np.array(n, np.int64)
+        if self.lora_config:  # whether the adapters are merged into the base weights (see merge())
+            out[MERGED_KEY] = np.array(int(self._merged), np.int8)
         return out
 
     def load_state_dict(self, state, strict=True):
-        """Copy parameters / buffers from a dict {HF name: array}; strict: every key must match."""
+        """Copy parameters / buffers from a dict {HF name: array}; strict: every key must match. A state of a
+        model with merged LoRA adapters loads only into a model whose adapters are merged too (see merge())."""
         layout = self._pstore.layout
         known = set(layout) | set(self._bn_layout) | {nm + ".num_batches_tracked" for nm in self._bn}
+        if self.lora_config:
+            known.add(MERGED_KEY)
+            self._lora_check_merged(state)
         unknown = [k for k in state if k not in known]
         missing = [k for k in layout if k not in state]
         if strict and (unknown or missing):
             raise CheckpointError("state dict does not match the model (missing: %s; unknown: %s)"
                                   % (", ".join(missing[:10]) or "-", ", ".join(unknown[:10]) or "-"))
-        for k, v in state.items():
+        arrays = {}
+        for k, v in state.items():  # every tensor checked before any is written
             if k in layout:
                 a = np.asarray(v)
+                if a.dtype.kind not in "fiub":
+                    raise TypeError("state dict tensor %r has dtype %s; the model's tensors hold real numbers "
+                                    "(float32): pass a float array" % (k, a.dtype))
                 if a.shape != layout[k][1]:
                     raise CheckpointError("%s: shape %s, the model needs %s" % (k, a.shape, layout[k][1]))
-                self._pstore.write(k, a)
+                arrays[k] = a
+        for k, v in state.items():
+            if k in layout:
+                self._pstore.write(k, arrays[k])
             elif k.endswith(".num_batches_tracked") and k[:-len(".num_batches_tracked")] in self._num_batches:
                 self._num_batches[k[:-len(".num_batches_tracked")]] = int(np.asarray(v))
         self._pstore.done()

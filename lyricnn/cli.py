@@ -17,14 +17,37 @@ _CLI_FILE = "lyricnn_cli.json"
 DEFAULT_VAL_FRACTION = 0.1
 
 
-def _read_csv(path, what="CSV"):
+def _read_csv(path, what="CSV", encoding="utf-8"):
+    """A CSV file as a DataFrame; an empty file, bytes that are not `encoding` or broken quoting exit with a
+    message naming the file and the fix."""
     try:
         import pandas as pd
     except ImportError:
         raise SystemExit("error: reading CSV files needs pandas: pip install pandas")
     if not os.path.isfile(path):
         raise SystemExit("error: %s %s does not exist" % (what, path))
-    return pd.read_csv(path, keep_default_na=True)
+    try:
+        return pd.read_csv(path, keep_default_na=True, encoding=encoding)
+    except pd.errors.EmptyDataError:
+        raise SystemExit("error: %s %s is empty: give a CSV file with a header row (e.g. text,label) and one row per "
+                         "text" % (what, path))
+    except UnicodeDecodeError as e:
+        where = "byte 0x%02x" % e.object[e.start]
+        with open(path, "rb") as f:  # the error path only: find the byte in the file
+            data = f.read()
+        try:
+            data.decode(encoding)
+        except UnicodeDecodeError as full:
+            where = "byte 0x%02x at offset %d, line %d" % (data[full.start], full.start,
+                                                           data.count(b"\n", 0, full.start) + 1)
+        raise SystemExit("error: %s %s is not %s text (%s); pass its encoding, e.g. --encoding latin-1 (or cp1252, "
+                         "utf-16)" % (what, path, encoding, where))
+    except LookupError as e:
+        raise SystemExit("error: --encoding %r: %s" % (encoding, e))
+    except pd.errors.ParserError as e:
+        raise SystemExit("error: %s %s cannot be read as CSV: %s. Check its quoting: a field that opens a quote (\") "
+                         "must close it, and a quote inside a quoted field is written twice (\"\")"
+                         % (what, path, str(e).strip()))
 
 
 def _cols(s):
@@ -169,14 +192,49 @@ def _save(est, a, feats):
     print("saved the model to %s (%s)" % (a.output_dir, ", ".join(sorted(os.listdir(a.output_dir)))))
 
 
+def _check_output(path, flag, folder=True):
+    """An output folder (or a file's folder) is checked, created and written to now, before any training: a file
+    in the way or a folder that takes no files fails here, not after the work."""
+    from .training import probe_writable_dir
+
+    if path is None:
+        return
+    d = path if folder else (os.path.dirname(os.path.abspath(path)) or ".")
+    if not folder and os.path.isdir(path):
+        raise SystemExit("error: %s %s is a folder; give a file name" % (flag, path))
+    try:
+        probe_writable_dir(d, flag)
+    except ValueError as e:
+        raise SystemExit("error: %s" % e)
+
+
+def _save_or_rescue(est, a, feats):
+    """_save; where that still fails at the end (the disk filled up, the folder went away), the model goes to a
+    fallback folder, and the message says where."""
+    try:
+        _save(est, a, feats)
+        return 0
+    except OSError as e:
+        import tempfile
+
+        base = os.getcwd() if os.access(os.getcwd(), os.W_OK) else None
+        rescue = tempfile.mkdtemp(prefix="lyricnn-rescued-", dir=base)
+        print("error: could not save the model to %s (%s)" % (a.output_dir, e), file=sys.stderr)
+        a.output_dir = rescue
+        _save(est, a, feats)
+        print("saved it to %s instead" % rescue, file=sys.stderr)
+        return 1
+
+
 def cmd_train(a):
     feats = _cols(a.feature_cols)
-    df = _clean(_read_csv(a.csv), a.text_col, a.label_col, feats, a.csv)
+    _check_output(a.output_dir, "--output-dir")
+    df = _clean(_read_csv(a.csv, encoding=a.encoding), a.text_col, a.label_col, feats, a.csv)
     est = _estimator(a, feats)
     y_all = df[a.label_col]
     eval_set = None
     if a.val_csv:
-        vdf = _clean(_read_csv(a.val_csv, "validation CSV"), a.text_col, a.label_col, feats, a.val_csv)
+        vdf = _clean(_read_csv(a.val_csv, "validation CSV", a.encoding), a.text_col, a.label_col, feats, a.val_csv)
         eval_set = (vdf, vdf[a.label_col])
     else:
         vf = DEFAULT_VAL_FRACTION if a.val_fraction is None else a.val_fraction
@@ -194,8 +252,7 @@ def cmd_train(a):
     if val_cols and h[val_cols[0]].notna().any():
         last = h[h[val_cols[0]].notna()].iloc[-1]
         print("last validation: " + ", ".join("%s %.4f" % (c[4:], last[c]) for c in val_cols))
-    _save(est, a, feats)
-    return 0
+    return _save_or_rescue(est, a, feats)
 
 
 def _set_columns(est, text_col, feats):
@@ -253,7 +310,9 @@ def cmd_tune(a):
     from .tuning import tune
 
     feats = _cols(a.feature_cols)
-    df = _clean(_read_csv(a.csv), a.text_col, a.label_col, feats, a.csv)
+    _check_output(a.output_dir, "--output-dir")
+    _check_output(a.trials_csv, "--trials-csv", folder=False)
+    df = _clean(_read_csv(a.csv, encoding=a.encoding), a.text_col, a.label_col, feats, a.csv)
     est = _estimator(a, feats)
     if a.eval_steps:
         est.set_params(eval_steps=a.eval_steps)
@@ -275,12 +334,13 @@ def cmd_tune(a):
                                                json.dumps(res.best_params_, default=str)))
     if res.plots_:
         print("plots: %s" % ", ".join(sorted(res.plots_.values())))
+    status = 0
     if res.best_estimator_ is not None:
-        _save(res.best_estimator_, a, feats)
+        status = _save_or_rescue(res.best_estimator_, a, feats)
         with open(os.path.join(a.output_dir, "best_params.json"), "w", encoding="utf-8") as f:
             json.dump({"metric": res.metric, "score": res.best_score_, "trial": res.best_trial_.number,
                        "params": res.best_params_}, f, indent=1, default=str)
-    return 130 if res.interrupted_ else 0
+    return 130 if res.interrupted_ else status
 
 
 def cmd_evaluate(a):
@@ -288,7 +348,7 @@ def cmd_evaluate(a):
     text_col = a.text_col or cli.get("text_col") or "text"
     label_col = a.label_col or cli.get("label_col") or "label"
     feats = _cols(a.feature_cols) if a.feature_cols else cli.get("feature_cols")
-    df = _clean(_read_csv(a.csv), text_col, label_col, feats, a.csv)
+    df = _clean(_read_csv(a.csv, encoding=a.encoding), text_col, label_col, feats, a.csv)
     _set_columns(est, text_col, feats)
     try:
         rep = est.evaluate(df, df[label_col])
@@ -310,7 +370,8 @@ def cmd_predict(a):
     est, cli = _load(a.model_dir, a.device, a.precision)
     text_col = a.text_col or cli.get("text_col") or "text"
     feats = _cols(a.feature_cols) if a.feature_cols else cli.get("feature_cols")
-    df = _read_csv(a.csv)
+    _check_output(a.output, "--output", folder=False)
+    df = _read_csv(a.csv, encoding=a.encoding)
     _need_cols(df, [text_col] + (feats or []), a.csv)
     df[text_col] = df[text_col].fillna("").astype(str)
     _set_columns(est, text_col, feats)
@@ -334,6 +395,8 @@ def cmd_predict(a):
 
 
 def _threads_arg(parser):
+    parser.add_argument("--encoding", default="utf-8",
+                        help="text encoding of the CSV files (default: utf-8; e.g. latin-1, cp1252, utf-16)")
     parser.add_argument("--threads", type=int, default=None,
                         help="engine threads (default: all cores; results are bit-identical on any count)")
     parser.add_argument("--device", default="auto",

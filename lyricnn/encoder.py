@@ -164,8 +164,8 @@ def _check_inputs(input_ids, attention_mask, token_type_ids, model_type):
         m = as_array(attention_mask, "attention_mask")
         if m.shape != ids.shape:
             raise ValueError("attention_mask has shape %s but input_ids has shape %s" % (m.shape, ids.shape))
-        if not (np.issubdtype(m.dtype, np.number) or m.dtype == np.bool_):
-            raise TypeError("attention_mask must be numeric or bool, got dtype %s" % m.dtype)
+        if m.dtype.kind not in "fiub":
+            raise TypeError("attention_mask must hold real numbers or bools, got dtype %s" % m.dtype)
         mask = np.ascontiguousarray(m != 0, dtype=np.int32)
     types = None
     if token_type_ids is not None:

@@ -966,6 +966,12 @@ class TextClassifier(_TextEstimator):
                 seen = np.unique(y)
             except TypeError:
                 raise TypeError("y mixes label types (e.g. str and int); use one type") from None
+            if self.classes is None and seen.dtype.kind == "f" and not np.all(seen == np.round(seen)):
+                raise ValueError(
+                    "y looks continuous: %d distinct float values (such as %s), not class labels; a classifier would "
+                    "make one class per distinct value. For a numeric target use TextRegressor (command line: --task "
+                    "regress); for class ids pass whole numbers (or list them in classes=)"
+                    % (len(seen), ", ".join("%g" % v for v in seen[seen != np.round(seen)][:3])))
             if self.classes is not None:
                 _check_target_values(self.classes, "classes")
                 classes = np.asarray(self.classes)

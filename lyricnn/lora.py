@@ -13,6 +13,10 @@ This module holds what is not the engine: the configuration (`normalize_lora`), 
 their matching (peft's rules: a name matches a module whose full name equals it or ends with "." + it; a
 string other than "all-linear" is a regular expression matched against the full name), the adapter
 files (`write_adapter`, `read_adapter`) and peft's adapter_config.json (`lora_from_peft_config`).
+
+The regular expressions (target_modules, layers_pattern, exclude_modules; adapter configs come from the
+internet) are matched in bounded time with Python's semantics by lyricnn._patterns: RE2 when the optional
+google-re2 is installed, else a bounded Pike VM; backreferences and lookaround are refused by name.
 """
 import json
 import math
@@ -22,6 +26,7 @@ import re
 import numpy as np
 
 from ._C import CheckpointError
+from ._patterns import PatternError, compile_untrusted
 from ._validate import check_bool, check_choice, check_float, check_int
 
 __all__ = ["normalize_lora", "LORA_KEYS", "ADAPTER_CONFIG", "ADAPTER_WEIGHTS"]
@@ -34,6 +39,10 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_BIN = "adapter_model.bin"
 PREFIX = "base_model.model."  # peft's prefix of every tensor of a PeftModel
+#: The state_dict() entry of a model with adapters that records whether they are merged into the base weights
+#: (int8 0 / 1): load_state_dict refuses a state of the other kind (a merged state into an unmerged model would
+#: apply the adapters twice, as peft silently does).
+MERGED_KEY = "lyricnn.lora_merged"
 
 # The sites of models/encoder.h (LNN_LORA_Q .. LNN_LORA_F2), as HF module names inside a layer.
 SITES = {"distilbert": ("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin", "ffn.lin1",
@@ -86,6 +95,8 @@ def normalize_lora(lora):
     out["init"] = check_choice(init, "lora init", ("kaiming", "gaussian"))
     out["bias"] = check_choice(out["bias"], "lora bias", ("none", "all", "lora_only"))
     out["target_modules"] = _names_arg(out["target_modules"], "lora target_modules", allow_str=True)
+    if isinstance(out["target_modules"], str) and out["target_modules"] != ALL_LINEAR:
+        compile_untrusted(out["target_modules"], "lora target_modules")  # PatternError (a ValueError) names it
     out["modules_to_save"] = _names_arg(out["modules_to_save"], "lora modules_to_save", allow_str=False)
     return out
 
@@ -119,29 +130,79 @@ def linear_modules(model_type, n_layers, pooler):
     return out
 
 
-def _matches(entries, key):
-    """peft's target rule: a regex (str) fullmatches the key; a list entry equals it or is a dotted suffix."""
+def _matches(entries, key, what="target_modules"):
+    """peft's target rule: a regex (str) fullmatches the key (in bounded time: lyricnn._patterns); a list entry
+    equals it or is a dotted suffix."""
     if isinstance(entries, str):
-        return re.fullmatch(entries, key) is not None
+        return compile_untrusted(entries, what).fullmatch(key)
     return key in entries or any(key.endswith("." + e) for e in entries)
+
+
+_LAYER_DEFAULT = re.compile(r".*?\.[^.]*\.(?P<idx>\d+)\.")  # ours, not from a file
+
+
+def _layer_regex(p):
+    """peft's layers_pattern regex around a pattern p (text from a file), checked and compiled."""
+    return compile_untrusted(r"(?:^|.*?\.)%s\.(?P<idx>\d+)\." % p, "layers_pattern",
+                             shown="%r (peft matches it as (?:^|.*?\\.)%s\\.(?P<idx>\\d+)\\.)" % (p, p))
 
 
 def _layer_ok(key, layers, pattern):
     """peft's layers_to_transform / layers_pattern rule for a matched key."""
     if layers is None or (isinstance(layers, list) and not layers):
         return True
+    idx = None
     if not pattern:
-        m = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
+        m = _LAYER_DEFAULT.match(key)
+        idx = m.group("idx") if m else None
     else:
-        m = None
         for p in ([pattern] if isinstance(pattern, str) else pattern):
-            m = re.match(r"(?:^|.*?\.)%s\.(?P<idx>\d+)\." % p, key)
-            if m:
+            idx = _layer_regex(p).match_group(key, "idx")
+            if idx is not None:
                 break
-    if not m:
+    if idx is None:
         return False
-    idx = int(m.group("idx"))
+    idx = int(idx)
     return idx == layers if isinstance(layers, int) else idx in layers
+
+
+def check_layer_args(layers_to_transform, layers_pattern, exclude_modules, target_modules, where):
+    """adapter_config.json's layers_to_transform, layers_pattern and exclude_modules, checked as peft's
+    LoraConfig does (and their patterns compiled): CheckpointError naming the file, the field and the fix."""
+    def bad(msg):
+        raise CheckpointError("%s: %s" % (where, msg))
+    ltt, lpat, excl = layers_to_transform, layers_pattern, exclude_modules
+    if ltt is not None:
+        items = ltt if isinstance(ltt, list) else [ltt]
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in items):
+            bad("layers_to_transform must be a layer index (an int >= 0) or a list of them, got %r" % (ltt,))
+        if isinstance(target_modules, str):
+            bad("layers_to_transform cannot be used when target_modules is a regular expression (%r); peft's "
+                "LoraConfig refuses this config too" % target_modules)
+    if lpat is not None:
+        pats = lpat if isinstance(lpat, list) else [lpat]
+        if not all(isinstance(p, str) for p in pats):
+            bad("layers_pattern must be a str (the name of the layer list, e.g. 'layer') or a list of them, got %r"
+                % (lpat,))
+        if isinstance(target_modules, str):
+            bad("layers_pattern cannot be used when target_modules is a regular expression (%r); peft's LoraConfig "
+                "refuses this config too" % target_modules)
+        if pats and any(pats) and ltt is None:
+            bad("layers_pattern is set (%r) but layers_to_transform is not; peft's LoraConfig refuses this config "
+                "too: give the layer indices" % (lpat,))
+        try:
+            for p in pats:
+                _layer_regex(p)
+        except PatternError as e:
+            bad(str(e))
+    if excl is not None:
+        if isinstance(excl, str):
+            try:
+                compile_untrusted(excl, "exclude_modules")
+            except PatternError as e:
+                bad(str(e))
+        elif not isinstance(excl, list) or not all(isinstance(e, str) and e for e in excl):
+            bad("exclude_modules must be a regular expression (a str) or a list of module names, got %r" % (excl,))
 
 
 def head_modules(head_names):
@@ -196,9 +257,18 @@ def plan(spec, model_type, n_layers, pooler, head_names, strict=True, layers_to_
                                         full[0] if full else POOLER))
         chosen = [m for m in mods if _matches(targets, m[0]) and _layer_ok(m[0], layers_to_transform, layers_pattern)]
     if exclude_modules:
-        chosen = [m for m in chosen if not _matches(exclude_modules, m[0])]
+        chosen = [m for m in chosen if not _matches(exclude_modules, m[0], "exclude_modules")]
     # peft never puts an adapter inside a module it saves whole
     chosen = [m for m in chosen if not any(re.match(r"(^|.*\.)%s($|\..*)" % re.escape(s), m[0]) for s in save)]
+    if not chosen and layers_to_transform is not None and layers_to_transform != []:
+        idx = layers_to_transform if isinstance(layers_to_transform, list) else [layers_to_transform]
+        if not any(0 <= i < n_layers for i in idx):
+            raise ValueError("layers_to_transform=%r selects no layer of this %d-layer %s model (its layers are 0 to "
+                             "%d); the adapter was made for a deeper model or the indices are wrong"
+                             % (layers_to_transform, n_layers, model_type, n_layers - 1))
+        raise ValueError("layers_to_transform=%r with layers_pattern=%r selects no linear layer of this %s model: "
+                         "its layers are named %s" % (layers_to_transform, layers_pattern, model_type,
+                                                      LAYER[model_type] % 0))
     if not chosen:
         raise ValueError("lora target_modules=%r selects no linear layer of this %s model; valid names: %s, or "
                          "'all-linear'" % (targets, model_type, ", ".join(SHORT[model_type])))
@@ -277,7 +347,9 @@ def lora_from_peft_config(cfg, where):
         raise CheckpointError("%s: %s" % (where, e)) from None
     if spec["target_modules"] is None:
         raise CheckpointError("%s: target_modules is not set" % where)
-    return spec, cfg.get("layers_to_transform"), cfg.get("layers_pattern"), cfg.get("exclude_modules")
+    extra = cfg.get("layers_to_transform"), cfg.get("layers_pattern"), cfg.get("exclude_modules")
+    check_layer_args(*extra, spec["target_modules"], where)
+    return (spec,) + extra
 
 
 def peft_config(spec, sites, save, base_path):
@@ -316,7 +388,12 @@ class LoraMixin:
             raise ValueError("freeze_encoder=True and lora are exclusive: with lora the encoder's weights are frozen "
                              "and the adapters and the head train; pass one of them")
         pooler = model_type == "bert" and head is None  # the HF head reads the pooler
-        self._lora_plan = plan(spec, model_type, n_layers, pooler, [t[0] for t in head_tensors], strict, *extra)
+        try:
+            self._lora_plan = plan(spec, model_type, n_layers, pooler, [t[0] for t in head_tensors], strict, *extra)
+        except ValueError as e:
+            if adapter is None:
+                raise
+            raise CheckpointError("%s: %s" % (os.path.join(adapter["where"], ADAPTER_CONFIG), e)) from None
         self._lora_plan["pooler_used"] = pooler
         self.lora_config = spec
         self._lora_scale = scaling(spec)
@@ -406,7 +483,11 @@ class LoraMixin:
 
     def merge(self):
         """Add the adapters into the base weights (W += scaling * B @ A, as peft's merge_adapter); the forward
-        then skips the branches. Training needs unmerge() first."""
+        then skips the branches. Training needs unmerge() first.
+
+        state_dict() records the merge (its entry "lyricnn.lora_merged"), and load_state_dict() refuses a state
+        of the other kind: a merged model's state loaded into an unmerged model would add the adapters twice
+        (peft does that silently). Merge or unmerge the receiving model to match, or use merge_and_unload()."""
         self._need_lora("merge()")
         if self._merged:
             return self
@@ -425,9 +506,28 @@ class LoraMixin:
         self._merged = False
         return self
 
+    def _lora_check_merged(self, state):
+        """load_state_dict's check of the merged entry (MERGED_KEY) against this model's state."""
+        if MERGED_KEY not in state or not self.lora_config:
+            return
+        v = np.asarray(state[MERGED_KEY])
+        if v.shape != () or v.dtype.kind not in "iub" or int(v) not in (0, 1):
+            raise CheckpointError("%s must be 0 or 1 (whether the adapters of the model the state comes from were "
+                                  "merged), got %r" % (MERGED_KEY, state[MERGED_KEY]))
+        if bool(int(v)) and not self._merged:
+            raise CheckpointError("the state dict comes from a model whose LoRA adapters were merged into its base "
+                                  "weights (%s = 1), but this model's adapters are not merged: loading it would apply "
+                                  "the adapters twice. Call merge() on this model first, or take the state dict before "
+                                  "merge() (or after unmerge())" % MERGED_KEY)
+        if not int(v) and self._merged:
+            raise CheckpointError("the state dict comes from a model whose LoRA adapters were not merged (%s = 0), "
+                                  "but this model's are: its base weights would lose the adapters. Call unmerge() on "
+                                  "this model first" % MERGED_KEY)
+
     def _lora_merged_state(self):
         """state_dict() with the adapters merged into the base weights and the adapter tensors left out."""
         sd = self.state_dict()
+        sd.pop(MERGED_KEY, None)
         if not self.lora_config:
             return sd
         for _, w, a, b in self._lora_sites():

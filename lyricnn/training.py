@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 
@@ -93,15 +94,82 @@ def read_checkpoint(path):
     md = _ckpt.safetensors_metadata(path) or {}
     if "lyricnn" not in md:
         raise _ckpt.CheckpointError("%s is not a lyricnn training checkpoint (no 'lyricnn' metadata)" % path)
-    meta = json.loads(md["lyricnn"])
-    if meta.get("format") != FORMAT:
-        raise _ckpt.CheckpointError("%s has format %r, expected %r" % (path, meta.get("format"), FORMAT))
+    try:
+        meta = json.loads(md["lyricnn"])
+    except (ValueError, RecursionError) as e:
+        raise _ckpt.CheckpointError("%s: its 'lyricnn' metadata is not valid JSON (%s); the file was edited or "
+                                    "damaged" % (path, e)) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _ckpt.CheckpointError("%s has format %r, expected %r" % (
+            path, meta.get("format") if isinstance(meta, dict) else type(meta).__name__, FORMAT))
     out = {"model": {}, "optim": {}}
     for k, v in raw.items():
         group, _, name = k.partition(".")
         if group in out:
             out[group][name] = v
     return out, meta
+
+
+def _damaged(path, field, value, why):
+    return _ckpt.CheckpointError("%s: the checkpoint's %s is %r: %s; the file was edited or damaged: fit without "
+                                 "resume=True to start over, or restore the file" % (path, field, value, why))
+
+
+def _is_int(v, lo=0):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _is_num(v):
+    return v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_meta(meta, path):
+    """The loop state of a training checkpoint's metadata, checked before any of it is used (a tampered
+    step, epoch, history or schedule raised IndexError / TypeError deep in the loop)."""
+    for k in ("step", "epoch", "batch_in_epoch", "steps_per_epoch", "total_steps"):
+        if not _is_int(meta.get(k), 1 if k == "steps_per_epoch" else 0):
+            raise _damaged(path, k, meta.get(k), "it must be an int >= %d" % (1 if k == "steps_per_epoch" else 0))
+    spe = meta["steps_per_epoch"]
+    if meta["batch_in_epoch"] > spe:
+        raise _damaged(path, "batch_in_epoch", meta["batch_in_epoch"], "an epoch has %d batches" % spe)
+    if meta["step"] != meta["epoch"] * spe + meta["batch_in_epoch"]:
+        raise _damaged(path, "step", meta["step"], "epoch %d and batch_in_epoch %d of %d make step %d"
+                       % (meta["epoch"], meta["batch_in_epoch"], spe, meta["epoch"] * spe + meta["batch_in_epoch"]))
+    hist = meta.get("history")
+    if hist is not None:
+        if not isinstance(hist, list):
+            raise _damaged(path, "history", type(hist).__name__, "it must be a list of rows")
+        for i, row in enumerate(hist):
+            if not isinstance(row, dict) or not all(isinstance(k, str) and _is_num(v) for k, v in row.items()):
+                raise _damaged(path, "history[%d]" % i, row, "a row maps metric names to numbers")
+    for k in ("best_score",):
+        if not _is_num(meta.get(k)):
+            raise _damaged(path, k, meta.get(k), "it must be a number or null")
+    for k in ("best_step", "last_eval_step"):
+        if meta.get(k) is not None and not _is_int(meta.get(k)):
+            raise _damaged(path, k, meta.get(k), "it must be an int >= 0 or null")
+    if not _is_int(meta.get("bad_evals", 0)):
+        raise _damaged(path, "bad_evals", meta.get("bad_evals"), "it must be an int >= 0")
+    for k in ("schedule", "plateau", "optim_scalars"):
+        if meta.get(k) is not None and not isinstance(meta.get(k), dict):
+            raise _damaged(path, k, meta.get(k), "it must be an object or null")
+
+
+def _state_like(state, current, what, path):
+    """A schedule's saved state, each field of the type the schedule holds now (numbers stay numbers)."""
+    unknown = sorted(set(state) - set(current))
+    if unknown:
+        raise _damaged(path, what, state, "fields %s are not this schedule's (%s)" % (unknown, sorted(current)))
+    for k, v in state.items():
+        cur = current[k]
+        ok = (isinstance(v, bool) if isinstance(cur, bool) else
+              _is_num(v) and v is not None if isinstance(cur, (int, float)) else
+              isinstance(v, str) if isinstance(cur, str) else
+              isinstance(v, list) if isinstance(cur, (list, tuple)) else _is_num(v) or isinstance(v, str))
+        if not ok or (k == "last_step" and not _is_int(v)):
+            raise _damaged(path, "%s.%s" % (what, k), v, "it must be %s" % ("an int >= 0" if k == "last_step" else
+                                                                             "a %s" % type(cur).__name__))
+    return dict(state)
 
 
 def check_checkpoint_dir(d, name="checkpoint_dir"):
@@ -132,6 +200,24 @@ def check_checkpoint_dir(d, name="checkpoint_dir"):
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError("%s=%r cannot be created: %s is not writable; pass a folder path you can write to"
                          % (name, d, parent))
+    return d
+
+
+def probe_writable_dir(d, name):
+    """check_checkpoint_dir, then create d and write and remove a file in it: a folder that cannot take files
+    is refused now, naming the path and the reason, not after the work (os.access says yes to root, and a
+    read-only or full file system shows only on writing). Returns d (None stays None)."""
+    d = check_checkpoint_dir(d, name)
+    if d is None:
+        return None
+    try:
+        os.makedirs(d, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".lyricnn-probe-", dir=d)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError("%s=%r cannot be written: %s; pass a folder you can write to"
+                         % (name, d, e.strerror or e)) from None
     return d
 
 
@@ -351,6 +437,7 @@ class TrainLoop:
         if diff:
             raise ValueError("cannot resume: these parameters differ from the checkpoint's: %s (checkpoint: %s)"
                              % ({k: mine.get(k) for k in diff}, {k: theirs.get(k) for k in diff}))
+        _check_meta(meta, path)
         if meta["steps_per_epoch"] != self.steps_per_epoch:
             raise ValueError("cannot resume: %d steps per epoch now, %d in the checkpoint"
                              % (self.steps_per_epoch, meta["steps_per_epoch"]))
@@ -360,13 +447,13 @@ class TrainLoop:
         self.model.load_optimizer_state(opt)
         self.step, self.epoch, self.batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         if self.schedule is not None and meta.get("schedule") is not None:
-            st = dict(meta["schedule"])
+            st = _state_like(meta["schedule"], self.schedule.state_dict(), "schedule", path)
             if meta["total_steps"] == self.total_steps:
                 self.schedule.load_state_dict(st)
             else:  # epochs changed: keep the position, use the new length
                 self.schedule.last_step = st["last_step"]
         if self.plateau is not None and meta.get("plateau") is not None:
-            self.plateau.load_state_dict(meta["plateau"])
+            self.plateau.load_state_dict(_state_like(meta["plateau"], self.plateau.state_dict(), "plateau", path))
         self.records = list(meta.get("history") or [])
         self.best_score, self.best_step = meta.get("best_score"), meta.get("best_step")
         self.bad_evals = meta.get("bad_evals", 0)

@@ -22,6 +22,7 @@ import json
 import math
 import numbers
 import os
+import socket
 import time
 import warnings
 
@@ -32,7 +33,7 @@ from ._validate import check_bool, check_float, check_int, check_seed
 from .classifier import HEAD_KEYS, normalize_head
 from .data import kfold, stratified_kfold
 from .lora import LORA_KEYS
-from .training import LOWER_IS_BETTER, check_checkpoint_dir
+from .training import LOWER_IS_BETTER, check_checkpoint_dir, probe_writable_dir
 
 __all__ = ["tune", "TuneResult", "PRUNERS", "PLOTS"]
 
@@ -270,11 +271,73 @@ def _splits(est, y, cv, validation_fraction, seed):
             if a.ndim != 1 or not len(a) or a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= n:
                 raise ValueError("cv[%d]: the %s indices must be a non-empty list of row numbers in 0..%d"
                                  % (i, what, n - 1))
+        both = np.intersect1d(tr, va)
+        if both.size:
+            raise ValueError("cv[%d]: %d row(s) are in both the train and the validation indices (first: %s); a trial "
+                             "would be scored on rows it trained on: give disjoint index sets"
+                             % (i, both.size, ", ".join(str(int(r)) for r in both[:5])))
         out.append((tr, va))
     return out
 
 
 # ------------------------------------------------------------------------------------ storage, pruner
+
+def _start_time(pid):
+    """The start time of process pid (Linux: /proc/<pid>/stat, clock ticks since boot), or None."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return None if fields[0] == b"Z" else int(fields[19])  # a zombie is gone
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _worker():
+    """Who runs a trial: host, pid and the process's start time (recorded in the trial's user attributes)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())}
+
+
+def _gone(worker):
+    """Whether the worker of a RUNNING trial is a process of this host that no longer runs (killed)."""
+    if not isinstance(worker, dict) or worker.get("host") != socket.gethostname():
+        return False
+    pid = worker.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's live process
+        return False
+    started = _start_time(pid)
+    if started is None:
+        return os.path.exists("/proc/%d" % pid)  # a zombie (no start time but /proc entry)
+    return worker.get("started") is not None and started != worker["started"]  # the pid was reused
+
+
+def _fail_orphans(study, storage, optuna, verbose):
+    """Mark failed, at once, the RUNNING trials whose worker process on this host is gone (a run that was
+    killed, e.g. kill -9: SQLite runs one process at a time, and Optuna's heartbeat would only notice after
+    its grace period); a rerun then runs the missing trials and the study ends with n_trials. Trials of live
+    workers, and of other hosts (the heartbeat's business), are left alone."""
+    S = optuna.trial.TrialState
+    done = []
+    for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
+        w = t.user_attrs.get("worker")
+        if _gone(w):
+            try:
+                storage.set_trial_user_attr(t._trial_id, "error", "its worker (pid %s on %s) stopped without finishing "
+                                                                  "it (killed?)" % (w["pid"], w["host"]))
+                if storage.set_trial_state_values(t._trial_id, state=S.FAIL):
+                    done.append((t.number, w["pid"]))
+            except Exception:  # another worker finished or failed it meanwhile
+                continue
+    if done and verbose:
+        print("study %r: marked %d trial(s) failed that a run which is gone left running (%s); running them again"
+              % (study.study_name, len(done), ", ".join("trial %d of pid %d" % d for d in done)))
+    return done
+
 
 def _storage(storage, optuna):
     """None (in memory), an optuna storage, an RDB URL (sqlite:///f.db, postgresql+psycopg://...; with
@@ -305,7 +368,23 @@ def _storage(storage, optuna):
     if s.endswith((".db", ".sqlite", ".sqlite3")):
         raise ValueError("storage=%r looks like a SQLite file; write it as a URL: storage='sqlite:///%s' (a plain "
                          "path is taken as an Optuna journal file)" % (s, s))
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(s))
+    st = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(s))
+    st._lyricnn_journal = s  # create_study's errors on a file that is not a journal name it (_create_study)
+    return st
+
+
+def _create_study(optuna, storage, **kw):
+    """optuna.create_study; a journal file that is not one is refused naming the file and the fix (Optuna
+    raises a bare JSONDecodeError from its replay)."""
+    try:
+        return optuna.create_study(storage=storage, **kw)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+        path = getattr(storage, "_lyricnn_journal", None)
+        if path is None:
+            raise
+        raise ValueError("storage=%r is not an Optuna journal file (%s: %s). A plain path is taken as a journal "
+                         "file (Optuna's JournalStorage): pass a new file name or a journal that tune wrote, or a "
+                         "database URL such as 'sqlite:///study.db'" % (path, type(e).__name__, e)) from None
 
 
 def _pruner(pruner, optuna):
@@ -392,6 +471,12 @@ class _Objective:
         overrides = _to_params({p.name: _suggest(trial, p) for p in self.params}, self.params, self.base)
         overrides.update(verbose=self.fit_verbose, checkpoint_dir=None)
         scores, steps, offset = [], 0, 0
+        marked = []
+
+        def mark_worker(est, info):  # after the first step: a kill -9 from here on leaves a trial a rerun can fail
+            if not marked:
+                marked.append(True)
+                trial.set_user_attr("worker", _worker())
         for tr, va in self.splits:
             est = _clone(self.estimator, overrides)
             rep = _Reporter(trial, self.metric, offset)
@@ -401,7 +486,7 @@ class _Objective:
             try:
                 with _tracking.context(step_offset=offset):  # report_to: the fold's steps after the earlier folds'
                     est.fit(_take(self.X, tr), self.y[tr], features=_take(self.F, tr), eval_set=eval_set,
-                            callbacks=[rep])
+                            callbacks=[rep, mark_worker])
             except FloatingPointError as e:  # the loss diverged: a bad configuration, ranked below the others
                 diverged = str(e)  # (the traceback, which holds the model, goes with the except block)
             if diverged is not None:
@@ -425,7 +510,14 @@ class _Objective:
             scores.append(score)
         if len(scores) > 1:
             trial.set_user_attr("fold_scores", scores)
-        return float(np.mean(scores))
+        value = float(np.mean(scores))
+        if not math.isfinite(value):  # optuna fails the trial; say why
+            trial.set_user_attr("error", "the validation %s is %r%s, so the trial has no value%s" % (
+                self.metric, value, " in fold(s) %s" % [k for k, v in enumerate(scores) if not math.isfinite(v)]
+                if len(scores) > 1 else "",
+                ": pearson_r is undefined when the predictions are constant (a model that learned one value)"
+                if self.metric == "pearson_r" else ": the model's predictions made it undefined (e.g. NaN outputs)"))
+        return value
 
 
 # ------------------------------------------------------------------------------------ progress
@@ -621,6 +713,11 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
     Ctrl-C stops the running trial between steps (it is marked failed), ends the study, and returns the
     result; the finished trials stay in the storage. A trial that raises an error (other than a diverging
     loss) is marked failed and the error stops the search: most such errors would repeat in every trial.
+    A run that was killed (kill -9, a crash) leaves its trial RUNNING in the storage: the next tune on the same
+    storage and host marks it failed at once (each trial records its worker's host and pid after its first
+    training step, and that process is gone) and says so, then runs the missing trials, so the study ends with
+    n_trials. Trials of workers that
+    still run, or of other hosts (Optuna's heartbeat handles those, on databases), are left alone.
     """
     optuna = _optuna()
     D = optuna.distributions
@@ -651,7 +748,7 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
     if cv is None:
         validation_fraction = check_float(validation_fraction, "validation_fraction", min=0, max=1,
                                           min_inclusive=False, max_inclusive=False)
-    plots_dir = check_checkpoint_dir(plots_dir, "plots_dir")
+    plots_dir = probe_writable_dir(plots_dir, "plots_dir")  # before any trial: the study is not lost over it
     if study_name is not None and not isinstance(study_name, str):
         raise TypeError("study_name must be a str or None, got %s" % type(study_name).__name__)
     if sampler is not None and not isinstance(sampler, optuna.samplers.BaseSampler):
@@ -688,8 +785,12 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
             if k not in names:
                 raise ValueError("enqueue[%d] has %r, which the space does not search (it searches %s)"
                                  % (i, k, ", ".join(names)))
+            given = v
             if names[k].decode:
                 v = next((key for key, c in names[k].decode.items() if c == v), v)
+            why = _outside(names[k].dist, v, D)
+            if why:
+                raise ValueError("enqueue[%d]: %s=%r is not in the space searched for %s: %s" % (i, k, given, k, why))
             flat[k] = v
         queue.append(flat)
 
@@ -706,11 +807,12 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
     progress = tracker = None
     interrupted = False
     try:
-        study = optuna.create_study(storage=storage_obj, sampler=sampler, pruner=pruner, study_name=study_name,
-                                    direction=direction, load_if_exists=True)
+        study = _create_study(optuna, storage_obj, sampler=sampler, pruner=pruner, study_name=study_name,
+                              direction=direction, load_if_exists=True)
         _check_study(study, meta, direction)
         S = optuna.trial.TrialState
         if storage_obj is not None:
+            _fail_orphans(study, storage_obj, optuna, verbose)  # killed runs of this host: at once
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # running trials of killed workers (RDB heartbeat)
@@ -752,7 +854,12 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
                 else "result.study holds them (pass storage='sqlite:///study.db' to resume after a stop)"))
         print(repr(result))
     if plots_dir is not None:
-        result.save_plots(plots_dir)
+        try:
+            result.save_plots(plots_dir)
+        except (OSError, ValueError) as e:  # e.g. the disk filled up during the study: keep the result
+            warnings.warn("lyricnn.tune: the plots could not be saved to %s (%s); the study is in result.study, "
+                          "draw them with result.save_plots(another_folder)" % (plots_dir, e), RuntimeWarning,
+                          stacklevel=2)
     if refit:
         if result.best_params_ is None:
             warnings.warn("lyricnn.tune: refit=True but no trial completed; best_estimator_ is None",
@@ -766,12 +873,29 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
     return result
 
 
+def _outside(dist, v, D):
+    """Why v is not a value of the optuna distribution dist ('' when it is)."""
+    if isinstance(dist, D.CategoricalDistribution):
+        ok = any(v == c and isinstance(v, bool) == isinstance(c, bool) for c in dist.choices)
+        return "" if ok else "choose one of %s" % list(dist.choices)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+        return "give a finite number"
+    lo, hi = dist.low, dist.high
+    kind = "an int" if isinstance(dist, D.IntDistribution) else "a number"
+    span = "%s in [%r, %r]%s" % (kind, lo, hi, " (log-uniform)" if getattr(dist, "log", False) else "")
+    if isinstance(dist, D.IntDistribution) and (float(v) != int(v) or (int(v) - lo) % dist.step):
+        return "give %s, a multiple of %d from %d" % (span, dist.step, lo)
+    if not lo <= v <= hi:
+        return "give %s" % span
+    return ""
+
+
 def _check_study(study, meta, direction):
     """A study loaded from storage must search the same space, for the same metric and direction."""
     old = study.user_attrs.get(_META)
     if study.direction.name.lower() != direction:
         raise ValueError("study %r in the storage %ss, but direction=%r; use another study_name"
-                         % (study.study_name, study.direction.name.lower()[:-1], direction))
+                         % (study.study_name, study.direction.name.lower(), direction))
     if old is None:
         study.set_user_attr(_META, meta)
         return

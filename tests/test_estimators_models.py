@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+import lyricnn
 from lyricnn import models
 from lyricnn.estimators import TextClassifier
 
@@ -30,10 +31,11 @@ def test_minilm_from_package():
 
 def test_directory_and_errors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 30522}))
-    spec = models.resolve_model(str(tmp_path))
-    assert spec.path == str(tmp_path) and not spec.pretrained and spec.tokenizer == "bert-base-uncased"
+    with pytest.raises(lyricnn.CheckpointError, match="no weights found"):  # no random init from a folder
+        models.resolve_model(str(tmp_path))
     (tmp_path / "model.safetensors").write_bytes(b"")
-    assert models.resolve_model(tmp_path).pretrained
+    spec = models.resolve_model(str(tmp_path))
+    assert spec.path == str(tmp_path) and spec.pretrained and spec.tokenizer == "bert-base-uncased"
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(OSError, match="without config.json"):

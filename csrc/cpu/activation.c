@@ -5,15 +5,17 @@
 #define LNN_INV_SQRT_2PI 0.39894228040143268f
 #define LNN_GELU_K 0.79788456080286536f /* sqrt(2/pi) */
 
+/* NaN in, NaN out, as torch: relu(x) = x < 0 ? 0 : x keeps NaN (and -0, as torch.relu); its gradient is
+ * torch's threshold_backward, x <= 0 ? 0 : dout (a select, so a NaN dout where x <= 0 gives 0, as torch). */
 static inline float act_f(float x, int act) {
-    if (act == LNN_ACT_RELU) return x > 0.f ? x : 0.f;
+    if (act == LNN_ACT_RELU) return x < 0.f ? 0.f : x;
     if (act == LNN_ACT_GELU_TANH)
         return 0.5f * x * (1.f + lnn_tanh_fast(LNN_GELU_K * (x + 0.044715f * x * x * x)));
     return 0.5f * x * (1.f + lnn_erff(x * LNN_SQRT1_2));
 }
 
 static inline float act_df(float x, int act) {
-    if (act == LNN_ACT_RELU) return x > 0.f ? 1.f : 0.f;
+    if (act == LNN_ACT_RELU) return x <= 0.f ? 0.f : 1.f;
     if (act == LNN_ACT_GELU_TANH) {
         float th = lnn_tanh_fast(LNN_GELU_K * (x + 0.044715f * x * x * x));
         return 0.5f * (1.f + th) + 0.5f * x * (1.f - th * th) * LNN_GELU_K * (1.f + 3.f * 0.044715f * x * x);
@@ -55,7 +57,7 @@ void cpu_bias_act_backward(lnn_ctx *ctx, void *dx_, float *db, const void *dout_
             const float *xn = x + o, *g = dout + o;
             float *d = dx + o;
             if (act == LNN_ACT_RELU) {
-                for (int j = 0; j < nc; j++) { d[j] = g[j] * act_df(xn[j], LNN_ACT_RELU); acc[j] += d[j]; }
+                for (int j = 0; j < nc; j++) { d[j] = xn[j] <= 0.f ? 0.f : g[j]; acc[j] += d[j]; }
             } else if (act == LNN_ACT_GELU_TANH) {
                 for (int j = 0; j < nc; j++) { d[j] = g[j] * act_df(xn[j], LNN_ACT_GELU_TANH); acc[j] += d[j]; }
             } else {

@@ -2,15 +2,16 @@
  * layout's element index so packed, padded and token-0 rows drop the same entries. */
 #include "cpu/internal.h"
 
-/* out[i] = inp[i] * keep(offset + i) / (1 - p), i < n; keep[i] gets the bit when keep is not NULL */
+/* out[i] = inp[i] * keep(offset + i) / (1 - p), i < n; keep[i] gets the bit when keep is not NULL.
+ * A product, as torch's dropout (input * mask / (1 - p)): a dropped NaN or inf stays NaN, never 0. */
 void cpu_dropout_serial(float *out, uint8_t *keep, const float *inp, size_t n, uint64_t offset, lnn_dropout_t d) {
     if (d.p <= 0.f) {
         if (out != inp) memcpy(out, inp, n * sizeof(float));
         if (keep) memset(keep, 1, n);
         return;
     }
-    if (d.p >= 1.f) {
-        memset(out, 0, n * sizeof(float));
+    if (d.p >= 1.f) { /* torch: input * 0 */
+        for (size_t i = 0; i < n; i++) out[i] = inp[i] * 0.f;
         if (keep) memset(keep, 0, n);
         return;
     }
@@ -20,7 +21,7 @@ void cpu_dropout_serial(float *out, uint8_t *keep, const float *inp, size_t n, u
 #define KEEP_ONE(idx, word)                                  \
     do {                                                     \
         int k_ = (word) >= thr;                              \
-        out[idx] = k_ ? inp[idx] * scale : 0.f;              \
+        out[idx] = inp[idx] * (k_ ? scale : 0.f);            \
         if (keep) keep[idx] = (uint8_t)k_;                   \
     } while (0)
     /* head: up to the next multiple of 64 elements (16 Philox blocks) */
@@ -35,8 +36,8 @@ void cpu_dropout_serial(float *out, uint8_t *keep, const float *inp, size_t n, u
     for (; i + 64 <= n; i += 64) {
         uint64_t m = lnn_dropout_keep64(d, (offset + i) >> 2, thr);
         for (int q = 0; q < 4; q++)
-            _mm512_storeu_ps(out + i + 16 * q,
-                             _mm512_maskz_mul_ps((__mmask16)(m >> (16 * q)), _mm512_loadu_ps(inp + i + 16 * q), vs));
+            _mm512_storeu_ps(out + i + 16 * q, _mm512_mul_ps(_mm512_loadu_ps(inp + i + 16 * q),
+                                                             _mm512_maskz_mov_ps((__mmask16)(m >> (16 * q)), vs)));
         if (keep) _mm512_storeu_si512(keep + i, _mm512_maskz_mov_epi8(m, one));
     }
 #else
@@ -56,7 +57,7 @@ void cpu_dropout_serial(float *out, uint8_t *keep, const float *inp, size_t n, u
 
 void cpu_keep_apply(float *out, const float *inp, const uint8_t *keep, size_t n, float p) {
     float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++) out[i] = keep[i] ? inp[i] * scale : 0.f;
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] * (keep[i] ? scale : 0.f);
 }
 
 /* n contiguous elements from padded index offset, over all threads in chunks of 4096 */

@@ -34,7 +34,7 @@ static inline void cell_row(float *restrict h, float *restrict c, float *restric
         gf[j] = f;
         gg[j] = g;
         go[j] = o;
-        float cv = i * g + (cp ? f * cp[j] : 0.0f);
+        float cv = i * g + f * (cp ? cp[j] : 0.0f); /* f * c0 with c0 = 0, as torch: a NaN f stays NaN */
         c[j] = cv;
         h[j] = o * lstm_tanh(cv);
     }
@@ -66,7 +66,7 @@ static inline void cell_row_backward(float *restrict dg4, float *restrict dcp, c
         float i = gi[j], f = gf[j], g = gg[j], o = go[j], tc = lstm_tanh(c[j]);
         float dct = dc[j] + dh[j] * o * (1.0f - tc * tc);
         di[j] = dct * g * i * (1.0f - i);
-        df[j] = cp ? dct * cp[j] * f * (1.0f - f) : 0.0f;
+        df[j] = dct * (cp ? cp[j] : 0.0f) * f * (1.0f - f);
         dg[j] = dct * i * (1.0f - g * g);
         dout[j] = dh[j] * tc * o * (1.0f - o);
         if (dcp) dcp[j] = dct * f;

@@ -27,7 +27,8 @@ template <typename T>
 __global__ void bias_act_backward_kernel(T *dx, const T *dout, const T *x, int N, int OC, int act) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * OC) return;
-    store_f(dx + i, load_f(dout + i) * act_df(load_f(x + i), act));
+    float g = load_f(dout + i), xv = load_f(x + i);
+    store_f(dx + i, act == LNN_ACT_RELU ? (xv <= 0.f ? 0.f : g) : g * act_df(xv, act));
 }
 
 void cuda_bias_act_backward(lnn_ctx *ctx, void *dx, float *db, const void *dout, const void *x, int N, int OC, int act) {

@@ -10,8 +10,9 @@ __global__ void dropout_kernel(T *out, const T *inp, lnn_rows rows, int C, lnn_d
     if (i >= (size_t)rows.N * C) return;
     int row = (int)(i / C), c = (int)(i % C);
     float v = load_f(inp + i);
-    if (d.p >= 1.f) v = 0.f;
-    else if (d.p > 0.f) v = dropout_keep(d, padded_index(rows, row, C, c), thr) ? v * scale : 0.f;
+    // a product, as torch's dropout (input * mask / (1 - p)): a dropped NaN or inf stays NaN, never 0
+    if (d.p >= 1.f) v = v * 0.f;
+    else if (d.p > 0.f) v = v * (dropout_keep(d, padded_index(rows, row, C, c), thr) ? scale : 0.f);
     store_f(out + i, v);
 }
 

@@ -134,13 +134,15 @@ static inline unsigned blocks_for(size_t n, unsigned threads) {
 }
 
 // Activation helpers shared with the CPU's definitions (cpu/activation.c): GELU (erf), tanh-GELU, ReLU.
+// NaN in, NaN out, as torch: relu(x) = x < 0 ? 0 : x keeps NaN (and -0); its gradient is torch's
+// threshold_backward, x <= 0 ? 0 : dout (relu_grad: a select, so a NaN dout where x <= 0 gives 0, as torch).
 __device__ __forceinline__ float act_f(float x, int act) {
-    if (act == LNN_ACT_RELU) return x > 0.f ? x : 0.f;
+    if (act == LNN_ACT_RELU) return x < 0.f ? 0.f : x;
     if (act == LNN_ACT_GELU_TANH) return 0.5f * x * (1.f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
     return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
 }
 __device__ __forceinline__ float act_df(float x, int act) {
-    if (act == LNN_ACT_RELU) return x > 0.f ? 1.f : 0.f;
+    if (act == LNN_ACT_RELU) return x <= 0.f ? 0.f : 1.f;
     if (act == LNN_ACT_GELU_TANH) {
         float k = 0.79788456080286536f, th = tanhf(k * (x + 0.044715f * x * x * x));
         return 0.5f * (1.f + th) + 0.5f * x * (1.f - th * th) * k * (1.f + 3.f * 0.044715f * x * x);

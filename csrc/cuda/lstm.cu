@@ -19,7 +19,7 @@ __global__ void lstm_cell_forward_kernel(T *h, T *c, T *gates, const T *gh, cons
     store_f(g4 + 2 * H, tanhf(load_f(g4 + 2 * H) + load_f(r4 + 2 * H)));
     store_f(g4 + 3 * H, sigmoid_f(load_f(g4 + 3 * H) + load_f(r4 + 3 * H)));
     float i = load_f(g4), f = load_f(g4 + H), g = load_f(g4 + 2 * H), o = load_f(g4 + 3 * H);
-    float cv = i * g + (n < Np ? f * load_f(c_prev + (size_t)n * H + j) : 0.f);
+    float cv = i * g + f * (n < Np ? load_f(c_prev + (size_t)n * H + j) : 0.f); // f * c0, as torch: NaN stays
     store_f(c + k, cv);
     store_f(h + k, o * tanhf(load_f(c + k)));
 }

@@ -2,9 +2,10 @@
 /* fuzz_safetensors.c: libFuzzer harness for the safetensors header parser and validator.
  *
  * Build and run (from the repository root):
+ * Built and run by tools/fuzz.sh (make fuzz); by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc csrc/fuzz/fuzz_safetensors.c \
- *         csrc/safetensors.c csrc/common.c -o fuzz-build/fuzz_safetensors
- *   fuzz-build/fuzz_safetensors -max_total_time=60 csrc/fuzz/corpus_safetensors
+ *         csrc/io/safetensors.c csrc/core/common.c -lm -o fuzz-build/fuzz_safetensors
+ *   fuzz-build/fuzz_safetensors -dict=csrc/fuzz/safetensors.dict -max_total_time=60 csrc/fuzz/corpus_safetensors
  *
  * Each input is a whole file (length prefix + JSON header + data). When it parses, every
  * tensor is converted from the in-memory data section, so an accepted header that pointed

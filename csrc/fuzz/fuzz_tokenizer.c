@@ -5,9 +5,10 @@
  *
  * Input layout: [flags][max_chars][trunc/maxlen][vocab_len_lo][vocab_len_hi] vocab... text...; max_chars also
  * sets the windows: stride (bits 0-2), overflow (bit 3), head_tail (bit 4) with head_tokens (bits 5-7).
+ * Built and run by tools/fuzz.sh (make fuzz); by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Icsrc csrc/fuzz/fuzz_tokenizer.c \
- *         csrc/tokenizer.c csrc/unicode_tables.c csrc/common.c -o fuzz_tokenizer
- *   ./fuzz_tokenizer -max_total_time=60 csrc/fuzz/corpus_tokenizer */
+ *         csrc/io/tokenizer.c csrc/io/unicode_tables.c csrc/core/common.c -lm -o fuzz-build/fuzz_tokenizer
+ *   fuzz-build/fuzz_tokenizer -max_total_time=60 csrc/fuzz/corpus_tokenizer */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
