@@ -18,6 +18,16 @@ def _preload_scipy_openblas():
     return True
 
 
+# LYRICNN_CPU_LEVEL caps the engine's CPU code (csrc/core/cpu_level.h) and, in oneDNN builds, oneDNN's
+# kernels (set in C); OpenBLAS reads its kernel choice when it loads, so that cap is set here, before.
+_OPENBLAS_CORE = {"x86-64": "Prescott", "x86-64-v1": "Prescott", "v1": "Prescott", "baseline": "Prescott",
+                  "x86-64-v2": "Nehalem", "v2": "Nehalem", "sse4.2": "Nehalem",
+                  "x86-64-v3": "Haswell", "v3": "Haswell", "avx2": "Haswell",
+                  "x86-64-v4": "SkylakeX", "v4": "SkylakeX", "avx512": "SkylakeX"}
+_level = os.environ.get("LYRICNN_CPU_LEVEL", "").strip().lower()
+if _level in _OPENBLAS_CORE and "OPENBLAS_CORETYPE" not in os.environ:
+    os.environ["OPENBLAS_CORETYPE"] = _OPENBLAS_CORE[_level]
+
 try:
     try:
         from . import _C  # noqa: E402
