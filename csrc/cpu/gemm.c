@@ -6,6 +6,9 @@
 #include "cpu/gemm_grid.h"
 #include "cpu/internal.h"
 
+/* A GEMM below this many FLOPs (~0.3 ms on one core) is a short parallel region (core/common.h) */
+#define SHORT_GEMM_FLOPS 32.0e6
+
 /* Scratch for the K chunks after the first: per calling thread (two Python threads may run GEMMs at
  * once), kept for the next GEMM, freed when the thread ends. */
 static pthread_key_t scratch_key;
@@ -96,6 +99,14 @@ void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         lnn_ftz_end(csr);
         return;
     }
-    LNN_OMP_FOR_DYNAMIC
-    for (int t = 0; t < ntasks; t++) gemm_task(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, g, t, S, done);
+    /* a short GEMM (an LSTM step's) on the team lnn_short_threads() gives, timed (core/common.h) */
+    int is_short = 2.0 * M * N * K < SHORT_GEMM_FLOPS, nt = is_short ? lnn_short_threads() : lnn_num_threads;
+    double t0 = is_short ? lnn_now() : 0, work = 0;
+    LNN_PRAGMA(omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(+ : work) if(nt > 1))
+    for (int t = 0; t < ntasks; t++) {
+        double s = is_short ? lnn_now() : 0;
+        gemm_task(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, g, t, S, done);
+        if (is_short) work += lnn_now() - s;
+    }
+    if (is_short) lnn_short_report(nt, lnn_now() - t0, work);
 }
