@@ -1,7 +1,8 @@
 """Build of lyricnn._C, the C engine.
 
 Environment switches (all optional):
-  LYRICNN_OPENMP=0        build without OpenMP (default: on when the compiler passes a probe)
+  LYRICNN_OPENMP=0        build without OpenMP (default: on when the compiler passes a probe; on macOS with
+                          Homebrew's libomp, or the one under LYRICNN_LIBOMP)
   LYRICNN_BLAS=auto|onednn|scipy-openblas32|system
                           the GEMM library (csrc/cpu/blas.h). auto (default): onednn where it is installed,
                           else scipy-openblas32. onednn: oneDNN's dnnl_sgemm (apt-get install libdnnl-dev),
@@ -81,6 +82,13 @@ def _openmp():
     code = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel\n{n=omp_get_num_threads();}\nreturn n>0?0:1;}\n"
     if _try_compile(code, ["-fopenmp"], ["-fopenmp"]):
         return ["-fopenmp"], ["-fopenmp"], "on"
+    if sys.platform == "darwin":  # Apple clang: the front end's OpenMP with LLVM's libomp (brew install libomp)
+        for prefix in [_env("LYRICNN_LIBOMP")] + ["/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"]:
+            if prefix and os.path.isfile(os.path.join(prefix, "include", "omp.h")):
+                c = ["-Xpreprocessor", "-fopenmp", "-I" + os.path.join(prefix, "include")]
+                l = ["-L" + os.path.join(prefix, "lib"), "-lomp", "-Wl,-rpath," + os.path.join(prefix, "lib")]
+                if _try_compile(code, c, l):
+                    return c, l, "on (libomp in %s)" % prefix
     print("lyricnn: the compiler has no OpenMP (probe failed); building single-threaded. "
           "Install libgomp (gcc) or libomp (clang) for multi-threading.", file=sys.stderr)
     return [], [], "off (probe failed)"
@@ -286,12 +294,32 @@ class BuildExt(build_ext):
             ]
             ext.extra_compile_args += cflags
             ext.extra_link_args += omp_l + blas["extra_link_args"]
+        self._force_on_new_config(levels, cflags, blas)
+        for ext in self.extensions:
             self._cpu_copies(ext, levels, tools, cflags)
         super().build_extensions()
         if cuda_plan:  # the CUDA backend: a shared object beside lyricnn._C, loaded when a model asks for it
             ext_dir = os.path.dirname(self.get_ext_fullpath("lyricnn._C"))
             _build_cuda(cuda_plan, ext_dir, os.path.join(self.build_temp, "cuda"), debug)
 
+
+    def _force_on_new_config(self, levels, cflags, blas):
+        """Rebuild everything when the flags, the CPU levels or the BLAS differ from the last build in this
+        build directory (setuptools only compares file times, and pip wheel builds in the source tree)."""
+        import json
+        stamp = os.path.join(self.build_temp, "lyricnn-build-config.json")
+        config = json.dumps(dict(cc=_compiler_version(), cflags=cflags, levels=levels, blas=blas["name"],
+                                 macros=[list(m) for m in blas["define_macros"]]), sort_keys=True)
+        try:
+            with open(stamp) as f:
+                same = f.read() == config
+        except OSError:
+            same = False
+        if not same:
+            self.force = True
+            os.makedirs(self.build_temp, exist_ok=True)
+            with open(stamp, "w") as f:
+                f.write(config)
 
     def _cpu_copies(self, ext, levels, tools, cflags):
         """csrc/cpu/ once per CPU level: each copy compiled with its level's flags and its entry point's name

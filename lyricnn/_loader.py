@@ -38,9 +38,15 @@ WAIT_DEFAULT = "10000"
 
 
 def _libgomp_loaded():
+    """Whether the libgomp that lyricnn._C uses is loaded already (then it has read its settings): a wheel's
+    own copy (lyricnn.libs/libgomp-*.so, renamed by auditwheel), else any libgomp.so.1 (the system's, or
+    torch's, which has the same name and so serves every library that asks for libgomp.so.1)."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lyricnn.libs")
+    names = [n for n in (os.listdir(libs) if os.path.isdir(libs) else []) if n.startswith("libgomp")]
+    names = ["/" + n for n in names] or ["/libgomp.so"]
     try:
         with open("/proc/self/maps") as f:
-            return any("/libgomp.so" in line for line in f)
+            return any(n in line for line in f for n in names)
     except OSError:
         return False
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -27,9 +28,10 @@ def run(code, level=None, **env):
     e.pop("LYRICNN_CPU_LEVEL", None)
     if level is not None:
         e["LYRICNN_CPU_LEVEL"] = level
-    # -P and PYTHONPATH: the lyricnn under test, as the parent imported it
+    # PYTHONPATH and a cwd outside the checkout: the lyricnn under test, as the parent imported it
     e["PYTHONPATH"] = os.path.dirname(os.path.dirname(lyricnn.__file__))
-    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, env=e, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=300,
+                          cwd=tempfile.gettempdir())
 
 
 def test_build_info_reports_the_level():
