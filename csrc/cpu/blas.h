@@ -17,6 +17,10 @@
  * threads: the result does not depend on the thread count. */
 void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
               float beta, float *C, int ldc);
+/* C(M,N) = alpha op(A) op(B) + bias(N) on every row: each task copies the bias into its tile of C just before
+ * its library call (beta = 1), the same numbers as a copy of the whole bias first, without a pass over C */
+void lnn_gemm_bias(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                   const float *bias, float *C, int ldc);
 
 #if defined(LNN_BLAS_ONEDNN)
 

@@ -47,11 +47,14 @@ static float *chunk_scratch(size_t n) {
 /* One task of the grid: its tile of C over its chunk of K; chunk c > 0 writes its product to scratch slot c-1
  * (row stride N), and the task that completes a tile adds the slots to C in chunk order. */
 static void gemm_task(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                      int ldb, float beta, float *C, int ldc, lnn_gemm_grid_t g, int t, float *S, int *done) {
+                      int ldb, float beta, const float *bias, float *C, int ldc, lnn_gemm_grid_t g, int t, float *S,
+                      int *done) {
     int m0, m1, n0, n1, k0, k1;
     lnn_gemm_task(g, M, N, K, t, &m0, &m1, &n0, &n1, &k0, &k1);
     if (m1 <= m0 || n1 <= n0) return;
     int c = t % g.gk;
+    if (bias && c == 0) /* C's tile starts as the bias rows, here where the tile is about to be used */
+        for (int i = m0; i < m1; i++) memcpy(C + (size_t)i * ldc + n0, bias + n0, sizeof(float) * (size_t)(n1 - n0));
     const float *Ap = ta ? A + (size_t)k0 * lda + m0 : A + (size_t)m0 * lda + k0;
     const float *Bp = tb ? B + (size_t)n0 * ldb + k0 : B + (size_t)k0 * ldb + n0;
     float *Cp = c == 0 ? C + (size_t)m0 * ldc + n0 : S + (size_t)(c - 1) * M * N + (size_t)m0 * N + n0;
@@ -75,8 +78,8 @@ static void gemm_task(int ta, int tb, int M, int N, int K, float alpha, const fl
  * edge rows and columns with other kernels (oneDNN's AVX2 and OpenBLAS's kernels do), so a grid that
  * followed the thread count would give other bits on other machines.
  * C(M,N) = alpha op(A)(M,K) op(B)(K,N) + beta C, row-major. */
-void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-              float beta, float *C, int ldc) {
+static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                 float beta, const float *bias, float *C, int ldc) {
     if (lnn_blas_get_num_threads() != 1) lnn_blas_set_num_threads(1);
     lnn_gemm_grid_t g = lnn_gemm_grid(ta, M, N, K);
     int ntiles = g.gm * g.gn, ntasks = ntiles * g.gk;
@@ -93,7 +96,10 @@ void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
             ntasks = ntiles;
         }
     }
+    if (bias) beta = 1.f;
     if (ntasks <= 1) {
+        if (bias)
+            for (int i = 0; i < M; i++) memcpy(C + (size_t)i * ldc, bias, sizeof(float) * (size_t)N);
         unsigned csr = lnn_ftz_begin();
         lnn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         lnn_ftz_end(csr);
@@ -105,8 +111,18 @@ void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
     LNN_PRAGMA(omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(+ : work) if(nt > 1))
     for (int t = 0; t < ntasks; t++) {
         double s = is_short ? lnn_now() : 0;
-        gemm_task(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, g, t, S, done);
+        gemm_task(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc, g, t, S, done);
         if (is_short) work += lnn_now() - s;
     }
     if (is_short) lnn_short_report(nt, lnn_now() - t0, work);
+}
+
+void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc) {
+    gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+}
+
+void lnn_gemm_bias(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                   const float *bias, float *C, int ldc) {
+    gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, 1.f, bias, C, ldc);
 }
