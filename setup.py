@@ -294,32 +294,25 @@ class BuildExt(build_ext):
             ]
             ext.extra_compile_args += cflags
             ext.extra_link_args += omp_l + blas["extra_link_args"]
-        self._force_on_new_config(levels, cflags, blas)
-        for ext in self.extensions:
-            self._cpu_copies(ext, levels, tools, cflags)
-        super().build_extensions()
-        if cuda_plan:  # the CUDA backend: a shared object beside lyricnn._C, loaded when a model asks for it
-            ext_dir = os.path.dirname(self.get_ext_fullpath("lyricnn._C"))
-            _build_cuda(cuda_plan, ext_dir, os.path.join(self.build_temp, "cuda"), debug)
-
-
-    def _force_on_new_config(self, levels, cflags, blas):
-        """Rebuild everything when the flags, the CPU levels or the BLAS differ from the last build in this
-        build directory (setuptools only compares file times, and pip wheel builds in the source tree)."""
+        # setuptools compares file times only, and pip wheel builds in the source tree: when the flags, the
+        # CPU levels or the BLAS differ from the last build in this build directory, everything is rebuilt
         import json
         stamp = os.path.join(self.build_temp, "lyricnn-build-config.json")
         config = json.dumps(dict(cc=_compiler_version(), cflags=cflags, levels=levels, blas=blas["name"],
                                  macros=[list(m) for m in blas["define_macros"]]), sort_keys=True)
         try:
             with open(stamp) as f:
-                same = f.read() == config
+                self.force = self.force or f.read() != config
         except OSError:
-            same = False
-        if not same:
             self.force = True
-            os.makedirs(self.build_temp, exist_ok=True)
-            with open(stamp, "w") as f:
-                f.write(config)
+        for ext in self.extensions:
+            self._cpu_copies(ext, levels, tools, cflags)
+        super().build_extensions()
+        with open(stamp, "w") as f:
+            f.write(config)
+        if cuda_plan:  # the CUDA backend: a shared object beside lyricnn._C, loaded when a model asks for it
+            ext_dir = os.path.dirname(self.get_ext_fullpath("lyricnn._C"))
+            _build_cuda(cuda_plan, ext_dir, os.path.join(self.build_temp, "cuda"), debug)
 
     def _cpu_copies(self, ext, levels, tools, cflags):
         """csrc/cpu/ once per CPU level: each copy compiled with its level's flags and its entry point's name
@@ -334,7 +327,7 @@ class BuildExt(build_ext):
         ext.depends = list(ext.depends) + cpu
         cc, objcopy = tools
         newest = max(os.path.getmtime(f) for f in list(ext.depends) + [os.path.abspath(__file__)])
-        jobs = []
+        jobs, copies = [], []
         for name, sym, rank, flags in levels:
             out_dir = os.path.join(self.build_temp, "cpu-" + name)
             objs = [os.path.join(out_dir, os.path.basename(f)[:-2] + ".o") for f in cpu]
@@ -342,8 +335,8 @@ class BuildExt(build_ext):
             for src, obj in zip(cpu, objs):
                 if self.force or not os.path.exists(obj) or os.path.getmtime(obj) < newest:
                     jobs.append((src, obj, out_dir, ext.define_macros + [("LNN_CPU_ENTRY", sym)], cflags + flags))
-            ext.extra_objects.append(os.path.join(self.build_temp, "cpu-%s.o" % name))
-            ext._lnn_levels = getattr(ext, "_lnn_levels", []) + [(sym, objs, ext.extra_objects[-1])]
+            copies.append((sym, objs, os.path.join(self.build_temp, "cpu-%s.o" % name)))
+            ext.extra_objects.append(copies[-1][2])
 
         def compile_one(job):
             src, obj, out_dir, macros, args = job
@@ -354,7 +347,7 @@ class BuildExt(build_ext):
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(max_workers=max(1, int(self.parallel or 1))) as pool:
             list(pool.map(compile_one, jobs))
-        for sym, objs, out in ext._lnn_levels:
+        for sym, objs, out in copies:
             if jobs or not os.path.exists(out):
                 subprocess.check_call([cc, "-r", "-nostdlib", "-o", out] + objs)
                 subprocess.check_call([objcopy, "--keep-global-symbol=" + sym, out])
