@@ -5,7 +5,7 @@ VPY    := $(VENV)/bin/python
 PIP    := $(VPY) -m pip --disable-pip-version-check
 FUZZ_SECONDS ?= 30
 
-.PHONY: all venv deps sysdeps build test test-blas-fallback demo bench fuzz nvcc-check clean pretrained notebooks-check notebooks-run
+.PHONY: all venv deps sysdeps build test test-blas-fallback test-wheel test-cpu-levels demo bench fuzz nvcc-check clean pretrained notebooks-check notebooks-run
 
 all: build
 
@@ -57,9 +57,24 @@ build: $(VENV)/.deps-build sysdeps
 test: deps build
 	$(VPY) -m pytest -q tests
 
-# the parity tests against a second build, in a scratch copy: fallback GEMM library (scipy-openblas32), no -march=native
+# the parity tests against a second build, in a scratch copy: fallback GEMM library (scipy-openblas32)
 test-blas-fallback: deps
 	bash tools/check_blas_fallback.sh $(VPY)
+
+# the wheel as users get it: pip wheel (OpenBLAS, CPU only, every ISA level) + auditwheel repair, installed
+# into a fresh venv with no compiler, the parity tests run against it from outside the source tree (this is
+# the OpenBLAS build too, so CI runs it instead of test-blas-fallback)
+$(VENV)/.deps-wheel: requirements/wheel.txt $(VENV)/.deps-build
+	$(PIP) install -q -r requirements/wheel.txt
+	touch $@
+
+test-wheel: deps $(VENV)/.deps-wheel
+	bash tools/check_wheel.sh $(VPY)
+
+# the op bench and the parity tests at every CPU ISA level below this CPU's (LYRICNN_CPU_LEVEL caps the
+# dispatch; make test runs the highest)
+test-cpu-levels: deps build
+	bash tools/check_cpu_levels.sh $(VPY)
 
 # notebooks/*.ipynb and their jupytext py:percent pairs (notebooks/*.py) hold the same cells (types and
 # sources; outputs are not compared). Fix a pair with `jupytext --sync notebooks/NAME.ipynb`.

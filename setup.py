@@ -1,7 +1,8 @@
 """Build of lyricnn._C, the C engine.
 
 Environment switches (all optional):
-  LYRICNN_OPENMP=0        build without OpenMP (default: on when the compiler passes a probe)
+  LYRICNN_OPENMP=0        build without OpenMP (default: on when the compiler passes a probe; on macOS with
+                          Homebrew's libomp, or the one under LYRICNN_LIBOMP)
   LYRICNN_BLAS=auto|onednn|scipy-openblas32|system
                           the GEMM library (csrc/cpu/blas.h). auto (default): onednn where it is installed,
                           else scipy-openblas32. onednn: oneDNN's dnnl_sgemm (apt-get install libdnnl-dev),
@@ -10,7 +11,14 @@ Environment switches (all optional):
   LYRICNN_CUDA=auto|0|1   build the CUDA backend when nvcc and cuBLAS are found (auto), never (0), or
                           require it (1); LYRICNN_CUDA_ARCHS=80,90 (sm_ targets, PTX of the last);
                           LYRICNN_CUBLAS_INCLUDE / LYRICNN_CUBLAS_LIB where cuBLAS is not in the toolkit
-  LYRICNN_PORTABLE=1      no -march=native (for wheels that move between machines)
+  LYRICNN_NATIVE=1        compile everything with -march=native for this machine only (one CPU level).
+                          Default: portable. csrc/cpu/ is compiled once per x86-64 ISA level (x86-64,
+                          x86-64-v2, x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512) and the level is chosen at
+                          import from CPUID (core/cpu_level.h; LYRICNN_CPU_LEVEL caps it at run time);
+                          the rest of csrc/ is compiled for the baseline. One level on other CPUs.
+  LYRICNN_CPU_LEVELS=x86-64,x86-64-v4   only these levels (a faster development build; x86-64 is needed
+                          to run on every x86-64 CPU)
+  LYRICNN_PORTABLE=1      accepted for old scripts: the default now
   LYRICNN_DEBUG=1         -O0 -g
   LYRICNN_CFLAGS="..."    extra compiler flags
 """
@@ -74,6 +82,13 @@ def _openmp():
     code = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel\n{n=omp_get_num_threads();}\nreturn n>0?0:1;}\n"
     if _try_compile(code, ["-fopenmp"], ["-fopenmp"]):
         return ["-fopenmp"], ["-fopenmp"], "on"
+    if sys.platform == "darwin":  # Apple clang: the front end's OpenMP with LLVM's libomp (brew install libomp)
+        for prefix in [_env("LYRICNN_LIBOMP")] + ["/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"]:
+            if prefix and os.path.isfile(os.path.join(prefix, "include", "omp.h")):
+                c = ["-Xpreprocessor", "-fopenmp", "-I" + os.path.join(prefix, "include")]
+                l = ["-L" + os.path.join(prefix, "lib"), "-lomp", "-Wl,-rpath," + os.path.join(prefix, "lib")]
+                if _try_compile(code, c, l):
+                    return c, l, "on (libomp in %s)" % prefix
     print("lyricnn: the compiler has no OpenMP (probe failed); building single-threaded. "
           "Install libgomp (gcc) or libomp (clang) for multi-threading.", file=sys.stderr)
     return [], [], "off (probe failed)"
@@ -130,6 +145,48 @@ def _blas():
         raise BuildError("LYRICNN_BLAS=system but no CBLAS was found. Fix: `apt-get install libopenblas-dev` "
                          "or unset LYRICNN_BLAS to use the scipy-openblas32 wheel.")
     raise BuildError("LYRICNN_BLAS must be 'auto', 'onednn', 'scipy-openblas32' or 'system', got %r" % choice)
+
+
+# The x86-64 psABI levels csrc/cpu/ is compiled for (name, rank as in core/cpu_level.h, flags), and the
+# flags that stand for -march=x86-64-vN where a compiler (gcc < 11, clang < 12) lacks the names.
+_X86_LEVELS = (
+    ("x86-64", 1, [], []),
+    ("x86-64-v2", 2, ["-march=x86-64-v2"], ["-msse3", "-mssse3", "-msse4.1", "-msse4.2", "-mpopcnt", "-mcx16", "-msahf"]),
+    ("x86-64-v3", 3, ["-march=x86-64-v3"], ["-msse3", "-mssse3", "-msse4.1", "-msse4.2", "-mpopcnt", "-mcx16", "-msahf",
+                                             "-mavx", "-mavx2", "-mfma", "-mf16c", "-mbmi", "-mbmi2", "-mlzcnt",
+                                             "-mmovbe"]),
+    ("x86-64-v4", 4, ["-march=x86-64-v4"], ["-msse3", "-mssse3", "-msse4.1", "-msse4.2", "-mpopcnt", "-mcx16", "-msahf",
+                                             "-mavx", "-mavx2", "-mfma", "-mf16c", "-mbmi", "-mbmi2", "-mlzcnt",
+                                             "-mmovbe", "-mavx512f", "-mavx512bw", "-mavx512cd", "-mavx512dq",
+                                             "-mavx512vl"]),
+)
+
+
+def _cpu_levels():
+    """(levels, tools, info): the copies of csrc/cpu/ to compile, [(name, entry symbol, rank, flags)]; the
+    (linker driver, objcopy) that make each copy's symbols local when there are several; a line for
+    build_info()."""
+    if _env("LYRICNN_NATIVE") == "1":
+        return [("native", "lnn_cpu_entry_native", 0, [])], None, "native (LYRICNN_NATIVE=1: -march=native)"
+    import platform
+    objcopy = shutil.which("objcopy")
+    x86 = platform.machine().lower() in ("x86_64", "amd64") and sys.platform.startswith("linux")
+    if not x86 or not objcopy:
+        why = "not x86-64 Linux" if not x86 else "objcopy not found"
+        return [("generic", "lnn_cpu_entry_generic", 0, [])], None, "generic (one level: %s)" % why
+    want = [v.strip() for v in _env("LYRICNN_CPU_LEVELS").split(",") if v.strip()]
+    names = [lv[0] for lv in _X86_LEVELS]
+    bad = [v for v in want if v not in names]
+    if bad:
+        raise BuildError("LYRICNN_CPU_LEVELS: unknown level(s) %s; use a comma-separated subset of %s"
+                         % (", ".join(bad), ", ".join(names)))
+    levels = []
+    for name, rank, march, spelled in _X86_LEVELS:
+        if want and name not in want:
+            continue
+        flags = march if not march or _try_compile("int main(void){return 0;}\n", march, []) else spelled
+        levels.append((name, "lnn_cpu_entry_" + name.replace("-", "_"), rank, flags))
+    return levels, (_cc(), objcopy), "dispatched at import: " + ", ".join(lv[0] for lv in levels)
 
 
 def _cuda():
@@ -216,7 +273,8 @@ class BuildExt(build_ext):
         cflags = ["-std=gnu11", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
                   "-Wno-missing-field-initializers", "-fvisibility=hidden"]
         cflags += ["-O0", "-g"] if debug else ["-O3"]
-        if _env("LYRICNN_PORTABLE") != "1":
+        levels, tools, level_info = _cpu_levels()
+        if _env("LYRICNN_NATIVE") == "1":
             cflags.append("-march=native")
         cflags += omp_c + _env("LYRICNN_CFLAGS").split()
 
@@ -231,13 +289,68 @@ class BuildExt(build_ext):
                 ("LNN_VERSION", q(_version())), ("LNN_COMPILER", q(_compiler_version())),
                 ("LNN_BLAS_NAME", q(blas["name"])), ("LNN_CUDA_INFO", q(cuda_info)),
                 ("LNN_CFLAGS", q(" ".join(cflags))), ("LNN_OPENMP_INFO", q(omp_info)),
+                ("LNN_CPU_LEVEL_INFO", q(level_info)),
+                ("LNN_CPU_LEVELS", " ".join('X(%s,"%s",%d)' % (sym, name, rank) for name, sym, rank, _ in levels)),
             ]
             ext.extra_compile_args += cflags
             ext.extra_link_args += omp_l + blas["extra_link_args"]
+        # setuptools compares file times only, and pip wheel builds in the source tree: when the flags, the
+        # CPU levels or the BLAS differ from the last build in this build directory, everything is rebuilt
+        import json
+        stamp = os.path.join(self.build_temp, "lyricnn-build-config.json")
+        config = json.dumps(dict(cc=_compiler_version(), cflags=cflags, levels=levels, blas=blas["name"],
+                                 macros=[list(m) for m in blas["define_macros"]]), sort_keys=True)
+        try:
+            with open(stamp) as f:
+                self.force = self.force or f.read() != config
+        except OSError:
+            self.force = True
+        for ext in self.extensions:
+            self._cpu_copies(ext, levels, tools, cflags)
         super().build_extensions()
+        with open(stamp, "w") as f:
+            f.write(config)
         if cuda_plan:  # the CUDA backend: a shared object beside lyricnn._C, loaded when a model asks for it
             ext_dir = os.path.dirname(self.get_ext_fullpath("lyricnn._C"))
             _build_cuda(cuda_plan, ext_dir, os.path.join(self.build_temp, "cuda"), debug)
+
+    def _cpu_copies(self, ext, levels, tools, cflags):
+        """csrc/cpu/ once per CPU level: each copy compiled with its level's flags and its entry point's name
+        (LNN_CPU_ENTRY), linked into one relocatable object whose other symbols objcopy makes local, so the
+        copies never clash; any file in csrc/cpu/ is part of it. One level: compiled in the extension."""
+        cpu = [f for f in ext.sources if os.path.dirname(f) == os.path.join("csrc", "cpu")]
+        if len(levels) == 1:
+            ext.define_macros.append(("LNN_CPU_ENTRY", levels[0][1]))
+            ext.extra_compile_args += levels[0][3]
+            return
+        ext.sources = [f for f in ext.sources if f not in cpu]
+        ext.depends = list(ext.depends) + cpu
+        cc, objcopy = tools
+        newest = max(os.path.getmtime(f) for f in list(ext.depends) + [os.path.abspath(__file__)])
+        jobs, copies = [], []
+        for name, sym, rank, flags in levels:
+            out_dir = os.path.join(self.build_temp, "cpu-" + name)
+            objs = [os.path.join(out_dir, os.path.basename(f)[:-2] + ".o") for f in cpu]
+            os.makedirs(out_dir, exist_ok=True)
+            for src, obj in zip(cpu, objs):
+                if self.force or not os.path.exists(obj) or os.path.getmtime(obj) < newest:
+                    jobs.append((src, obj, out_dir, ext.define_macros + [("LNN_CPU_ENTRY", sym)], cflags + flags))
+            copies.append((sym, objs, os.path.join(self.build_temp, "cpu-%s.o" % name)))
+            ext.extra_objects.append(copies[-1][2])
+
+        def compile_one(job):
+            src, obj, out_dir, macros, args = job
+            got = self.compiler.compile([src], output_dir=out_dir, macros=macros, include_dirs=ext.include_dirs,
+                                        extra_postargs=args, depends=ext.depends)
+            os.replace(got[0], obj)
+
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=max(1, int(self.parallel or 1))) as pool:
+            list(pool.map(compile_one, jobs))
+        for sym, objs, out in copies:
+            if jobs or not os.path.exists(out):
+                subprocess.check_call([cc, "-r", "-nostdlib", "-o", out] + objs)
+                subprocess.check_call([objcopy, "--keep-global-symbol=" + sym, out])
 
 
 # csrc/ by role: core/ (status, dtypes, the backend interface), cpu/ (the CPU backend), models/ (the

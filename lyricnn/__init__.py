@@ -1,4 +1,6 @@
 """lyricnn: fine-tune DistilBERT/BERT text classifiers and regressors on a C engine."""
+import os
+
 from ._version import __version__
 from ._loader import _C
 from ._C import CheckpointError, LyricnnError
@@ -16,8 +18,13 @@ __all__ = ["__version__", "build_info", "cuda_info", "set_num_threads", "get_num
 
 
 def build_info():
-    """How the engine was built: version, compiler, OpenMP and threads, BLAS, CUDA."""
+    """How the engine was built and runs: version, compiler, OpenMP and threads (and how long its threads spin
+    at a barrier: omp_wait), BLAS, CUDA, and the CPU code's ISA level (cpu_level: the one running, capped by
+    LYRICNN_CPU_LEVEL; cpu_levels: those built)."""
+    from . import _loader
     info = dict(_C.build_info())
+    info["omp_wait"] = _loader.omp_wait
+    info["adaptive_threads"] = os.environ.get("LYRICNN_ADAPTIVE_THREADS", "1").strip() != "0"
     return info
 
 

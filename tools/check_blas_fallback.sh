@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Build the engine a second time in a scratch copy with the fallback GEMM library (the scipy-openblas32
-# wheel, what a machine without oneDNN gets) and without -march=native (LYRICNN_PORTABLE=1: the generic
-# code paths, e.g. the scalar Philox dropout instead of the AVX-512 one), and run the parity tests
-# against it. The in-place build (make build) is left as it is.
+# wheel, what a machine without oneDNN gets), and run the parity tests against it. The in-place build (make
+# build) is left as it is. CI runs tools/check_wheel.sh instead, whose wheel is this build, installed.
 # Usage: tools/check_blas_fallback.sh [python]   (the venv's python; make test-blas-fallback passes it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +11,7 @@ T="$(mktemp -d)"
 trap 'rm -rf "$T"' EXIT
 cp -r setup.py pyproject.toml csrc "$T"/
 mkdir "$T/lyricnn" && tar -C lyricnn --exclude='*.so' --exclude=__pycache__ -cf - . | tar -C "$T/lyricnn" -xf -
-(cd "$T" && LYRICNN_BLAS=scipy-openblas32 LYRICNN_PORTABLE=1 "$PY" setup.py -q build_ext --inplace >build.log 2>&1) \
+(cd "$T" && LYRICNN_BLAS=scipy-openblas32 "$PY" setup.py -q build_ext --inplace >build.log 2>&1) \
   || { cat "$T/build.log"; exit 1; }
 # -P: the scratch copy (PYTHONPATH), not the checkout's editable install, is the lyricnn under test
 LYRICNN_EXPECT_BLAS=openblas PYTHONPATH="$T" "$PY" -P -m pytest -q -p no:cacheprovider \

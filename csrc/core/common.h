@@ -26,6 +26,22 @@
 /* Threads the engine uses for its own loops and for BLAS (set by set_num_threads). */
 extern int lnn_num_threads;
 
+/* SHORT PARALLEL REGIONS on a shared CPU. An OpenMP region ends when every thread of its team has
+ * arrived, so when another process holds a core, a region waits for the thread that shares that core
+ * to be scheduled again: up to a scheduler time slice (milliseconds). An LSTM step runs thousands of
+ * regions of tens of microseconds (its per-step GEMMs and cells), so beside one busy process its 2-thread
+ * step ran slower than 1 thread. Short regions therefore time themselves: lnn_short_threads() gives the
+ * team for the next one (lnn_num_threads, or 1 for a while after short regions took as long on several
+ * threads as their work would on one: the back-off starts at 10 ms and doubles, to 1 s, while the cores
+ * stay busy), lnn_short_report() takes the region's wall time and the seconds its threads worked. Results
+ * do not depend on the team (every split is by shape), so this changes speed only. Long regions (large
+ * GEMMs, whose tiles the dynamic schedule hands to whichever thread is free) keep every thread.
+ * LYRICNN_ADAPTIVE_THREADS=0 turns it off (short regions always use every thread). */
+int lnn_short_threads(void);
+void lnn_short_report(int nthreads, double wall, double work);
+/* seconds on a monotonic clock */
+double lnn_now(void);
+
 #ifdef _OPENMP
 #define LNN_OMP_FOR LNN_PRAGMA(omp parallel for num_threads(lnn_num_threads) schedule(static))
 #define LNN_OMP_FOR_DYNAMIC LNN_PRAGMA(omp parallel for num_threads(lnn_num_threads) schedule(dynamic, 1))

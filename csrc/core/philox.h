@@ -121,6 +121,55 @@ static inline uint64_t lnn_dropout_keep64(lnn_dropout_t d, uint64_t blk0, uint32
            _pdep_u64(_mm512_cmpge_epu32_mask(c2, t), 0x4444444444444444ull) |
            _pdep_u64(_mm512_cmpge_epu32_mask(c3, t), 0x8888888888888888ull);
 }
+#elif defined(__AVX2__) && defined(__BMI2__) && !defined(__CUDACC__)
+#include <immintrin.h>
+#define LNN_PHILOX_AVX2 1
+
+/* hi/lo 32 bits of the 8 products a[k] * m (k = 0..7) */
+static inline void lnn_mul_hilo8(__m256i a, __m256i m, __m256i *hi, __m256i *lo) {
+    __m256i e = _mm256_mul_epu32(a, m), o = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(e, 32), o, 0xAA);
+    *lo = _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xAA);
+}
+
+/* the words l = 0..3 of the 8 Philox blocks blk0 .. blk0+7, compared with thr: bit k of out[l] set when word l
+ * of block blk0+k >= thr */
+static inline void lnn_dropout_keep8x4(lnn_dropout_t d, uint64_t blk0, uint32_t thr, uint32_t out[4]) {
+    const __m256i M0 = _mm256_set1_epi32((int)0xD2511F53u), M1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+    __m256i base = _mm256_set1_epi32((int)(uint32_t)blk0);
+    __m256i c0 = _mm256_add_epi32(base, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    /* blk0 + k crossed a 2^32 boundary where c0 < base (unsigned): the high word gets the carry */
+    __m256i carry = _mm256_cmpgt_epi32(_mm256_xor_si256(base, sign), _mm256_xor_si256(c0, sign));
+    __m256i c1 = _mm256_sub_epi32(_mm256_set1_epi32((int)(uint32_t)(blk0 >> 32)), carry);
+    __m256i c2 = _mm256_set1_epi32((int)d.stream), c3 = _mm256_set1_epi32((int)d.step);
+    uint32_t k0 = (uint32_t)d.seed, k1 = (uint32_t)(d.seed >> 32);
+    for (int r = 0; r < 10; r++) {
+        if (r) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
+        __m256i hi0, lo0, hi1, lo1;
+        lnn_mul_hilo8(c0, M0, &hi0, &lo0);
+        lnn_mul_hilo8(c2, M1, &hi1, &lo1);
+        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
+        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
+        c1 = lo1;
+        c3 = lo0;
+    }
+    const __m256i t = _mm256_set1_epi32((int)thr);
+    const __m256i w[4] = {c0, c1, c2, c3};
+    for (int l = 0; l < 4; l++) /* word >= thr, unsigned: max(word, thr) == word */
+        out[l] = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_max_epu32(w[l], t), w[l])));
+}
+
+/* Keep bits of the 64 elements 4*blk0 .. 4*blk0+63 of a site, as lnn_dropout_keep64 (16 blocks, 8 per AVX2
+ * lane set) */
+static inline uint64_t lnn_dropout_keep64(lnn_dropout_t d, uint64_t blk0, uint32_t thr) {
+    uint32_t a[4], b[4];
+    lnn_dropout_keep8x4(d, blk0, thr, a);
+    lnn_dropout_keep8x4(d, blk0 + 8, thr, b);
+    uint64_t m = 0;
+    for (int l = 0; l < 4; l++) m |= _pdep_u64(a[l] | (b[l] << 8), 0x1111111111111111ull << l);
+    return m;
+}
 #endif
 
 /* Integer threshold: an element is dropped when its word < threshold. */

@@ -1,5 +1,6 @@
 /* cpu/backend.c: the CPU backend's table: host memory, synchronous ops (one file per op family in
- * cpu/), GEMMs through the BLAS (cpu/gemm.c), F32 activations. */
+ * cpu/), GEMMs through the BLAS (cpu/gemm.c), F32 activations. One table per ISA level of the build
+ * (core/cpu_level.h). */
 #include "cpu/internal.h"
 
 static int cpu_supports(int op, lnn_dtype act) {
@@ -58,5 +59,13 @@ static lnn_status cpu_synchronize(lnn_ctx *ctx) {
 static const lnn_backend cpu_backend = CPU_TABLE("cpu", 1);
 static const lnn_backend cpu_copy_backend = CPU_TABLE("cpu-copy", 0);
 
-const lnn_backend *lnn_backend_cpu(void) { return &cpu_backend; }
-const lnn_backend *lnn_backend_cpu_copy(void) { return &cpu_copy_backend; }
+/* This copy's entry point (core/cpu_level.h): setup.py compiles csrc/cpu/ once per ISA level and names
+ * the entry of each copy (LNN_CPU_ENTRY); core/cpu_level.c picks one at import. */
+#ifndef LNN_CPU_ENTRY
+#define LNN_CPU_ENTRY lnn_cpu_entry
+#endif
+void LNN_CPU_ENTRY(const lnn_backend **cpu, const lnn_backend **cpu_copy);
+void LNN_CPU_ENTRY(const lnn_backend **cpu, const lnn_backend **cpu_copy) {
+    *cpu = &cpu_backend;
+    *cpu_copy = &cpu_copy_backend;
+}

@@ -17,11 +17,16 @@
  * threads: the result does not depend on the thread count. */
 void lnn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
               float beta, float *C, int ldc);
+/* C(M,N) = alpha op(A) op(B) + bias(N) on every row: each task copies the bias into its tile of C just before
+ * its library call (beta = 1), the same numbers as a copy of the whole bias first, without a pass over C */
+void lnn_gemm_bias(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                   const float *bias, float *C, int ldc);
 
 #if defined(LNN_BLAS_ONEDNN)
 
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -69,6 +74,12 @@ static inline const char *lnn_blas_get_corename(void) {
     }
 }
 #define LNN_BLAS_HAS_CONFIG 1
+/* Cap oneDNN's kernels at the engine's ISA level (core/cpu_level.h ranks: 2 = x86-64-v2, 3 = AVX2,
+ * 4 = AVX-512) when LYRICNN_CPU_LEVEL caps it, unless ONEDNN_MAX_CPU_ISA already does; before any GEMM. */
+static inline void lnn_blas_cap_isa(int rank) {
+    if (getenv("ONEDNN_MAX_CPU_ISA") || getenv("DNNL_MAX_CPU_ISA")) return;
+    dnnl_set_max_cpu_isa(rank >= 4 ? dnnl_cpu_isa_avx512_core : rank == 3 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
+}
 
 #else /* OpenBLAS through CBLAS */
 
@@ -95,6 +106,10 @@ static inline int lnn_blas_get_num_threads(void) { return 1; }
 #define LNN_BLAS_HAS_CONFIG 0
 #endif
 #endif
+
+/* OpenBLAS reads its kernel choice (OPENBLAS_CORETYPE) when it loads: lyricnn/_loader.py sets it from
+ * LYRICNN_CPU_LEVEL before that */
+static inline void lnn_blas_cap_isa(int rank) { (void)rank; }
 
 /* One library GEMM, same arguments as lnn_gemm (callers set the BLAS to one thread) */
 static inline void lnn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,

@@ -40,6 +40,21 @@ void cpu_dropout_serial(float *out, uint8_t *keep, const float *inp, size_t n, u
                                                              _mm512_maskz_mov_ps((__mmask16)(m >> (16 * q)), vs)));
         if (keep) _mm512_storeu_si512(keep + i, _mm512_maskz_mov_epi8(m, one));
     }
+#elif defined(LNN_PHILOX_AVX2)
+    const __m256 vs = _mm256_set1_ps(scale);
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (; i + 64 <= n; i += 64) {
+        uint64_t m = lnn_dropout_keep64(d, (offset + i) >> 2, thr);
+        for (int q = 0; q < 8; q++) {
+            __m256i sel = _mm256_and_si256(_mm256_set1_epi32((int)((m >> (8 * q)) & 0xFF)), lane_bit);
+            __m256 on = _mm256_castsi256_ps(_mm256_cmpeq_epi32(sel, lane_bit));
+            _mm256_storeu_ps(out + i + 8 * q, _mm256_and_ps(_mm256_mul_ps(_mm256_loadu_ps(inp + i + 8 * q), vs), on));
+            if (keep) {
+                uint64_t bytes = _pdep_u64((m >> (8 * q)) & 0xFF, 0x0101010101010101ull);
+                memcpy(keep + i + 8 * q, &bytes, 8);
+            }
+        }
+    }
 #else
     uint32_t w[64];
     for (; i + 64 <= n; i += 64) {

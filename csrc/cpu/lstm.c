@@ -3,10 +3,13 @@
  * them, so the results do not depend on the thread count. A step of a batch is small (64 x 128 units is
  * ~20 us on one core) and an LSTM runs thousands of them; below PAR_MIN elements (32 rows of 128) the loop
  * stays in the calling thread, where a fork/join would cost more than it saves. Splitting steps from 32
- * rows up rather than 512 made the 3-artist epoch of bench/lstm.py about 10% faster on 2 cores. */
+ * rows up rather than 512 made the 3-artist epoch of bench/lstm.py about 10% faster on 2 cores. Each cell
+ * is a short parallel region (core/common.h): beside a busy process it runs on the calling thread. */
 #include "cpu/internal.h"
 
 #define PAR_MIN (1 << 12)
+/* rows a thread takes at a time: a thread that waits for a core leaves the rest to the others */
+#define ROWS_PER_CHUNK 8
 
 /* sigmoid and tanh, branch-free so the row loops vectorize; a few ulp from the float64 values */
 static inline float lstm_sigmoid(float x) { return 1.0f / (1.0f + lnn_expf(-x)); }
@@ -45,14 +48,22 @@ void cpu_lstm_cell_forward(lnn_ctx *ctx, void *h_, void *c_, void *gates_, const
                            int Np, int H) {
     float *h = h_, *c = c_, *gates = gates_;
     const float *gh = gh_, *c_prev = c_prev_;
-    LNN_OMP_FOR_IF((size_t)N * H >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        size_t r = (size_t)n * H, r4 = (size_t)n * 4 * H;
+    int nt = (size_t)N * H >= PAR_MIN ? lnn_short_threads() : 1;
+    double t0 = lnn_now(), work = 0;
+    LNN_PRAGMA(omp parallel num_threads(nt) reduction(+ : work) if(nt > 1))
+    {
+        double s = lnn_now();
         unsigned csr = lnn_ftz_begin();
-        if (n < Np) cell_row(h + r, c + r, gates + r4, gh + r4, c_prev + r, H);
-        else cell_row(h + r, c + r, gates + r4, gh + r4, NULL, H);
+        LNN_PRAGMA(omp for schedule(dynamic, ROWS_PER_CHUNK) nowait)
+        for (int n = 0; n < N; n++) {
+            size_t r = (size_t)n * H, r4 = (size_t)n * 4 * H;
+            if (n < Np) cell_row(h + r, c + r, gates + r4, gh + r4, c_prev + r, H);
+            else cell_row(h + r, c + r, gates + r4, gh + r4, NULL, H);
+        }
         lnn_ftz_end(csr);
+        work += lnn_now() - s;
     }
+    lnn_short_report(nt, lnn_now() - t0, work);
 }
 
 /* One row of the backward: dg4 (4H) and dcp (H; NULL: skipped) from dh, dc (H); cp NULL: c_prev = 0 */
@@ -78,16 +89,24 @@ void cpu_lstm_cell_backward(lnn_ctx *ctx, void *dgates_, void *dc_prev_, const v
                             const void *gates_, const void *c_, const void *c_prev_, int N, int Np, int H) {
     float *dgates = dgates_, *dc_prev = dc_prev_;
     const float *dh = dh_, *dc = dc_, *gates = gates_, *c = c_, *c_prev = c_prev_;
-    LNN_OMP_FOR_IF((size_t)N * H >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        size_t r = (size_t)n * H, r4 = (size_t)n * 4 * H;
+    int nt = (size_t)N * H >= PAR_MIN ? lnn_short_threads() : 1;
+    double t0 = lnn_now(), work = 0;
+    LNN_PRAGMA(omp parallel num_threads(nt) reduction(+ : work) if(nt > 1))
+    {
+        double s = lnn_now();
         unsigned csr = lnn_ftz_begin();
-        if (n < Np && dc_prev)
-            cell_row_backward(dgates + r4, dc_prev + r, dh + r, dc + r, gates + r4, c + r, c_prev + r, H);
-        else if (n < Np)
-            cell_row_backward(dgates + r4, NULL, dh + r, dc + r, gates + r4, c + r, c_prev + r, H);
-        else
-            cell_row_backward(dgates + r4, NULL, dh + r, dc + r, gates + r4, c + r, NULL, H);
+        LNN_PRAGMA(omp for schedule(dynamic, ROWS_PER_CHUNK) nowait)
+        for (int n = 0; n < N; n++) {
+            size_t r = (size_t)n * H, r4 = (size_t)n * 4 * H;
+            if (n < Np && dc_prev)
+                cell_row_backward(dgates + r4, dc_prev + r, dh + r, dc + r, gates + r4, c + r, c_prev + r, H);
+            else if (n < Np)
+                cell_row_backward(dgates + r4, NULL, dh + r, dc + r, gates + r4, c + r, c_prev + r, H);
+            else
+                cell_row_backward(dgates + r4, NULL, dh + r, dc + r, gates + r4, c + r, NULL, H);
+        }
         lnn_ftz_end(csr);
+        work += lnn_now() - s;
     }
+    lnn_short_report(nt, lnn_now() - t0, work);
 }

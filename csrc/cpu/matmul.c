@@ -21,13 +21,8 @@ void cpu_matmul_forward(lnn_ctx *ctx, void *out_, const void *inp, const void *w
                         int OC) {
     float *out = out_;
     const float *b = b_;
-    float beta = 0.f;
-    if (b) { /* small copies (an LSTM's per-step GEMM) stay in the calling thread */
-        LNN_OMP_FOR_IF((size_t)N * OC >= (1 << 16))
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, sizeof(float) * OC);
-        beta = 1.f;
-    }
-    lnn_gemm(0, 1, N, OC, C, 1.f, inp, C, w, C, beta, out, OC);
+    if (b) lnn_gemm_bias(0, 1, N, OC, C, 1.f, inp, C, w, C, b, out, OC);
+    else lnn_gemm(0, 1, N, OC, C, 1.f, inp, C, w, C, 0.f, out, OC);
 }
 
 /* dinp(N,C) += dout @ w; dw(OC,C) += dout^T @ inp; db += colsum(dout) */

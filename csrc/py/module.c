@@ -2,6 +2,7 @@
 #define LNN_MODULE_MAIN
 #include "py/ext.h"
 #include "core/backend.h"
+#include "core/cpu_level.h"
 #include "cpu/blas.h"
 
 #include <stdio.h>
@@ -21,6 +22,9 @@
 #endif
 #ifndef LNN_CFLAGS
 #define LNN_CFLAGS ""
+#endif
+#ifndef LNN_CPU_LEVEL_INFO
+#define LNN_CPU_LEVEL_INFO "one level"
 #endif
 
 PyObject *lnn_Error = NULL;
@@ -156,14 +160,17 @@ static PyObject *py_build_info(PyObject *self, PyObject *unused) {
     int omp_version = 0;
     int omp_max = 1;
 #endif
-    return Py_BuildValue("{s:s, s:s, s:s, s:O, s:i, s:i, s:i, s:s, s:s, s:s, s:i, s:s}",
+    const char *cap = lnn_cpu_level_cap();
+    return Py_BuildValue("{s:s, s:s, s:s, s:O, s:i, s:i, s:i, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s}",
                          "version", LNN_VERSION, "compiler", LNN_COMPILER, "cflags", LNN_CFLAGS,
                          "openmp", omp, "openmp_version", omp_version,
                          "openmp_max_threads", omp_max, "num_threads", lnn_num_threads,
                          "blas", LNN_BLAS_NAME, "blas_config", blas_config ? blas_config : "",
                          "blas_core", blas_core ? blas_core : "",
                          "blas_num_threads", (int)lnn_blas_get_num_threads(),
-                         "cuda", LNN_CUDA_INFO);
+                         "cuda", LNN_CUDA_INFO, "cpu_level", lnn_cpu_level_name(),
+                         "cpu_levels", lnn_cpu_levels_built(), "cpu_level_supported", lnn_cpu_level_supported(),
+                         "cpu_level_cap", cap ? cap : "", "cpu_dispatch", LNN_CPU_LEVEL_INFO);
 }
 
 /* cuda_info() -> {runtime, driver, devices: [{name, compute_capability, memory, ...}]}; LyricnnError with
@@ -218,6 +225,10 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__C(void) {
     import_array();
+    if (lnn_cpu_level_init()) { /* LYRICNN_CPU_LEVEL names no level, or no copy of the CPU code runs here */
+        PyErr_SetString(PyExc_ValueError, lnn_get_error());
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module_def);
     if (!m) return NULL;
     lnn_Error = PyErr_NewExceptionWithDoc("lyricnn.LyricnnError",

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "cpu/gemm_grid.h"
 
 /* ------------------------------------------------------------------ the Backend and Buffer types */
 
@@ -1408,8 +1409,35 @@ static PyObject *py_backends(PyObject *self, PyObject *unused) {
     return out;
 }
 
+/* gemm_tasks(ta, M, N, K) -> [(m0, m1, n0, n1, k0, k1), ...]: how the CPU GEMM splits C(M,N) += op(A) op(B)
+ * (cpu/gemm_grid.h), for the tests and bench/gemm_grid.py */
+static PyObject *py_gemm_tasks(PyObject *self, PyObject *args) {
+    int ta, M, N, K;
+    if (!PyArg_ParseTuple(args, "piii", &ta, &M, &N, &K)) return NULL;
+    if (M < 0 || N < 0 || K < 0) {
+        PyErr_Format(PyExc_ValueError, "gemm_tasks: M, N and K must be >= 0, got %d, %d, %d", M, N, K);
+        return NULL;
+    }
+    lnn_gemm_grid_t g = lnn_gemm_grid(ta, M, N, K);
+    int n = g.gm * g.gn * g.gk;
+    PyObject *out = PyList_New(n);
+    for (int t = 0; out && t < n; t++) {
+        int m0, m1, n0, n1, k0, k1;
+        lnn_gemm_task(g, M, N, K, t, &m0, &m1, &n0, &n1, &k0, &k1);
+        PyObject *o = Py_BuildValue("(iiiiii)", m0, m1, n0, n1, k0, k1);
+        if (!o) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, t, o);
+    }
+    return out;
+}
+
 static PyMethodDef ops_functions[] = {
     {"backends", py_backends, METH_NOARGS, "backends() -> the names of this build's compute backends"},
+    {"gemm_tasks", py_gemm_tasks, METH_VARARGS,
+     "gemm_tasks(ta, M, N, K) -> [(m0, m1, n0, n1, k0, k1)]: the CPU GEMM's tasks for C(M,N) += op(A)(M,K) op(B)(K,N)"},
     {NULL, NULL, 0, NULL},
 };
 
