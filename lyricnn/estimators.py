@@ -821,8 +821,8 @@ class TextClassifier(_TextEstimator):
       seed: seeds the head init, batch order (a pure function of (seed, epoch)) and dropout (keyed by
         (seed, global step) in the engine); the same seed gives the same run, bit-identical on the CPU
         for a fixed thread count (lyricnn.set_num_threads), also across fit(..., resume=True).
-      device: 'cpu', 'cuda', 'cuda:N' or 'auto'; precision: None (the device's default), 'bf16', 'fp32' or 'tf32'
-        on a GPU (see lyricnn._device). verbose: 0 silent, 1 progress bar and per-evaluation lines.
+      device: 'cpu', 'cuda', 'cuda:N' or 'auto'; precision: None (the device's default), 'bf16', 'fp16', 'fp32'
+        or 'tf32' on a GPU (see lyricnn._device). verbose: 0 silent, 1 progress bar and per-evaluation lines.
 
     fit() checks every parameter's type and range before any work (lyricnn._validate): counts such as
     batch_size and epochs are ints (not floats, not bools), lr > 0, seed an int in [0, 2**64), max_length at

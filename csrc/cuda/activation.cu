@@ -1,4 +1,4 @@
-// csrc/cuda/activation.cu: the elementwise ops: bias + GELU/ReLU, tanh, and the F32 <-> BF16 cast.
+// csrc/cuda/activation.cu: the elementwise ops: bias + GELU/ReLU, tanh, and the F32 <-> BF16 / F16 casts.
 #include "cuda/internal.cuh"
 
 // x(N,OC) += b; out = act(x)
@@ -74,7 +74,7 @@ __global__ void cast_kernel(D *dst, const S *src, size_t n) {
     if (i < n) store_f(dst + i, load_f(src + i)); // __float2bfloat16_rn: round to nearest even
 }
 
-// dst(n) = src(n) converted (F32 <-> BF16) or copied
+// dst(n) = src(n) converted (F32 <-> BF16, F32 <-> F16) or copied
 void cuda_cast(lnn_ctx *ctx, void *dst, lnn_dtype dt, const void *src, lnn_dtype st, size_t n) {
     cuda_enter(ctx);
     cudaStream_t s = stream_of(ctx);
@@ -84,6 +84,10 @@ void cuda_cast(lnn_ctx *ctx, void *dst, lnn_dtype dt, const void *src, lnn_dtype
         cast_kernel<bf16, float><<<blocks_for(n, 256), 256, 0, s>>>((bf16 *)dst, (const float *)src, n);
     } else if (dt == LNN_F32 && st == LNN_BF16) {
         cast_kernel<float, bf16><<<blocks_for(n, 256), 256, 0, s>>>((float *)dst, (const bf16 *)src, n);
+    } else if (dt == LNN_F16 && st == LNN_F32) {
+        cast_kernel<f16, float><<<blocks_for(n, 256), 256, 0, s>>>((f16 *)dst, (const float *)src, n);
+    } else if (dt == LNN_F32 && st == LNN_F16) {
+        cast_kernel<float, f16><<<blocks_for(n, 256), 256, 0, s>>>((float *)dst, (const f16 *)src, n);
     } else {
         cuda_fail(ctx, LNN_ERR_VALUE, "cast from %s to %s is not supported", lnn_dtype_name(st), lnn_dtype_name(dt));
         return;

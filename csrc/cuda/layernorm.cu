@@ -63,20 +63,24 @@ __global__ void layernorm_backward_dx_kernel(T *dres, const T *dout, const T *re
 
 #define LN_ROWCHUNK 256
 // partial column sums of dout*xhat and dout over a chunk of rows
+// (the chunks are grid rows, at most MAX_GRID_Y of them, each looping over every MAX_GRID_Y-th chunk)
 template <typename T>
 __global__ void layernorm_backward_dw_kernel(float *pw, float *pb, const T *dout, const T *res, const float *mean,
                                              const float *rstd, int N, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x, ch = blockIdx.y;
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    int r0 = ch * LN_ROWCHUNK, r1 = min(N, r0 + LN_ROWCHUNK);
-    float aw = 0.f, ab = 0.f;
-    for (int r = r0; r < r1; r++) {
-        float g = load_f(dout + (size_t)r * C + c);
-        aw += g * (load_f(res + (size_t)r * C + c) - mean[r]) * rstd[r];
-        ab += g;
+    int nch = (N + LN_ROWCHUNK - 1) / LN_ROWCHUNK;
+    for (int ch = blockIdx.y; ch < nch; ch += gridDim.y) {
+        int r0 = ch * LN_ROWCHUNK, r1 = min(N, r0 + LN_ROWCHUNK);
+        float aw = 0.f, ab = 0.f;
+        for (int r = r0; r < r1; r++) {
+            float g = load_f(dout + (size_t)r * C + c);
+            aw += g * (load_f(res + (size_t)r * C + c) - mean[r]) * rstd[r];
+            ab += g;
+        }
+        pw[(size_t)ch * C + c] = aw;
+        pb[(size_t)ch * C + c] = ab;
     }
-    pw[(size_t)ch * C + c] = aw;
-    pb[(size_t)ch * C + c] = ab;
 }
 
 __global__ void layernorm_backward_dw_finish(float *dw, float *db, const float *pw, const float *pb, int nch, int C) {
@@ -102,7 +106,7 @@ void cuda_layernorm_backward(lnn_ctx *ctx, void *dres, float *dw, float *db, con
         int nch = (N + LN_ROWCHUNK - 1) / LN_ROWCHUNK;
         float *part = (float *)cuda_scratch(ctx, 2 * (size_t)nch * C * sizeof(float));
         if (!part) return;
-        dim3 grid((C + 127) / 128, nch);
+        dim3 grid((C + 127) / 128, grid_y(nch));
         LNN_CUDA_DISPATCH(ctx, T, layernorm_backward_dw_kernel<T><<<grid, 128, 0, s>>>(
                                       part, part + (size_t)nch * C, (const T *)dout, (const T *)res, mean, rstd, N, C));
         layernorm_backward_dw_finish<<<(C + 127) / 128, 128, 0, s>>>(dw, db, part, part + (size_t)nch * C, nch, C);
