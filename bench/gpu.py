@@ -10,7 +10,7 @@ Setups, all distilbert-base (random init), AdamW with weight decay and clipping 
   lyricnn bf16 tc+lt      the same with the tensor-core attention and the cuBLASLt bias epilogue
                           (LYRICNN_CUDA_ATTENTION=tc, LYRICNN_CUDA_GEMM=lt): the path meant to ship;
   lyricnn bf16 fast       tc+lt plus the step's newer switches (csrc/cuda/README.md): the sorted embedding
-                          backward, the dropout bit masks and the fused optimizer step;
+                          backward, the dropout bit masks, the fused optimizer step and the folded column sums;
   lyricnn fp16 fast       precision="fp16" (the T4 / V100 path, with dynamic loss scaling) on the fast path;
   torch.compile bf16      torch eager's step under torch.compile (left out with --skip-compile, or when the time budget
                           left is under COMPILE_NEEDS seconds: its compilation alone takes about a minute).
@@ -48,9 +48,9 @@ PEAK = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12, "L4": 121e12, "A10":
         "V100": 125e12, "RTX 4090": 165e12, "RTX 3090": 71e12}
 COMPILE_NEEDS = 150  # seconds of budget a torch.compile row needs (compilation included)
 LYRICNN_ENV = ("LYRICNN_CUDA_ATTENTION", "LYRICNN_CUDA_GEMM", "LYRICNN_CUDA_EMBED", "LYRICNN_CUDA_DROPOUT_BITS",
-               "LYRICNN_CUDA_FUSED_OPT")
+               "LYRICNN_CUDA_FUSED_OPT", "LYRICNN_CUDA_FOLD")
 FAST = dict(LYRICNN_CUDA_ATTENTION="tc", LYRICNN_CUDA_GEMM="lt", LYRICNN_CUDA_EMBED="sorted",
-            LYRICNN_CUDA_DROPOUT_BITS="1", LYRICNN_CUDA_FUSED_OPT="1")
+            LYRICNN_CUDA_DROPOUT_BITS="1", LYRICNN_CUDA_FUSED_OPT="1", LYRICNN_CUDA_FOLD="1")
 # name: (engine, precision, environment of a lyricnn setup / torch.compile or not)
 SETUPS = {  # in this order: torch eager first, so every lyricnn row prints its ratio as it is measured
     "torch eager bf16": ("torch", "bf16", False),

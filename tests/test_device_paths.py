@@ -182,3 +182,24 @@ def test_estimator_fit_and_resume_on_device_memory(tmp_path):
         np.testing.assert_array_equal(full.predict_proba(X), resumed.predict_proba(X))
         preds[dev] = full.predict_proba(X)
     np.testing.assert_array_equal(preds["cpu"], preds["cpu-copy"])
+
+
+def test_backend_lookup_from_many_threads_at_once():
+    """The CUDA backend is looked for once (pthread_once), whichever thread asks first: threads that start
+    together in a fresh process all get the same list and reason."""
+    import subprocess
+    import sys
+    code = ("import threading, lyricnn\n"
+            "from lyricnn import _C\n"
+            "out, go = [], threading.Barrier(8)\n"
+            "def f():\n"
+            "    go.wait()\n"
+            "    out.append((tuple(_C.backends()), _C.Backend('cpu').name))\n"
+            "ts = [threading.Thread(target=f) for _ in range(8)]\n"
+            "[t.start() for t in ts]\n"
+            "[t.join() for t in ts]\n"
+            "assert len(out) == 8 and len(set(out)) == 1, out\n"
+            "print(out[0][0])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "cpu" in r.stdout

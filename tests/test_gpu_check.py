@@ -41,7 +41,8 @@ ALL_GOOD = [
     ("tests.test_backend_ops::test_unscale_clip_and_the_fused_step[cuda-f16-unscaled-clip]", "passed"),
     ("tests.test_cuda::test_sorted_embedding_backward[bf16]", "passed"),
     ("tests.test_cuda::test_attention_dropout_bits[p0.1]", "passed"),
-    ("tests.test_cuda::test_fp16_trains_close_to_fp32", "passed"),
+    ("tests.test_cuda::test_fold_layernorm_and_bias_act_backward[300x768-bf16]", "passed"),
+    ("tests.test_cuda::test_half_precision_trains_close_to_fp32[fp16]", "passed"),
     ("tests.test_backend_ops::test_layernorm[cuda-f16]", "passed"),
     ("tests.test_backend_ops::test_layernorm[cpu-f16]", "skipped"),
 ]
@@ -53,7 +54,7 @@ def test_verdict_flips_what_passed(tmp_path, capsys):
     gpu_verdict.main(["x", str(_xml(tmp_path, ALL_GOOD)), str(san)])
     out = capsys.readouterr().out
     for sw in ("ATTENTION_DEFAULT", "GEMM_DEFAULT", "FUSED_OPT_DEFAULT", "EMBED_DEFAULT", "DROPOUT_BITS_DEFAULT",
-               "CUDA_VERIFIED"):
+               "FOLD_DEFAULT", "CUDA_VERIFIED"):
         assert "FLIP " + sw in out, out
     assert "VERIFIED fp16" in out and "sm_75 itself stays unverified" in out
 

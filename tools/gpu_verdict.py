@@ -26,8 +26,11 @@ SWITCHES = [
      "the embedding backward over id-sorted rows vs the serial kernel and float64"),
     ("DROPOUT_BITS_DEFAULT", "csrc/cuda/attention.cu", "0 -> 1", r"test_attention_dropout_bits",
      "the attention's dropout mask kept as bits from the forward, vs recomputing it"),
+    ("FOLD_DEFAULT", "csrc/cuda/layernorm.cu", "0 -> 1", r"test_fold_layernorm_and_bias_act_backward",
+     "the column sums folded into the LayerNorm and bias-activation backward passes"),
 ]
-FP16 = (r"test_fp16_|test_backend_ops.*cuda-f16", "precision='fp16' (f16 ops, loss scaling on the GPU)")
+FP16 = (r"test_fp16_|test_half_precision_trains_close_to_fp32\[fp16|test_backend_ops.*cuda-f16",
+        "precision='fp16' (f16 ops, loss scaling on the GPU)")
 
 
 def read(xml_path):

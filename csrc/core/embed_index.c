@@ -5,6 +5,15 @@
 
 static int32_t key_of(const int32_t *keys, int32_t row) { return keys ? keys[row] : 0; }
 
+/* The end of the run of sorted rows from i that share rows[i]'s key, and that run's chunk count. */
+static int run_end(const int32_t *keys, const int32_t *rows, int M, int i, int *chunks) {
+    int32_t k = key_of(keys, rows[i]);
+    int j = i;
+    while (j < M && key_of(keys, rows[j]) == k) j++;
+    *chunks = (j - i + LNN_EMB_CHUNK - 1) / LNN_EMB_CHUNK;
+    return j;
+}
+
 /* One stable counting-sort pass of src (n rows) into dst by the 16-bit digit of key >> shift. */
 static void radix_pass(int32_t *dst, const int32_t *src, int n, const int32_t *keys, int shift, int32_t *count) {
     memset(count, 0, sizeof(int32_t) * (LNN_EMB_RADIX + 1));
@@ -31,11 +40,8 @@ void lnn_emb_index_build(lnn_emb_index_host *h, int32_t *buf, int32_t *scratch, 
     }
     /* count the chunks and the multi-chunk keys */
     int nchunk = 0, nrun = 0, nslot = 0;
-    for (int i = 0; i < M;) {
-        int32_t k = key_of(keys, rows[i]);
-        int j = i;
-        while (j < M && key_of(keys, rows[j]) == k) j++;
-        int c = (j - i + LNN_EMB_CHUNK - 1) / LNN_EMB_CHUNK;
+    for (int i = 0, c; i < M;) {
+        int j = run_end(keys, rows, M, i, &c);
         nchunk += c;
         if (c > 1) {
             nrun++;
@@ -55,11 +61,9 @@ void lnn_emb_index_build(lnn_emb_index_host *h, int32_t *buf, int32_t *scratch, 
     h->used = h->off_rkey + (size_t)nrun;
     int32_t *chunk = buf + h->off_chunk, *ckey = buf + h->off_ckey, *run = buf + h->off_run, *rkey = buf + h->off_rkey;
     int ch = 0, rn = 0, slot = 0;
-    for (int i = 0; i < M;) {
+    for (int i = 0, c; i < M;) {
         int32_t k = key_of(keys, rows[i]);
-        int j = i;
-        while (j < M && key_of(keys, rows[j]) == k) j++;
-        int c = (j - i + LNN_EMB_CHUNK - 1) / LNN_EMB_CHUNK;
+        int j = run_end(keys, rows, M, i, &c);
         if (c > 1) {
             run[rn] = slot;
             rkey[rn++] = k;

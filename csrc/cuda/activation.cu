@@ -30,8 +30,39 @@ __global__ void bias_act_backward_kernel(T *dx, const T *dout, const T *x, int N
     store_f(dx + i, load_f(dout + i) * act_df(load_f(x + i), act));
 }
 
+// The same with db's column sums folded in (LYRICNN_CUDA_FOLD): a thread per column and row chunk writes dx and
+// sums the stored (rounded) values of its chunk, exactly the partials cuda_colsum_acc would read back from dx
+// (the same chunks, the same order: bit-identical), without the second pass over dx.
+template <typename T>
+__global__ void bias_act_backward_fold_kernel(T *dx, float *part, const T *dout, const T *x, int N, int OC, int act) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= OC) return;
+    int nch = (N + CUDA_ROWCHUNK - 1) / CUDA_ROWCHUNK;
+    for (int ch = blockIdx.y; ch < nch; ch += gridDim.y) {
+        int r1 = min(N, (ch + 1) * CUDA_ROWCHUNK);
+        float s = 0.f;
+        for (int r = ch * CUDA_ROWCHUNK; r < r1; r++) {
+            size_t i = (size_t)r * OC + c;
+            store_f(dx + i, load_f(dout + i) * act_df(load_f(x + i), act));
+            s += load_f(dx + i);
+        }
+        part[(size_t)ch * OC + c] = s;
+    }
+}
+
 void cuda_bias_act_backward(lnn_ctx *ctx, void *dx, float *db, const void *dout, const void *x, int N, int OC, int act) {
     cuda_enter(ctx);
+    if (db && handles_of(ctx)->fold) {
+        int nch = (N + CUDA_ROWCHUNK - 1) / CUDA_ROWCHUNK;
+        float *part = (float *)cuda_scratch(ctx, (size_t)nch * OC * sizeof(float));
+        if (!part) return;
+        dim3 grid((OC + 127) / 128, grid_y(nch));
+        LNN_CUDA_DISPATCH(ctx, T, bias_act_backward_fold_kernel<T><<<grid, 128, 0, stream_of(ctx)>>>(
+                                      (T *)dx, part, (const T *)dout, (const T *)x, N, OC, act));
+        cuda_colsum_finish(ctx, db, part, nch, OC);
+        CUDA_LAUNCHED(ctx, "bias_act_backward");
+        return;
+    }
     LNN_CUDA_DISPATCH(ctx, T, {
         bias_act_backward_kernel<T><<<blocks_for((size_t)N * OC, 256), 256, 0, stream_of(ctx)>>>(
             (T *)dx, (const T *)dout, (const T *)x, N, OC, act);

@@ -126,6 +126,7 @@ static lnn_status cuda_ctx_init(lnn_ctx *ctx, int device) {
     h->attention_tc = cuda_attention_tc_wanted();
     h->tc_code_arch = attention_tc_code_arch();
     h->dropout_bits = cuda_dropout_bits_wanted();
+    h->fold = cuda_fold_wanted();
     h->gemm_lt = cuda_gemm_lt_wanted();
     ctx->paths = cuda_paths_wanted() | cuda_embed_paths_wanted();
     ctx->stream = s;

@@ -59,6 +59,7 @@ struct cuda_handles {
     int attention_tc;    // tensor-core attention: 0 no, 1 auto, 2 tc (LYRICNN_CUDA_ATTENTION at ctx_init; attention.cu)
     int tc_code_arch;    // the sm_ version its kernels were compiled for on this device (attention_tc_code_arch)
     int dropout_bits;    // the attention's dropout mask kept as bits (LYRICNN_CUDA_DROPOUT_BITS at ctx_init)
+    int fold;            // column sums folded into LayerNorm's / bias-activation's backward (LYRICNN_CUDA_FOLD)
     int gemm_lt;         // biased linears on cuBLASLt: 0 no, 1 yes, 2 strict (LYRICNN_CUDA_GEMM at ctx_init)
     lt_entry lt_cache[LT_CACHE]; // cuBLASLt algorithms by shape; full, overwritten in turn from lt_next
     int lt_next;
@@ -284,6 +285,13 @@ static inline cudaDataType_t cuda_act_type(const lnn_ctx *ctx) {
     return ctx->act == LNN_BF16 ? CUDA_R_16BF : ctx->act == LNN_F16 ? CUDA_R_16F : CUDA_R_32F;
 }
 
-// Deterministic column sums used by several backward ops (matmul, bias_act): db(OC) += colsum(x(N,OC)).
+// Deterministic column sums used by several backward ops (matmul, bias_act): db(OC) += colsum(x(N,OC)), rows
+// in chunks of CUDA_ROWCHUNK summed in order, the chunks' partials then in chunk order (cuda_colsum_finish).
+#define CUDA_ROWCHUNK 256
 template <typename T>
 void cuda_colsum_acc(lnn_ctx *ctx, float *db, const T *x, int N, int OC);
+// db(OC) += the partial sums part (nch, OC), in chunk order
+void cuda_colsum_finish(lnn_ctx *ctx, float *db, const float *part, int nch, int OC);
+// LYRICNN_CUDA_FOLD (or its default): the column sums folded into LayerNorm's and bias-activation's backward
+// kernels. Defined in layernorm.cu.
+int cuda_fold_wanted(void);

@@ -57,7 +57,7 @@ void cuda_matmul_forward(lnn_ctx *ctx, void *out, const void *inp, const void *w
 // in blocks of 128 threads, rows split into fixed chunks of ROWCHUNK whose partial sums go through
 // scratch and are added in chunk order. The chunks are grid rows (at most MAX_GRID_Y of them, each looping
 // over every MAX_GRID_Y-th chunk: N is allowed past 65535 chunks, 16.7M rows).
-#define ROWCHUNK 256
+#define ROWCHUNK CUDA_ROWCHUNK
 template <typename T>
 __global__ void colsum_partial(float *part, const T *x, int N, int OC) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -77,6 +77,10 @@ __global__ void colsum_finish(float *db, const float *part, int nch, int OC) {
     float s = 0.f;
     for (int k = 0; k < nch; k++) s += part[(size_t)k * OC + c];
     db[c] += s;
+}
+
+void cuda_colsum_finish(lnn_ctx *ctx, float *db, const float *part, int nch, int OC) {
+    colsum_finish<<<(OC + 127) / 128, 128, 0, stream_of(ctx)>>>(db, part, nch, OC);
 }
 
 template <typename T>
