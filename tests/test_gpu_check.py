@@ -51,7 +51,7 @@ ALL_GOOD = [
 def test_verdict_flips_what_passed(tmp_path, capsys):
     san = tmp_path / "sanitizer.log"
     san.write_text("========= ERROR SUMMARY: 0 errors\n")
-    gpu_verdict.main(["x", str(_xml(tmp_path, ALL_GOOD)), str(san)])
+    gpu_verdict.main(["x", str(_xml(tmp_path, ALL_GOOD)), "--sanitizer", str(san)])
     out = capsys.readouterr().out
     for sw in ("ATTENTION_DEFAULT", "GEMM_DEFAULT", "FUSED_OPT_DEFAULT", "EMBED_DEFAULT", "DROPOUT_BITS_DEFAULT",
                "FOLD_DEFAULT", "CUDA_VERIFIED"):
@@ -68,8 +68,11 @@ def test_verdict_keeps_what_failed_or_did_not_run(tmp_path, capsys):
     assert "KEEP CUDA_VERIFIED = False: 1 tests failed" in out
     san = tmp_path / "sanitizer.log"
     san.write_text("========= ERROR SUMMARY: 3 errors\n")
-    gpu_verdict.main(["x", str(_xml(tmp_path, ALL_GOOD)), str(san)])
+    gpu_verdict.main(["x", str(_xml(tmp_path, ALL_GOOD)), "--sanitizer", str(san)])
     assert "KEEP CUDA_VERIFIED = False: compute-sanitizer: 3 errors" in capsys.readouterr().out
+    gpu_verdict.main(["x", str(_xml(tmp_path, ALL_GOOD)), str(tmp_path / "ops.xml")])  # the op run was cut short
+    out = capsys.readouterr().out
+    assert "missing test results" in out and "KEEP CUDA_VERIFIED = False: a test run left no results" in out
     assert gpu_verdict.main(["x", str(tmp_path / "missing.xml")]) == 1
     assert "no switch may flip" in capsys.readouterr().out
 

@@ -5,7 +5,7 @@
 # skipped with a line when the budget no longer holds it:
 #   1. build (cap 150 s): the engine with the CUDA backend for this GPU's architecture only (nvidia-smi's
 #      compute capability, else LYRICNN_CUDA_ARCHS=native), nvcc in parallel;
-#   2. GPU tests (cap 200 s): tests/test_cuda.py (the tensor-core attention vs the SIMT kernels and float64,
+#   2. GPU tests (caps 150 s + 120 s): tests/test_cuda.py (the tensor-core attention vs the SIMT kernels and float64,
 #      the cuBLASLt linears vs cuBLAS, fp16 with loss scaling, the fused optimizer step, the fully masked
 #      sequence's backward, end-to-end parity with the CPU engine), every op of tests/test_backend_ops.py on
 #      the CUDA backend in f32, bf16 and f16, the device-argument tests, loss scaling, and the LoRA and LSTM
@@ -18,7 +18,7 @@
 #   6. the summary: which build-time switches the tests allow flipping (ATTENTION_DEFAULT, GEMM_DEFAULT,
 #      FUSED_OPT_DEFAULT in csrc/cuda/, CUDA_VERIFIED in lyricnn/_device.py), each with the tests behind it.
 # Results: at most 8 files in $OUT (default ./gpu-check-out): summary.txt, build.log, tests.log, tests.xml,
-# bench.log, sanitizer.log, extra.log.
+# ops.xml, bench.log, sanitizer.log, extra.log.
 #
 # What it needs beside the checkout, carried into the machine's working tree (both are in .gitignore):
 #   .whl/    wheels the machine lacks, for Python 3.12: scipy-openblas32 (the build's CPU GEMM library;
@@ -82,13 +82,21 @@ fi
 log "built in $(( $(date +%s) - start )) s"
 "$PY" -c "import lyricnn, json; print(json.dumps(lyricnn.cuda_info())); print(lyricnn.build_info())" 2>&1 | tee -a "$S"
 
-log "2. GPU tests"
-if room 200 "the GPU tests"; then
-  timeout "$(cap 200)" "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_cuda.py tests/test_device_paths.py \
+# two pytest runs, each with its own junit file, so a run cut short by its cap loses only its own results
+log "2a. GPU tests: the models and the switches (tests.xml)"
+if room 150 "the GPU model tests"; then
+  timeout "$(cap 150)" "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_cuda.py tests/test_device_paths.py \
     tests/test_loss_scaling.py tests/test_cuda_numerics.py "tests/test_lstm.py::test_cuda_matches_the_cpu" \
-    "tests/test_lora.py::test_cuda_matches_the_cpu" "tests/test_backend_ops.py" -k "not (test_backend_ops and cpu)" \
-    --junitxml="$OUT/tests.xml" > "$OUT/tests.log" 2>&1 || status=1
-  tail -n 25 "$OUT/tests.log" | tee -a "$S"
+    "tests/test_lora.py::test_cuda_matches_the_cpu" --junitxml="$OUT/tests.xml" > "$OUT/tests.log" 2>&1 || status=1
+  tail -n 20 "$OUT/tests.log" | tee -a "$S"
+else
+  status=1
+fi
+log "2b. GPU tests: every op of the CUDA backend in f32, bf16, f16 (ops.xml)"
+if room 120 "the per-op tests"; then
+  timeout "$(cap 120)" "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_backend_ops.py -k "not cpu" \
+    --junitxml="$OUT/ops.xml" >> "$OUT/tests.log" 2>&1 || status=1
+  tail -n 12 "$OUT/tests.log" | tee -a "$S"
 else
   status=1
 fi
@@ -107,7 +115,7 @@ if ! command -v compute-sanitizer >/dev/null 2>&1; then
 elif room 120 "compute-sanitizer" 40; then
   timeout "$(cap 120)" compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 "$PY" -m pytest -q -x \
     -p no:cacheprovider tests/test_backend_ops.py tests/test_cuda.py \
-    -k "(test_backend_ops and cuda-bf16 and (attention or matmul or layernorm or embedding or adam or dropout or fused)) or (attention_tc_matches and p0.25 and padded) or (linear_lt_matches and 19x33x45)" \
+    -k "(test_backend_ops and cuda and bf16 and (forward_vs_reference or backward_vs_reference or fully_masked or sorted_embedding or unscale or skips)) or (attention_tc_matches and p0.25 and padded) or (linear_lt_matches and 19x33x45) or (attention_dropout_bits and padded and tc) or (fold_layernorm and 300x768 and bf16)" \
     > "$OUT/sanitizer.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || status=1
@@ -128,6 +136,6 @@ if [ -z "${GPU_CHECK_SKIP_EXTRA:-}" ]; then  # the LoRA and LSTM tables of issue
 fi
 
 log "6. the switches the tests allow flipping"
-"$PY" tools/gpu_verdict.py "$OUT/tests.xml" "$OUT/sanitizer.log" 2>&1 | tee -a "$S"
+"$PY" tools/gpu_verdict.py "$OUT/tests.xml" "$OUT/ops.xml" --sanitizer "$OUT/sanitizer.log" 2>&1 | tee -a "$S"
 log "done (status $status) in $(( $(date +%s) - T0 )) s"
 exit $status

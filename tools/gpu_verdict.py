@@ -1,7 +1,7 @@
 """The last stage of tools/gpu_check.sh: which of the CUDA backend's build-time switches its GPU tests allow
 flipping, read from pytest's junit XML (and the compute-sanitizer log), one plain line per switch.
 
-    python tools/gpu_verdict.py tests.xml [sanitizer.log]
+    python tools/gpu_verdict.py tests.xml [more.xml ...] [--sanitizer sanitizer.log]
 
 A switch may flip when every test behind it ran on the GPU and passed (none failed, errored or skipped), and
 at least one did. CUDA_VERIFIED (lyricnn/_device.py: device="auto" picks the GPU) needs every test of the run
@@ -64,14 +64,25 @@ def sanitizer_state(path):
 
 
 def main(argv):
-    if len(argv) < 2:
+    args, san_path = list(argv[1:]), None
+    if "--sanitizer" in args:
+        k = args.index("--sanitizer")
+        san_path = args[k + 1] if k + 1 < len(args) else None
+        del args[k:k + 2]
+    if not args:
         sys.exit(__doc__)
-    try:
-        cases = read(argv[1])
-    except (OSError, ET.ParseError) as e:
-        print("no test results (%s): no switch may flip; CUDA_VERIFIED stays False" % e)
+    cases, missing = [], []
+    for path in args:  # a run cut short leaves no file: its tests count as not run
+        try:
+            cases += read(path)
+        except (OSError, ET.ParseError) as e:
+            missing.append("%s (%s)" % (path, e))
+    if missing:
+        print("missing test results: %s" % "; ".join(missing))
+    if not cases:
+        print("no test results: no switch may flip; CUDA_VERIFIED stays False")
         return 1
-    san = sanitizer_state(argv[2]) if len(argv) > 2 else "not run"
+    san = sanitizer_state(san_path) if san_path else "not run"
     total = len(cases)
     failed = [n for n, o in cases if o in ("failed", "error")]
     print("tests: %d run, %d passed, %d failed or errored, %d skipped; compute-sanitizer: %s" % (
@@ -90,7 +101,7 @@ def main(argv):
                                                                  "sm_75 itself stays unverified)" % (n, FP16[1])
                             if ok else "%d not passed: %s" % (len(bad), ", ".join(bad[:4])) if bad else "no test ran"))
     gpu_ran = sum(o == "passed" and ("cuda" in n or "test_cuda" in n) for n, o in cases)
-    verified = not failed and gpu_ran > 0 and all_switches and san in ("clean", "not run",
+    verified = not failed and not missing and gpu_ran > 0 and all_switches and san in ("clean", "not run",
                                                                         "no summary (refused or stopped; see "
                                                                         "sanitizer.log)")
     if verified:
@@ -98,6 +109,7 @@ def main(argv):
               % (total, gpu_ran, "" if san == "clean" else "; compute-sanitizer %s: say so in the notes" % san))
     else:
         why = ("%d tests failed (%s)" % (len(failed), ", ".join(failed[:4])) if failed else
+               "a test run left no results" if missing else
                "no GPU test passed" if not gpu_ran else "a switch's tests did not all pass" if not all_switches else
                "compute-sanitizer: %s" % san)
         print("KEEP CUDA_VERIFIED = False: %s" % why)
