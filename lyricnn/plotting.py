@@ -1,7 +1,7 @@
-"""Training curves: loss and a validation metric against the global step (matplotlib, imported lazily)."""
+"""Training curves against the global step, and confusion matrices (matplotlib, imported lazily)."""
 import numpy as np
 
-__all__ = ["plot_history"]
+__all__ = ["plot_history", "plot_confusion_matrix"]
 
 
 def _pick_metric(df, metric):
@@ -66,6 +66,55 @@ def plot_history(history, path=None, metric=None, smooth=0.9, title=None, figsiz
         ax2.legend()
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_confusion_matrix(cm, labels=None, normalize=False, ax=None, title=None, path=None, cmap="Blues",
+                          figsize=None):
+    """A confusion matrix (rows true, columns predicted, as evaluate() returns it) as a heat map with the
+    counts written in the cells.
+
+    labels: the class names in row order (default 0..K-1). normalize=True colours and writes each row as
+    fractions of its true class (the recall per class on the diagonal). ax: draw into this matplotlib Axes;
+    else a new figure. path: save a PNG there. Returns the Figure.
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plot_confusion_matrix needs matplotlib: pip install matplotlib") from None
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError("cm must be a square (K, K) matrix, got shape %s" % (cm.shape,))
+    k = cm.shape[0]
+    labels = [str(v) for v in (range(k) if labels is None else labels)]
+    if len(labels) != k:
+        raise ValueError("%d labels for a %dx%d matrix" % (len(labels), k, k))
+    shown = cm.astype(np.float64)
+    if normalize:
+        sums = shown.sum(axis=1, keepdims=True)
+        shown = np.divide(shown, sums, out=np.zeros_like(shown), where=sums > 0)
+    if ax is None:
+        size = figsize or (1.6 + 0.75 * k, 1.2 + 0.65 * k)
+        fig, ax = plt.subplots(figsize=(max(size[0], 3.6), max(size[1], 3.2)))
+    else:
+        fig = ax.figure
+    im = ax.imshow(shown, cmap=cmap, vmin=0, vmax=1 if normalize else max(shown.max(), 1))
+    ax.set_xticks(range(k))
+    ax.set_xticklabels(labels, rotation=30 if max(len(v) for v in labels) > 4 else 0, ha="right")
+    ax.set_yticks(range(k))
+    ax.set_yticklabels(labels)
+    hi = shown.max() if shown.size else 1
+    for (i, j), v in np.ndenumerate(shown):
+        text = ("%.2f" % v) if normalize else "%d" % cm[i, j]
+        ax.text(j, i, text, ha="center", va="center", color="white" if v > 0.6 * hi else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or ("confusion matrix (rows sum to 1)" if normalize else "confusion matrix"))
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)

@@ -194,30 +194,11 @@ class _SigintGuard:
         return False
 
 
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, *a, **k):
-        pass
-
-    def close(self):
-        pass
-
-    def write(self, s):
-        print(s)
-
-
 def _make_bar(total, initial, enabled, desc):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=True)
-    bar.write = tqdm.write
-    return bar
+    """A tqdm bar in a terminal, plain progress lines in a log file or notebook (lyricnn.progress)."""
+    from .progress import make_bar
+
+    return make_bar(total, initial=initial, enabled=enabled, desc=desc, unit="step")
 
 
 class TrainLoop:
@@ -351,7 +332,8 @@ class TrainLoop:
             raise ValueError("the checkpoint in %s was written for different training data (or another "
                              "max_length/tokenizer); resume with the same X, y and features" % d)
         mine, theirs = self.params_json or {}, meta.get("params") or {}
-        free = {"epochs", "verbose", "checkpoint_dir", "checkpoint_steps", "patience", "early_stopping"}
+        free = {"epochs", "verbose", "checkpoint_dir", "checkpoint_steps", "patience", "early_stopping",
+                "report_to"}
         diff = sorted(k for k in set(mine) | set(theirs) if k not in free and mine.get(k) != theirs.get(k))
         if diff:
             raise ValueError("cannot resume: these parameters differ from the checkpoint's: %s (checkpoint: %s)"

@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from . import tracking as _tracking
 from ._validate import check_bool, check_float, check_int, check_seed
 from .classifier import HEAD_KEYS, normalize_head
 from .data import kfold, stratified_kfold
@@ -398,7 +399,9 @@ class _Objective:
             eval_set = (Xv, yv) if self.F is None else (Xv, yv, _take(self.F, va))
             diverged = None
             try:
-                est.fit(_take(self.X, tr), self.y[tr], features=_take(self.F, tr), eval_set=eval_set, callbacks=[rep])
+                with _tracking.context(step_offset=offset):  # report_to: the fold's steps after the earlier folds'
+                    est.fit(_take(self.X, tr), self.y[tr], features=_take(self.F, tr), eval_set=eval_set,
+                            callbacks=[rep])
             except FloatingPointError as e:  # the loss diverged: a bad configuration, ranked below the others
                 diverged = str(e)  # (the traceback, which holds the model, goes with the except block)
             if diverged is not None:
@@ -441,12 +444,9 @@ class _Progress:
         self.target, self.metric, self.optuna = target, metric, optuna
         self.bar = None
         if verbose:
-            try:
-                from tqdm.auto import tqdm
+            from .progress import make_bar
 
-                self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True, leave=True)
-            except ImportError:
-                pass
+            self.bar = make_bar(total, desc="trials", unit="trial")
         self.verbose = verbose
 
     def write(self, s):
@@ -615,6 +615,8 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
     plots_dir: save the optimisation history, parameter importances, parallel coordinates and slices there
       as PNGs (matplotlib). verbose: 0 silent, 1 a bar over trials and one line per trial, 2 also each fit's
       progress.
+    The estimator's report_to (TensorBoard, MLflow, W&B) gives one run per trial, nested under a run of the study
+      in MLflow and grouped by the study in W&B (see lyricnn.tracking).
 
     Ctrl-C stops the running trial between steps (it is marked failed), ends the study, and returns the
     result; the finished trials stay in the storage. A trial that raises an error (other than a diverging
@@ -701,7 +703,7 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
             "space": {p.name: D.distribution_to_json(p.dist) for p in params}}
     old_verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # tune prints its own line per trial
-    progress = None
+    progress = tracker = None
     interrupted = False
     try:
         study = optuna.create_study(storage=storage_obj, sampler=sampler, pruner=pruner, study_name=study_name,
@@ -726,15 +728,20 @@ def tune(estimator, X, y, space, n_trials=20, metric="loss", direction=None, cv=
             objective = _Objective(estimator, params, base, metric, (Xd, yv, F), splits, n_trials,
                                    1 if verbose >= 2 else 0, optuna)
             progress = _Progress(n_trials, remaining, metric, verbose, optuna)
+            # report_to on the estimator: one run per trial (lyricnn.tracking.StudyTracker)
+            tracker = _tracking.StudyTracker(getattr(estimator, "report_to", None), study, metric, verbose)
             try:
-                study.optimize(objective, n_trials=remaining, timeout=timeout, n_jobs=n_jobs,
-                               catch=(_Interrupted, _Surplus), callbacks=[progress] + callbacks, gc_after_trial=True)
+                study.optimize(tracker.wrap(objective), n_trials=remaining, timeout=timeout, n_jobs=n_jobs,
+                               catch=(_Interrupted, _Surplus), callbacks=[progress] + tracker.callbacks() + callbacks,
+                               gc_after_trial=True)
             except KeyboardInterrupt:
                 interrupted = True
             interrupted = interrupted or objective.interrupted
     finally:
         if progress is not None:
             progress.close()
+        if tracker is not None:
+            tracker.close(interrupted)
         optuna.logging.set_verbosity(old_verbosity)
     result = TuneResult(study, params, base, metric, direction, interrupted=interrupted)
     if verbose:

