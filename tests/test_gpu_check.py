@@ -65,7 +65,13 @@ def test_verdict_keeps_what_failed_or_did_not_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "FLIP ATTENTION_DEFAULT" in out and "KEEP GEMM_DEFAULT" in out and "test_linear_lt_matches" in out
     assert "KEEP DROPOUT_BITS_DEFAULT in csrc/cuda/attention.cu: no test of it ran" in out
-    assert "KEEP CUDA_VERIFIED = False: 1 tests failed" in out
+    # the failure is the kept switch's own test: the default paths are verified all the same
+    assert "FLIP CUDA_VERIFIED" in out and "the kept switches' own tests" in out
+    cases[-1] = ("tests.test_backend_ops::test_layernorm[cuda-f16]", "failed")  # a default path fails
+    gpu_verdict.main(["x", str(_xml(tmp_path, cases))])
+    out = capsys.readouterr().out
+    assert "KEEP CUDA_VERIFIED = False: 1 tests failed (tests.test_backend_ops::test_layernorm[cuda-f16])" in out
+    assert "UNVERIFIED fp16" in out
     san = tmp_path / "sanitizer.log"
     san.write_text("========= ERROR SUMMARY: 3 errors\n")
     gpu_verdict.main(["x", str(_xml(tmp_path, ALL_GOOD)), "--sanitizer", str(san)])

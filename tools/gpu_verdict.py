@@ -4,8 +4,9 @@ flipping, read from pytest's junit XML (and the compute-sanitizer log), one plai
     python tools/gpu_verdict.py tests.xml [more.xml ...] [--sanitizer sanitizer.log]
 
 A switch may flip when every test behind it ran on the GPU and passed (none failed, errored or skipped), and
-at least one did. CUDA_VERIFIED (lyricnn/_device.py: device="auto" picks the GPU) needs every test of the run
-to have passed, the switches' tests among them, and no compute-sanitizer error.
+at least one did. CUDA_VERIFIED (lyricnn/_device.py: device="auto" picks the GPU) needs every other test of
+the runs to have passed (a switch that stays off may fail its own tests: users only get it by asking), every
+run to have left its results, and no compute-sanitizer error.
 """
 import re
 import sys
@@ -87,10 +88,11 @@ def main(argv):
     failed = [n for n, o in cases if o in ("failed", "error")]
     print("tests: %d run, %d passed, %d failed or errored, %d skipped; compute-sanitizer: %s" % (
         total, sum(o == "passed" for _, o in cases), len(failed), sum(o == "skipped" for _, o in cases), san))
-    all_switches = True
+    kept = []  # the patterns of the switches that stay off: their failures do not block CUDA_VERIFIED
     for name, where, flip, pattern, what in SWITCHES:
         ok, n, bad = judge(cases, pattern)
-        all_switches &= ok
+        if not ok:
+            kept.append(pattern)
         if ok:
             print("FLIP %s in %s (%s): its %d tests passed (%s)" % (name, where, flip, n, what))
         else:
@@ -101,17 +103,18 @@ def main(argv):
                                                                  "sm_75 itself stays unverified)" % (n, FP16[1])
                             if ok else "%d not passed: %s" % (len(bad), ", ".join(bad[:4])) if bad else "no test ran"))
     gpu_ran = sum(o == "passed" and ("cuda" in n or "test_cuda" in n) for n, o in cases)
-    verified = not failed and not missing and gpu_ran > 0 and all_switches and san in ("clean", "not run",
-                                                                        "no summary (refused or stopped; see "
-                                                                        "sanitizer.log)")
-    if verified:
-        print("FLIP CUDA_VERIFIED in lyricnn/_device.py (False -> True): all %d tests passed, %d on the GPU%s"
-              % (total, gpu_ran, "" if san == "clean" else "; compute-sanitizer %s: say so in the notes" % san))
+    # the default paths (with the switches above flipped or kept) must all pass; a kept switch's own tests may fail
+    blocking = [n for n in failed if not any(re.search(p, n) for p in kept)]
+    san_ok = san in ("clean", "not run", "no summary (refused or stopped; see sanitizer.log)")
+    if not blocking and not missing and gpu_ran > 0 and san_ok:
+        print("FLIP CUDA_VERIFIED in lyricnn/_device.py (False -> True): %d of %d tests passed, %d on the GPU%s%s"
+              % (total - len(failed), total, gpu_ran,
+                 "" if not failed else "; the failures are the kept switches' own tests (those stay off)",
+                 "" if san == "clean" else "; compute-sanitizer %s: say so in the notes" % san))
     else:
-        why = ("%d tests failed (%s)" % (len(failed), ", ".join(failed[:4])) if failed else
+        why = ("%d tests failed (%s)" % (len(blocking), ", ".join(blocking[:4])) if blocking else
                "a test run left no results" if missing else
-               "no GPU test passed" if not gpu_ran else "a switch's tests did not all pass" if not all_switches else
-               "compute-sanitizer: %s" % san)
+               "no GPU test passed" if not gpu_ran else "compute-sanitizer: %s" % san)
         print("KEEP CUDA_VERIFIED = False: %s" % why)
     return 0
 
