@@ -100,8 +100,9 @@ bench: deps build
 fuzz:
 	PYTHON=$(VPY) bash tools/fuzz.sh $(FUZZ_SECONDS)
 
+# compile and link the CUDA backend for every target (setup.py's discovery, so the venv's python when there is one)
 nvcc-check:
-	bash tools/nvcc_check.sh
+	PYTHON="$(if $(wildcard $(VPY)),$(abspath $(VPY)),$(PYTHON))" bash tools/nvcc_check.sh
 
 clean:
 	rm -rf build *.egg-info lyricnn/*.so fuzz-build

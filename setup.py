@@ -9,8 +9,11 @@ Environment switches (all optional):
                           kernels picked from CPUID; scipy-openblas32: the OpenBLAS wheel NumPy/SciPy use
                           (`pip install scipy-openblas32`); system: the system OpenBLAS (libopenblas-dev)
   LYRICNN_CUDA=auto|0|1   build the CUDA backend when nvcc and cuBLAS are found (auto), never (0), or
-                          require it (1); LYRICNN_CUDA_ARCHS=80,90 (sm_ targets, PTX of the last);
-                          LYRICNN_CUBLAS_INCLUDE / LYRICNN_CUBLAS_LIB where cuBLAS is not in the toolkit
+                          require it (1). cuBLAS: the toolkit's, else the pip package nvidia-cublas, else
+                          LYRICNN_CUBLAS_INCLUDE / LYRICNN_CUBLAS_LIB (find_cublas below)
+  LYRICNN_CUDA_ARCHS=...  the GPU targets: a list of sm_ numbers such as 80,90 (PTX of the last), or native
+                          (this machine's GPUs: the shortest build); default CUDA_ARCHS below, sm_75 to sm_120
+  `python setup.py nvcc_check` compiles and links the CUDA backend for every target without a GPU
   LYRICNN_NATIVE=1        compile everything with -march=native for this machine only (one CPU level).
                           Default: portable. csrc/cpu/ is compiled once per x86-64 ISA level (x86-64,
                           x86-64-v2, x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512) and the level is chosen at
@@ -30,7 +33,7 @@ import sys
 import sysconfig
 import tempfile
 
-from setuptools import Extension, setup
+from setuptools import Command, Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -189,72 +192,247 @@ def _cpu_levels():
     return levels, (_cc(), objcopy), "dispatched at import: " + ", ".join(lv[0] for lv in levels)
 
 
+# ------------------------------------------------------------------ the CUDA backend (csrc/cuda/)
+# One discovery of nvcc, the toolkit and cuBLAS, shared by the build (build_ext), the compile check
+# (`python setup.py nvcc_check`, which tools/nvcc_check.sh and `make nvcc-check` run) and users.
+
+# The sm_ targets of a default build: the GPUs students and labs have -- T4 (75), A100 (80), RTX 30xx / A10
+# (86), L4 / RTX 40xx (89), H100 (90), RTX 50xx (120) -- plus PTX of the last for newer ones, and V100 (70)
+# where the toolkit still offers it (nvcc 12; nvcc 13 stops at sm_75). The bf16 tensor-core kernels are
+# compiled for sm_80+ only (csrc/cuda/attention_tc.cu); bf16 activations are refused below sm_80.
+CUDA_ARCHS = ("70", "75", "80", "86", "89", "90", "120")
+
+
+def _nvcc():
+    """nvcc's path (CUDA_HOME / CUDA_PATH, else PATH), or None."""
+    home = _env("CUDA_HOME") or _env("CUDA_PATH")
+    nvcc = os.path.join(home, "bin", "nvcc") if home else shutil.which("nvcc")
+    return nvcc if nvcc and os.path.exists(nvcc) else None
+
+
+def _run(cmd, timeout=60):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return r.stdout + r.stderr
+    except Exception:
+        return ""
+
+
+def _nvcc_version(nvcc):
+    """(major, 'Cuda compilation tools, release X.Y, VX.Y.Z')"""
+    lines = [l.strip() for l in _run([nvcc, "--version"]).splitlines() if "release" in l]
+    if not lines:
+        return 0, "nvcc"
+    try:
+        return int(lines[-1].split("release")[1].split(".")[0]), lines[-1]
+    except (IndexError, ValueError):
+        return 0, lines[-1]
+
+
+def _cuda_root(nvcc):
+    """The toolkit's root: nvcc's own TOP (through wrapper scripts such as /usr/local/bin/nvcc), else the
+    folder above nvcc's."""
+    for line in _run([nvcc, "--dryrun", "-x", "cu", "-E", os.devnull]).splitlines():
+        if line.startswith("#$ TOP="):
+            return os.path.realpath(line[len("#$ TOP="):].strip())
+    return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+
+
+def _site_dirs():
+    import site
+    dirs = list(sys.path)
+    try:
+        dirs += site.getsitepackages() + [site.getusersitepackages()]
+    except Exception:
+        pass
+    seen, out = set(), []
+    for d in dirs:
+        d = os.path.abspath(d or os.curdir)
+        if d not in seen and os.path.isdir(d):
+            seen.add(d)
+            out.append(d)
+    return out
+
+
+def _has_lib(d, name, major):
+    return os.path.exists(os.path.join(d, "lib%s.so" % name)) or bool(
+        glob.glob(os.path.join(d, "lib%s.so.%s*" % (name, major or ""))))
+
+
+def find_cublas(root=None, major=None, search=None):
+    """Where the cuBLAS / cuBLASLt headers and libraries are: dict(include, lib, where), or None. Looked for,
+    in order: LYRICNN_CUBLAS_INCLUDE / LYRICNN_CUBLAS_LIB; the toolkit of nvcc (root); the pip package
+    nvidia-cublas (nvidia/cu<major>/{include,lib}; CUDA 12: nvidia/cublas/...) in the Python path (search, by
+    default sys.path and the site folders); the copy tools/nvcc_check.sh fetches into .nvcc-deps/."""
+    cands = []
+    inc = _env("LYRICNN_CUBLAS_INCLUDE")
+    if inc:
+        cands.append((inc, _env("LYRICNN_CUBLAS_LIB") or os.path.join(os.path.dirname(inc), "lib"),
+                      "LYRICNN_CUBLAS_INCLUDE"))
+    if root:
+        for d in (os.path.join(root, "targets", "x86_64-linux"), os.path.join(root, "targets", "sbsa-linux"), root):
+            for lib in ("lib64", "lib"):
+                cands.append((os.path.join(d, "include"), os.path.join(d, lib), "the CUDA toolkit (%s)" % d))
+    pip = ["nvidia/cu%s" % major] + (["nvidia/cublas"] if major == 12 else [])
+    for s in list(search if search is not None else _site_dirs()) + [os.path.join(HERE, ".nvcc-deps")]:
+        for sub in pip:
+            d = os.path.join(s, *sub.split("/"))
+            cands.append((os.path.join(d, "include"), os.path.join(d, "lib"), "the pip package nvidia-cublas (%s)" % d))
+    for inc, lib, where in cands:
+        if (os.path.isfile(os.path.join(inc, "cublasLt.h")) and os.path.isfile(os.path.join(inc, "cublas_v2.h"))
+                and _has_lib(lib, "cublas", major) and _has_lib(lib, "cublasLt", major)):
+            return dict(include=os.path.abspath(inc), lib=os.path.abspath(lib), where=where)
+    return None
+
+
+def cublas_link_args(cub, link_dir, major):
+    """Linker arguments for cuBLAS / cuBLASLt from cub (find_cublas): -L, -l and the rpath. The pip package ships
+    only the versioned libcublas.so.<major> and libcublasLt.so.<major>, which -lcublas does not find: then
+    link_dir gets unversioned links to them (the library's SONAME, the versioned name, is what the loader
+    looks for at run time). The rpath: the libraries' folder, and $ORIGIN/../nvidia/cu<major>/lib for an
+    install beside the pip package in the same site-packages."""
+    lib, libdirs = cub["lib"], [cub["lib"]]
+    for name in ("cublasLt", "cublas"):
+        if os.path.exists(os.path.join(lib, "lib%s.so" % name)):
+            continue
+        versioned = sorted(glob.glob(os.path.join(lib, "lib%s.so.%s*" % (name, major or ""))), key=len)
+        os.makedirs(link_dir, exist_ok=True)
+        link = os.path.join(link_dir, "lib%s.so" % name)
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(os.path.abspath(versioned[0]), link)
+        if link_dir not in libdirs:
+            libdirs.insert(0, link_dir)
+    rpath = [lib, "$ORIGIN/../nvidia/cu%s/lib" % major]
+    return ["-L" + d for d in libdirs] + ["-lcublasLt", "-lcublas", "-Xlinker", "-rpath=" + ":".join(rpath)]
+
+
+def _nvcc_codes(nvcc):
+    """The sm_ codes this nvcc can compile for ('75', '80', ...); empty when it cannot say (old nvcc)."""
+    return {c[3:] for c in _run([nvcc, "--list-gpu-code"]).split() if c.startswith("sm_")}
+
+
+def cuda_gencode(nvcc, spec=None):
+    """(gencode flags, description) for LYRICNN_CUDA_ARCHS: 'native' (the GPUs of this machine, nvcc -arch=native),
+    a comma list of sm_ numbers (PTX of the last), or unset: CUDA_ARCHS where nvcc offers them."""
+    spec = (spec if spec is not None else _env("LYRICNN_CUDA_ARCHS")).replace(" ", "")
+    if spec == "native":
+        return ["-arch=native"], "the GPUs of the build machine (-arch=native)"
+    codes = _nvcc_codes(nvcc)
+    if spec:
+        archs = [a[3:] if a.startswith("sm_") else a for a in spec.split(",") if a]
+        bad = [a for a in archs if codes and a not in codes]
+        if bad or not archs:
+            raise BuildError("LYRICNN_CUDA_ARCHS=%s: %s cannot compile for %s (it offers %s); use numbers such as "
+                             "80,90 or native" % (spec, nvcc, ", ".join("sm_" + a for a in bad) or "nothing",
+                                                  ", ".join(sorted(codes, key=int))))
+    else:
+        archs = [a for a in CUDA_ARCHS if not codes or a in codes]
+    gencode = []
+    for a in archs:
+        gencode += ["-gencode", "arch=compute_%s,code=sm_%s" % (a, a)]
+    gencode += ["-gencode", "arch=compute_%s,code=compute_%s" % (archs[-1], archs[-1])]  # PTX for newer GPUs
+    return gencode, "sm_%s + PTX" % "/sm_".join(archs)
+
+
 def _cuda():
     """(plan, info): how to build the CUDA backend (None when it is not built) and a line for build_info()."""
     mode = _env("LYRICNN_CUDA", "auto")
     required = mode in ("1", "on", "yes", "true")
     if mode in ("0", "off", "no", "false"):
         return None, "disabled by LYRICNN_CUDA=0"
-    home = _env("CUDA_HOME") or _env("CUDA_PATH")
-    nvcc = os.path.join(home, "bin", "nvcc") if home else shutil.which("nvcc")
-    if not nvcc or not os.path.exists(nvcc):
+    nvcc = _nvcc()
+    if not nvcc:
         if required:
             raise BuildError("LYRICNN_CUDA=1 but nvcc was not found. Fix: install the CUDA toolkit and "
                              "put nvcc on PATH, or set CUDA_HOME.")
         return None, "not built (nvcc not found)"
-    try:
-        ver = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
-        ver = [l for l in ver.splitlines() if "release" in l][-1].strip()
-    except Exception:
-        ver = "nvcc"
+    major, ver = _nvcc_version(nvcc)
     cu = sorted(glob.glob(os.path.join(HERE, "csrc", "cuda", "*.cu")))
     if not cu:
         return None, "not built (%s found; the CUDA backend is not part of this version)" % ver
-    root = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-    inc, lib = [], []
-    for d in (os.path.join(root, "targets", "x86_64-linux"), os.path.join(root, "targets", "sbsa-linux"), root):
-        if os.path.isfile(os.path.join(d, "include", "cublasLt.h")):
-            inc, lib = [os.path.join(d, "include")], [os.path.join(d, "lib"), os.path.join(d, "lib64")]
-            break
-    extra_inc, extra_lib = _env("LYRICNN_CUBLAS_INCLUDE"), _env("LYRICNN_CUBLAS_LIB")
-    if extra_inc:
-        inc, lib = [extra_inc], [extra_lib or os.path.join(os.path.dirname(extra_inc), "lib")]
-    if not inc:
-        msg = ("not built (%s found, but not the cuBLAS headers; install the CUDA toolkit's cuBLAS, or point "
-               "LYRICNN_CUBLAS_INCLUDE / LYRICNN_CUBLAS_LIB at them)" % ver)
+    root = _cuda_root(nvcc)
+    cub = find_cublas(root, major)
+    if not cub:
+        msg = ("not built (%s found, but not cuBLAS: install the toolkit's cuBLAS or `pip install nvidia-cublas`, or "
+               "point LYRICNN_CUBLAS_INCLUDE / LYRICNN_CUBLAS_LIB at them)" % ver)
         if required:
             raise BuildError("LYRICNN_CUDA=1: " + msg)
         return None, msg
-    archs = _env("LYRICNN_CUDA_ARCHS", "80,90").split(",")
-    gencode = []
-    for a in archs:
-        gencode += ["-gencode", "arch=compute_%s,code=sm_%s" % (a, a)]
-    gencode += ["-gencode", "arch=compute_%s,code=compute_%s" % (archs[-1], archs[-1])]  # PTX for newer GPUs
-    plan = dict(nvcc=nvcc, sources=cu, version=ver, include=inc, lib=[d for d in lib if os.path.isdir(d)],
-                gencode=gencode)
-    return plan, "%s, sm_%s + PTX" % (ver, "/sm_".join(archs))
+    gencode, archs = cuda_gencode(nvcc)
+    plan = dict(nvcc=nvcc, major=major, sources=cu, version=ver, root=root, cublas=cub, gencode=gencode)
+    return plan, "%s, %s, cuBLAS from %s" % (ver, archs, cub["where"])
 
 
-def _build_cuda(plan, out_dir, build_temp, debug):
-    """Compile csrc/cuda/*.cu with nvcc into out_dir/liblyricnn_cuda.so (the core loads it on first use)."""
+def _build_cuda(plan, out_dir, build_temp, debug, jobs=1):
+    """Compile csrc/cuda/*.cu with nvcc (jobs at a time) into out_dir/liblyricnn_cuda.so, which the core loads on
+    first use. Objects are reused while they are newer than their sources and headers and built for the same
+    targets."""
+    from concurrent.futures import ThreadPoolExecutor
+
     os.makedirs(build_temp, exist_ok=True)
     os.makedirs(out_dir, exist_ok=True)
-    objs = []
-    flags = ["-std=c++17", "-O0" if debug else "-O3", "-Xcompiler", "-fPIC", "-I" + os.path.join(HERE, "csrc")]
-    flags += ["-I" + d for d in plan["include"]] + plan["gencode"] + (["-g", "-lineinfo"] if debug else ["-lineinfo"])
+    flags = ["-std=c++17", "-O0" if debug else "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-Wall",
+             "-I" + os.path.join(HERE, "csrc"), "-I" + plan["cublas"]["include"]]
+    flags += plan["gencode"] + (["-g", "-lineinfo"] if debug else ["-lineinfo"])
+    stamp = os.path.join(build_temp, "flags.txt")
+    same = os.path.exists(stamp) and open(stamp).read() == " ".join(flags)
+    headers = glob.glob(os.path.join(HERE, "csrc", "cuda", "*.cuh")) + glob.glob(os.path.join(HERE, "csrc", "core", "*.h"))
+    todo, objs = [], []
     for src in plan["sources"]:
         obj = os.path.join(build_temp, os.path.basename(src)[:-3] + ".o")
-        deps = [src] + glob.glob(os.path.join(HERE, "csrc", "cuda", "*.cuh")) + glob.glob(os.path.join(HERE, "csrc", "core", "*.h"))
-        if not os.path.exists(obj) or max(os.path.getmtime(d) for d in deps) > os.path.getmtime(obj):
-            print("nvcc %s" % os.path.relpath(src, HERE))
-            subprocess.check_call([plan["nvcc"]] + flags + ["-c", src, "-o", obj])
+        if not same or not os.path.exists(obj) or max(os.path.getmtime(d) for d in [src] + headers) > os.path.getmtime(obj):
+            todo.append((src, obj))
         objs.append(obj)
+
+    def compile_one(job):
+        src, obj = job
+        r = subprocess.run([plan["nvcc"]] + flags + ["-c", src, "-o", obj], capture_output=True, text=True)
+        return src, r
+
+    failed = []
+    with ThreadPoolExecutor(max(1, jobs)) as ex:
+        for src, r in ex.map(compile_one, todo):
+            print("nvcc %s" % os.path.relpath(src, HERE))
+            if r.stdout or r.stderr:
+                print((r.stdout + r.stderr).rstrip(), file=sys.stderr)
+            if r.returncode:
+                failed.append(os.path.relpath(src, HERE))
+    if failed:
+        raise BuildError("nvcc failed on %s (see the messages above)" % ", ".join(failed))
+    with open(stamp, "w") as f:
+        f.write(" ".join(flags))
     out = os.path.join(out_dir, "liblyricnn_cuda.so")
-    link = [plan["nvcc"], "-shared"] + plan["gencode"] + ["-o", out] + objs
-    link += ["-L" + d for d in plan["lib"]] + ["-lcublasLt", "-lcublas", "-lcudart"]
-    link += ["-Xlinker", "-rpath=" + ":".join(plan["lib"])] if plan["lib"] else []
+    # the CUDA runtime linked statically (nvcc's default, said explicitly): the library needs the driver and
+    # cuBLAS at run time, not a matching libcudart
+    link = [plan["nvcc"], "-shared", "-cudart=static"] + plan["gencode"] + ["-o", out] + objs
+    link += cublas_link_args(plan["cublas"], os.path.join(build_temp, "cublas-link"), plan["major"])
     subprocess.check_call(link)
     return out
+
+
+class NvccCheck(Command):
+    """`python setup.py nvcc_check`: compile and link the CUDA backend for every architecture of a default build
+    (CUDA_ARCHS, or LYRICNN_CUDA_ARCHS) into a temporary folder, without a GPU: what CI runs (make nvcc-check)."""
+    description = "compile and link csrc/cuda for every target architecture (no GPU needed)"
+    user_options = [("jobs=", "j", "nvcc processes at a time (default: the CPU count)")]
+
+    def initialize_options(self):
+        self.jobs = None
+
+    def finalize_options(self):
+        self.jobs = int(self.jobs) if self.jobs else (os.cpu_count() or 1)
+
+    def run(self):
+        import time
+        os.environ["LYRICNN_CUDA"] = "1"
+        plan, info = _cuda()
+        print("nvcc-check: %s" % info)
+        t0 = time.time()
+        with tempfile.TemporaryDirectory() as d:
+            out = _build_cuda(plan, d, os.path.join(d, "obj"), False, self.jobs)
+            print("nvcc-check: ok, linked %s (%d sources, %d jobs) in %.0f s" % (
+                os.path.basename(out), len(plan["sources"]), self.jobs, time.time() - t0))
 
 
 class BuildExt(build_ext):
@@ -284,7 +462,7 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.include_dirs += [numpy.get_include(), os.path.join(HERE, "csrc")] + blas["include_dirs"]
             ext.library_dirs += blas["library_dirs"]
-            ext.libraries += blas["libraries"] + ["m", "dl"]
+            ext.libraries += blas["libraries"] + ["m", "dl", "pthread"]
             ext.define_macros += blas["define_macros"] + [
                 ("LNN_VERSION", q(_version())), ("LNN_COMPILER", q(_compiler_version())),
                 ("LNN_BLAS_NAME", q(blas["name"])), ("LNN_CUDA_INFO", q(cuda_info)),
@@ -312,7 +490,7 @@ class BuildExt(build_ext):
             f.write(config)
         if cuda_plan:  # the CUDA backend: a shared object beside lyricnn._C, loaded when a model asks for it
             ext_dir = os.path.dirname(self.get_ext_fullpath("lyricnn._C"))
-            _build_cuda(cuda_plan, ext_dir, os.path.join(self.build_temp, "cuda"), debug)
+            _build_cuda(cuda_plan, ext_dir, os.path.join(self.build_temp, "cuda"), debug, self.parallel or 1)
 
     def _cpu_copies(self, ext, levels, tools, cflags):
         """csrc/cpu/ once per CPU level: each copy compiled with its level's flags and its entry point's name
@@ -359,8 +537,9 @@ ROLES = ("core", "cpu", "models", "io", "py")
 sources = sorted(f for r in ROLES for f in glob.glob(os.path.join("csrc", r, "*.c")))
 headers = sorted(f for r in ROLES for f in glob.glob(os.path.join("csrc", r, "*.h")))
 
-setup(
-    version=_version(),
-    ext_modules=[Extension("lyricnn._C", sources=sources, depends=headers)],
-    cmdclass={"build_ext": BuildExt},
-)
+if __name__ == "__main__":  # also under pip's build backend (setuptools runs this file as __main__)
+    setup(
+        version=_version(),
+        ext_modules=[Extension("lyricnn._C", sources=sources, depends=headers)],
+        cmdclass={"build_ext": BuildExt, "nvcc_check": NvccCheck},
+    )

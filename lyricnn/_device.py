@@ -3,7 +3,7 @@
 `device` picks the compute backend (csrc/core/backend.h) a model runs on:
   "cpu"        the CPU backend (OpenMP + the GEMM library), float32;
   "cuda"       the CUDA backend on GPU 0 ("cuda:N": GPU N), when this build has it and a GPU is there;
-  "auto"       "cuda" when it is usable, else "cpu";
+  "auto"       "cuda" when it is usable and verified (CUDA_VERIFIED below), else "cpu";
   "cpu-copy"   the CPU backend with its memory treated as device memory: parameters, gradients and
                optimizer state come back to numpy as copies, never as views, exactly as they do from a
                GPU. It exists so that the code paths of device backends run (and are tested) on any
@@ -11,19 +11,35 @@
 `precision` (GPU only; the CPU runs float32):
   "bf16"  bfloat16 activations and GEMMs, float32 master weights, optimizer state and reductions
           (the default on GPUs with compute capability 8.0+);
+  "fp16"  IEEE half activations and GEMMs (float32 accumulation), float32 master weights and optimizer
+          state, and dynamic loss scaling with torch.amp.GradScaler's rule (SequenceClassifier.
+          configure_optimizer's loss_scaling): the default on GPUs without bf16 (T4, V100; torch users run
+          AMP fp16 there);
   "fp32"  float32 throughout, no TF32 (the exact mode, for parity);
   "tf32"  float32 with TF32 tensor-core GEMMs.
+
+CUDA_VERIFIED: whether this version's CUDA backend has passed tools/gpu_check.sh on a real GPU. Until it has,
+"auto" (the default of the CLI and of the estimators' device="auto") means the CPU, and an explicit
+device="cuda" runs but warns once (a RuntimeWarning) that the backend is unverified. Whoever verifies it on a
+GPU flips this one constant (tools/gpu_check.sh's summary says whether its tests allow it).
 
 TensorStore maps tensor names to one of the engine's buffers (parameters or gradients): numpy views on
 host-memory backends, copies on the others, and one write() that works on both.
 """
+import warnings
+
 import numpy as np
 
 from ._loader import _C
 
-__all__ = ["resolve_device", "cuda_available", "TensorStore", "PRECISIONS"]
+__all__ = ["resolve_device", "cuda_available", "TensorStore", "PRECISIONS", "CUDA_VERIFIED"]
 
-PRECISIONS = ("bf16", "fp32", "tf32")
+PRECISIONS = ("bf16", "fp16", "fp32", "tf32")
+_DTYPE = {"bf16": "bf16", "fp16": "f16", "fp32": "f32", "tf32": "f32"}
+
+# False until tools/gpu_check.sh has passed on a GPU with this version of csrc/cuda (see the module docstring).
+CUDA_VERIFIED = False
+_warned_unverified = False
 
 
 def cuda_available():
@@ -39,6 +55,25 @@ def _cuda_reason():
     return ""
 
 
+def _cuda_devices():
+    return _C.cuda_info()["devices"]
+
+
+def auto_device():
+    """What device="auto" means here: "cuda" when the CUDA backend is usable and verified, else "cpu"."""
+    return "cuda" if CUDA_VERIFIED and cuda_available() else "cpu"
+
+
+def _warn_unverified(device):
+    global _warned_unverified
+    if CUDA_VERIFIED or _warned_unverified:
+        return
+    _warned_unverified = True
+    warnings.warn("device=%r: lyricnn's CUDA backend has not yet been verified on a GPU (tools/gpu_check.sh); "
+                  "results may be wrong. device='auto' uses the CPU until it is." % (device,), RuntimeWarning,
+                  stacklevel=4)
+
+
 def resolve_device(device, precision=None):
     """(backend name, activation dtype, device index, tf32) for a device and precision argument;
     TypeError / ValueError otherwise."""
@@ -46,7 +81,7 @@ def resolve_device(device, precision=None):
         raise ValueError("precision must be one of %s (or None for the device's default), got %r"
                          % (", ".join(PRECISIONS), precision))
     if device is None or device == "auto":
-        device = "cuda" if cuda_available() else "cpu"
+        device = auto_device()
     if not isinstance(device, str):
         raise TypeError("device must be a string such as 'cpu' or 'cuda', got %s" % type(device).__name__)
     if device in ("cpu", "cpu-copy"):
@@ -63,15 +98,17 @@ def resolve_device(device, precision=None):
         if not cuda_available():
             raise ValueError("device=%r needs the CUDA backend, which is not usable here: %s; use device='cpu' or "
                              "'auto'" % (device, _cuda_reason()))
-        devs = _C.cuda_info()["devices"]
+        devs = _cuda_devices()
         if not 0 <= index < len(devs):
             raise ValueError("device=%r: this machine has %d CUDA device(s)" % (device, len(devs)))
+        _warn_unverified(device)
         if precision is None:
-            precision = "bf16" if devs[index]["bf16"] else "fp32"
+            precision = "bf16" if devs[index]["bf16"] else "fp16"
         if precision == "bf16" and not devs[index]["bf16"]:
-            raise ValueError("precision='bf16' needs compute capability 8.0+; %s is %d.%d: use precision='fp32'"
+            raise ValueError("precision='bf16' needs compute capability 8.0+; %s is %d.%d: use precision='fp16' "
+                             "(with loss scaling, the default there) or 'fp32'"
                              % (devs[index]["name"], *devs[index]["compute_capability"]))
-        return "cuda", "bf16" if precision == "bf16" else "f32", index, precision == "tf32"
+        return "cuda", _DTYPE[precision], index, precision == "tf32"
     raise ValueError("device must be 'cpu', 'auto' or 'cuda[:N]', got %r" % (device,))
 
 

@@ -331,6 +331,7 @@ def adam_step(params, grads, m, v, segments, steps, lr, beta1=0.9, beta2=0.999, 
     ls = _opt(lr_scale, "lr_scale", np.float32, (s.shape[0],))
     cfg = dict(lr=float(lr), beta1=float(beta1), beta2=float(beta2), eps=float(eps), weight_decay=float(weight_decay),
                decoupled=bool(decoupled))
+    g = g if g.flags.writeable else g.copy()  # the binding writes grads back (the op may scale them in place)
     _call("adam_step", backend, params=p, grads=g, m=m, v=v, n=n, nstate=m.shape[0], segs=s, nseg=s.shape[0],
           steps=st, lr_scale=ls, cfg=cfg)
 

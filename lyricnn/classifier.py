@@ -55,6 +55,40 @@ HEAD_KEYS = ("pooling", "hidden", "batchnorm", "dropout", "input_dropout", "acti
              "max_length", "momentum", "eps")
 
 
+GRAD_SCALER_DEFAULTS = dict(init_scale=65536.0, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000)
+
+
+def _loss_scaling(value, dtype):
+    """configure_optimizer's loss_scaling -> the GradScaler settings (a dict) or None (off)."""
+    if isinstance(value, str) and value == "auto":
+        return dict(GRAD_SCALER_DEFAULTS) if dtype == "f16" else None
+    if value is None or value is False:
+        return None
+    if value is True or (isinstance(value, str) and value == "dynamic"):
+        return dict(GRAD_SCALER_DEFAULTS)
+    if not isinstance(value, dict):
+        raise TypeError("loss_scaling must be 'auto', True, False or a dict of %s, got %r"
+                        % (", ".join(GRAD_SCALER_DEFAULTS), value))
+    bad = [k for k in value if k not in GRAD_SCALER_DEFAULTS]
+    if bad:
+        raise ValueError("loss_scaling has unknown key(s) %s; the keys are %s" % (", ".join(map(repr, bad)),
+                                                                                  ", ".join(GRAD_SCALER_DEFAULTS)))
+    out = dict(GRAD_SCALER_DEFAULTS, **value)
+    out["init_scale"] = check_float(out["init_scale"], "loss_scaling init_scale", min=0, min_inclusive=False)
+    if out["init_scale"] > float(np.finfo(np.float32).max):
+        raise ValueError("loss_scaling init_scale must fit a float32, got %r" % out["init_scale"])
+    out["growth_factor"] = check_float(out["growth_factor"], "loss_scaling growth_factor", min=1, min_inclusive=False)
+    out["backoff_factor"] = check_float(out["backoff_factor"], "loss_scaling backoff_factor", min=0, max=1,
+                                        min_inclusive=False, max_inclusive=False)
+    out["growth_interval"] = check_int(out["growth_interval"], "loss_scaling growth_interval", min=1, max=2**31 - 1)
+    return out
+
+
+def _scaler_args(ls, tracker=0):
+    return (float(ls["init_scale"]), float(ls["growth_factor"]), float(ls["backoff_factor"]),
+            int(ls["growth_interval"]), int(tracker))
+
+
 class SequenceClassifierOutput:
     """Result of a model call: logits (B, num_labels) float32."""
 
@@ -628,11 +662,16 @@ class SequenceClassifier(LoraMixin):
     forward = __call__
 
     def configure_optimizer(self, name="adamw", lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                            max_grad_norm=1.0, no_decay=None):
+                            max_grad_norm=1.0, no_decay=None, loss_scaling="auto"):
         """Set up Adam ("adam": L2 weight decay, torch.optim.Adam) or AdamW ("adamw": decoupled) over
         the trainable parameters, torch semantics; resets the optimizer state. no_decay: None (biases
         and LayerNorm weights, the HF Trainer rule), a callable name -> bool, or a list of name
-        substrings. max_grad_norm: clip the global gradient norm (None or 0: no clipping)."""
+        substrings. max_grad_norm: clip the global gradient norm (None or 0: no clipping).
+        loss_scaling: dynamic loss scaling with torch.amp.GradScaler's rule (the loss gradient times the scale;
+        gradients unscaled before clipping; a step with inf/NaN gradients skipped and the scale halved; the
+        scale doubled after growth_interval clean steps): "auto" (on with precision="fp16", else off), True
+        (GradScaler's defaults: init_scale=65536, growth_factor=2, backoff_factor=0.5, growth_interval=2000),
+        a dict of some of those keys, or False. `loss_scale` and `last_step_skipped` report it."""
         if name not in ("adam", "adamw"):
             raise ValueError("optimizer name must be 'adamw' or 'adam', got %r" % (name,))
         try:
@@ -660,10 +699,24 @@ class SequenceClassifier(LoraMixin):
         offs = np.array([o for _, _, o, _ in info], np.int64)
         if not np.array_equal(segs[:, 0], offs):
             raise LyricnnError("internal: the parameter layout is not contiguous in table order")
+        ls = _loss_scaling(loss_scaling, self.encoder._engine.dtype)
         self._clf.configure_optimizer(segs, int(nstate), lr, b1, b2, eps, weight_decay, mgn, name == "adamw")
+        self._clf.set_loss_scaler(ls is not None, *(_scaler_args(ls) if ls else (1.0, 2.0, 0.5, 1, 0)))
         self._opt = dict(name=name, lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay,
-                         max_grad_norm=max_grad_norm, segments=segs, nstate=int(nstate))
+                         max_grad_norm=max_grad_norm, segments=segs, nstate=int(nstate), loss_scaling=ls)
         self.last_grad_norm = None
+
+    @property
+    def loss_scale(self):
+        """The current dynamic loss scale (GradScaler.get_scale()), or None without loss scaling."""
+        if self._opt is None or not self._opt["loss_scaling"]:
+            return None
+        return self._clf.loss_scaler()["scale"]
+
+    @property
+    def last_step_skipped(self):
+        """Whether the last train_step was skipped by loss scaling (inf/NaN gradients; the scale backed off)."""
+        return self._opt is not None and bool(self._opt["loss_scaling"]) and self._clf.loss_scaler()["skipped"]
 
     def set_lr(self, lr):
         """Set the learning rate of the next steps (for schedules)."""
@@ -755,7 +808,7 @@ class SequenceClassifier(LoraMixin):
         self.step += 1
         for nm in self._bn:
             self._num_batches[nm] += 1
-        self.last_grad_norm = gnorm if gnorm >= 0 else None
+        self.last_grad_norm = None if gnorm < 0 else gnorm  # -1: no clipping; NaN / inf stay (skipped fp16 steps)
         return float(loss)
 
     def zero_grad(self):
@@ -817,15 +870,22 @@ class SequenceClassifier(LoraMixin):
             raise LyricnnError("no optimizer: call configure_optimizer() first")
         m, v, steps = self._clf.opt_state()
         o = self._opt
-        return {"m": m.copy(), "v": v.copy(), "steps": steps.copy(), "segments": o["segments"].copy(),
-                "step": int(self.step), "name": o["name"], "lr": o["lr"], "betas": list(o["betas"]), "eps": o["eps"],
-                "weight_decay": o["weight_decay"], "max_grad_norm": o["max_grad_norm"]}
+        out = {"m": m.copy(), "v": v.copy(), "steps": steps.copy(), "segments": o["segments"].copy(),
+               "step": int(self.step), "name": o["name"], "lr": o["lr"], "betas": list(o["betas"]), "eps": o["eps"],
+               "weight_decay": o["weight_decay"], "max_grad_norm": o["max_grad_norm"]}
+        if o["loss_scaling"]:  # GradScaler.state_dict()'s: the scale and the growth tracker continue on resume
+            st = self._clf.loss_scaler()
+            out["loss_scaling"] = dict(o["loss_scaling"])
+            out["loss_scale"] = float(st["scale"])
+            out["loss_scale_growth_tracker"] = int(st["tracker"])
+        return out
 
     def load_optimizer_state(self, state):
         """Restore optimizer_state() output (configures the optimizer with its hyper-parameters)."""
         try:
             self.configure_optimizer(state["name"], lr=state["lr"], betas=tuple(state["betas"]), eps=state["eps"],
-                                     weight_decay=state["weight_decay"], max_grad_norm=state["max_grad_norm"])
+                                     weight_decay=state["weight_decay"], max_grad_norm=state["max_grad_norm"],
+                                     loss_scaling=state.get("loss_scaling", "auto"))
         except KeyError as e:
             raise ValueError("optimizer state lacks %s" % e) from None
         if not np.array_equal(np.asarray(state["segments"]), self._opt["segments"]):
@@ -839,6 +899,12 @@ class SequenceClassifier(LoraMixin):
             loaded.append(np.ascontiguousarray(src, dtype=dst.dtype))
         self._clf.load_opt_state(*loaded)
         self.step = int(state.get("step", self.step))
+        ls = self._opt["loss_scaling"]
+        if ls and "loss_scale" in state:
+            scale = check_float(state["loss_scale"], "optimizer state loss_scale", min=0, min_inclusive=False)
+            tracker = check_int(state.get("loss_scale_growth_tracker", 0), "optimizer state loss_scale_growth_tracker",
+                                min=0, max=ls["growth_interval"] - 1)
+            self._clf.set_loss_scaler(True, *_scaler_args(dict(ls, init_scale=scale), tracker))
 
     def hf_config(self):
         """config.json contents for save_pretrained."""

@@ -400,9 +400,11 @@ def _threads_arg(parser):
     parser.add_argument("--threads", type=int, default=None,
                         help="engine threads (default: all cores; results are bit-identical on any count)")
     parser.add_argument("--device", default="auto",
-                        help="cpu, cuda, cuda:N or auto (default: auto, the GPU when the CUDA backend is usable)")
-    parser.add_argument("--precision", default=None, choices=("bf16", "fp32", "tf32"),
-                        help="on a GPU: bf16 (the default from compute capability 8.0), fp32 (exact) or tf32")
+                        help="cpu, cuda, cuda:N or auto (default: auto, the GPU when the CUDA backend is usable and "
+                             "verified on a GPU, else the CPU)")
+    parser.add_argument("--precision", default=None, choices=("bf16", "fp16", "fp32", "tf32"),
+                        help="on a GPU: bf16 (the default from compute capability 8.0), fp16 (with loss scaling; "
+                             "the default on older GPUs such as the T4), fp32 (exact) or tf32")
 
 
 def build_parser():

@@ -904,8 +904,8 @@ class TextClassifier(_TextEstimator):
       seed: seeds the head init, batch order (a pure function of (seed, epoch)) and dropout (keyed by
         (seed, global step) in the engine); the same seed gives the same run, bit-identical on the CPU
         for a fixed thread count (lyricnn.set_num_threads), also across fit(..., resume=True).
-      device: 'cpu', 'cuda', 'cuda:N' or 'auto'; precision: None (the device's default), 'bf16', 'fp32' or 'tf32'
-        on a GPU (see lyricnn._device). verbose: 0 silent, 1 progress bar and per-evaluation lines.
+      device: 'cpu', 'cuda', 'cuda:N' or 'auto'; precision: None (the device's default), 'bf16', 'fp16', 'fp32'
+        or 'tf32' on a GPU (see lyricnn._device). verbose: 0 silent, 1 progress bar and per-evaluation lines.
       report_to: log the fit to experiment trackers: None (default), 'tensorboard', 'mlflow', 'wandb', 'all', a
         list of them, or {tool: options}; parameters once, loss and lr per step, the validation metrics per
         evaluation, final metrics and artifacts, against the global step (see lyricnn.tracking). After fit,

@@ -405,12 +405,13 @@ class LSTMNet(SequenceClassifier):
     forward = __call__
 
     def configure_optimizer(self, name="adam", lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                            max_grad_norm=None, no_decay=None):
+                            max_grad_norm=None, no_decay=None, loss_scaling="auto"):
         """Adam ("adam", torch.optim.Adam) or AdamW ("adamw") over every tensor, torch semantics; the state is
         reset. max_grad_norm: clip the global gradient norm (clip_grad_norm_; None: no clipping). no_decay:
-        as SequenceClassifier (default: biases get no weight decay)."""
+        as SequenceClassifier (default: biases get no weight decay); loss_scaling: as SequenceClassifier (on with
+        precision="fp16")."""
         super().configure_optimizer(name=name, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                    max_grad_norm=max_grad_norm, no_decay=no_decay)
+                                    max_grad_norm=max_grad_norm, no_decay=no_decay, loss_scaling=loss_scaling)
 
     def train_step(self, ids, lengths, labels, class_weight=None, pos_weight=None):
         """One training step in C (GIL released): forward with dropout, loss, backward through time, clipping,

@@ -36,6 +36,12 @@ def round_bf16(x):
     return bf16_bits_to_f32(f32_to_bf16_bits(x)).reshape(x.shape)
 
 
+def round_f16(x):
+    """x rounded to the nearest IEEE half value (overflow to inf), as float32."""
+    with np.errstate(over="ignore"):
+        return np.asarray(x, np.float32).astype(np.float16).astype(np.float32)
+
+
 # ------------------------------------------------------------------ Philox dropout masks
 
 def philox4x32_10(c, k0, k1):

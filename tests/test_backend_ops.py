@@ -1,7 +1,7 @@
 """The per-op test bench over every backend of the build (in the spirit of ggml's test-backend-ops).
 
 Every op of the backend table (csrc/core/backend.h) runs through lyricnn._C.Backend on every
-(backend, activation dtype) of this build: _C.backends() x ("f32", "bf16"), the combinations a
+(backend, activation dtype) of this build: _C.backends() x ("f32", "bf16", "f16"), the combinations a
 backend does not support skipped with the reason. A backend added to the build (CUDA) is covered by
 the same tests with no new code; the tolerances per dtype sit in TOL / FD below.
 
@@ -35,16 +35,17 @@ from lyricnn import _C
 import _backend_refs as R  # noqa: E402
 
 BACKENDS = tuple(_C.backends())
-DTYPES = ("f32", "bf16")
+DTYPES = ("f32", "bf16", "f16")
 
 # Forward / backward vs the float64 reference: |got - ref| <= rtol * |ref| + atol * scale, scale the
 # largest |ref| of the compared array (the magnitude the op's rounding is relative to).
-TOL = {"f32": dict(rtol=1e-5, atol=1e-5), "bf16": dict(rtol=2e-2, atol=2e-2)}
+TOL = {"f32": dict(rtol=1e-5, atol=1e-5), "bf16": dict(rtol=2e-2, atol=2e-2), "f16": dict(rtol=5e-3, atol=5e-3)}
 # Central differences of a backend's forward: step eps (times the input's rms) and
 # |fd - <grad, dx>| <= rtol * max(|fd|, |<grad, dx>|) + noise * (sum|out+ * g| + sum|out- * g|), the
 # second term the rounding noise of the two float32 (bf16) losses.
 FD = {"f32": dict(eps=1e-2, rtol=1e-2, noise=64 * 2.0 ** -24),
-      "bf16": dict(eps=5e-2, rtol=1e-1, noise=4 * 2.0 ** -8)}
+      "bf16": dict(eps=5e-2, rtol=1e-1, noise=4 * 2.0 ** -8),
+      "f16": dict(eps=2e-2, rtol=5e-2, noise=4 * 2.0 ** -11)}
 # Central differences of the float64 references.
 REF_FD = dict(eps=1e-5, rtol=1e-6, noise=64 * 2.0 ** -53)
 FD_DIRECTIONS = 3
@@ -122,9 +123,9 @@ _NP = {"a": np.float32, "f": np.float32, "i": np.int32, "l": np.int64, "g": np.f
 
 
 def quant(be, x):
-    """x as the backend's activations hold it (float32 numpy; bf16-rounded on a bf16 context)."""
+    """x as the backend's activations hold it (float32 numpy; bf16- / f16-rounded on a bf16 / f16 context)."""
     x = np.asarray(x, np.float32)
-    return R.round_bf16(x) if be.dtype == "bf16" else x.copy()
+    return R.round_bf16(x) if be.dtype == "bf16" else R.round_f16(x) if be.dtype == "f16" else x.copy()
 
 
 def prep(be, op, **kw):
@@ -272,7 +273,9 @@ def _rows(layout, B, T, lens):
 @pair
 class EmbeddingPair(Pair):
     fwd, bwd = "embedding_forward", "embedding_backward"
-    cases = ("tt", "tt-notypes", "nott", "pad", "nopos-pad")  # nopos: nn.Embedding alone (an LSTM's)
+    # nopos: nn.Embedding alone (an LSTM's); sorted: the backward by the id-sorted row indexes (core/embed_index.h)
+    cases = ("tt", "tt-notypes", "nott", "pad", "nopos-pad", "tt-sorted", "tt-notypes-sorted", "pad-sorted",
+             "nopos-pad-sorted")
     grad_of = {"wte": "dwte", "wpe": "dwpe", "wtt": "dwtt"}
 
     def make(self, rng, case):
@@ -281,13 +284,15 @@ class EmbeddingPair(Pair):
         ids[:3] = ids[3]  # repeated ids: the backward must add, not overwrite
         pos = rng.integers(0, P, N).astype(np.int32)
         pos[5] = pos[6]
+        sorted_ = case.endswith("-sorted")
+        case = case[:-len("-sorted")] if sorted_ else case
         types = rng.integers(0, TV, N).astype(np.int32) if case in ("tt", "pad") else None
         wtt = rng.standard_normal((TV, C)) if case in ("tt", "tt-notypes", "pad") else None
         nopos = case.startswith("nopos")
         x = dict(ids=ids, types=types, pos=None if nopos else pos, wte=rng.standard_normal((V, C)),
                  wpe=None if nopos else rng.standard_normal((P, C)), wtt=wtt, N=N, C=C)
         pad = int(ids[0]) if case.endswith("pad") else -1
-        meta = dict(pad_id=pad)
+        meta = dict(pad_id=pad, sorted=int(sorted_))
         if pad >= 0:  # the pad row gets no gradient by contract: leave it out of the differences
             meta["fd_mask"] = {"wte": (np.arange(V) != pad)[:, None].astype(np.float64)}
         return x, meta
@@ -309,7 +314,8 @@ class EmbeddingPair(Pair):
 
     def be_grads(self, be, x, g, pre, meta):
         return call(be, self.bwd, dwte=pre.get("dwte"), dwpe=pre.get("dwpe"), dwtt=pre.get("dwtt"), dout=g,
-                    ids=x["ids"], types=x["types"], pos=x["pos"], N=x["N"], C=x["C"], pad_id=meta["pad_id"])
+                    ids=x["ids"], types=x["types"], pos=x["pos"], N=x["N"], C=x["C"], pad_id=meta["pad_id"],
+                    sorted=meta["sorted"])
 
 
 @pair
@@ -1214,22 +1220,39 @@ def test_batchnorm_forward_stats_and_running_update(be, case):
             assert np.array_equal(f["running_var"], x["running_var"])
 
 
-@covers("attention_forward")
-def test_attention_fully_masked_sequence_is_uniform(be):
+@covers("attention_forward", "attention_backward")
+@pytest.mark.parametrize("p", [0.0, 0.25], ids=["p0", "p0.25"])
+@pytest.mark.parametrize("q_first", [0, 1], ids=["all", "q_first"])
+def test_attention_fully_masked_sequence_is_uniform(be, q_first, p):
     """A sequence with no key left (mask all 0) sees equal scores, as HF's -FLT_MAX does in float32:
-    its outputs are the plain mean of its value rows."""
-    need(be, "attention_forward")
-    B, T, C, NH = 2, 4, 6, 2
-    rng = rng_for("att-masked")
+    its outputs are the plain mean of its value rows, and its gradients those of a uniform softmax (torch's
+    autograd through the additive mask). The GPU kernels recompute the probabilities from a saved
+    log-sum-exp, which rounds to -FLT_MAX on such a row (tests/test_cuda_numerics.py): the backward must
+    still use 1/L, not exp(0) = 1."""
+    need(be, "attention_forward", "attention_backward")
+    B, T, C, NH = 3, 40, 6, 2  # 40 keys: two of the SIMT kernels' 32-key tiles
+    rng = rng_for("att-masked", q_first)
     qkv = quant(be, rng.standard_normal((B * T, 3 * C)))
-    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0]], np.int32)
-    saved, scratch = _att_alloc(be, B, T, NH, 0.0)
-    drop = dict(ATT_DROP, p=0.0)
-    f = call(be, "attention_forward", out=nan((B * T, C)), saved=saved, scratch=scratch, qkv=qkv, mask=mask,
-             seq_off=None, q_first=0, B=B, T=T, C=C, NH=NH, drop=drop)
-    v1 = qkv[T:, 2 * C:].astype(np.float64)
-    close(f["out"][T:], np.tile(v1.mean(0), (T, 1)), be.dtype, what="fully masked sequence")
-    close(f["out"], R.attention_fwd(qkv.astype(np.float64), B, T, C, NH, mask=mask, drop=drop), be.dtype)
+    mask = np.zeros((B, T), np.int32)
+    mask[0, :2] = 1
+    mask[2, :33] = 1
+    saved, scratch = _att_alloc(be, B, T, NH, p)
+    drop = dict(ATT_DROP, p=p)
+    args = dict(qkv=qkv, seq_off=None, q_first=q_first, B=B, T=T, C=C, NH=NH, drop=drop)
+    nout = B if q_first else B * T
+    f = call(be, "attention_forward", out=nan((nout, C)), saved=saved, scratch=scratch, mask=mask, **args)
+    if p == 0:
+        v1 = qkv[T:2 * T, 2 * C:].astype(np.float64)
+        got = f["out"][1:2] if q_first else f["out"][T:2 * T]
+        close(got, np.tile(v1.mean(0), (len(got), 1)), be.dtype, what="fully masked sequence")
+    ref = dict(args, qkv=qkv.astype(np.float64), mask=mask)
+    close(f["out"], R.attention_fwd(**ref), be.dtype)
+    g = quant(be, rng.standard_normal((nout, C)))
+    d = call(be, "attention_backward", dqkv=np.zeros((B * T, 3 * C)), dout=g, out=f["out"], saved=saved,
+             scratch=scratch, **args)
+    dref = R.attention_bwd(g.astype(np.float64), **ref)
+    close(d["dqkv"][T:2 * T], dref[T:2 * T], be.dtype, scale=np.abs(dref).max(), what="dqkv, fully masked sequence")
+    close(d["dqkv"], dref, be.dtype, what="dqkv")
 
 
 @covers("dropout_forward")
@@ -1259,6 +1282,40 @@ def test_cross_entropy_every_row_ignored(be):
              labels=np.full(N, -100, np.int64), class_weight=None, N=N, K=K, ignore_index=-100, grad_scale=1.0)
     assert np.isnan(f["loss"][0])  # torch: 0/0
     assert np.array_equal(f["dlogits"], np.zeros((N, K)))
+
+
+@covers("embedding_backward")
+@pytest.mark.parametrize("vocab", [600, 70000], ids=["v600", "v70000"])
+def test_sorted_embedding_backward_at_scale(be, vocab):
+    """The indexed (sorted) embedding backward on keys that need every part of the index: an id with more than
+    LNN_EMB_CHUNK = 256 rows (split into chunks summed through partial slots), 600 ids of one or a few rows, the
+    pad id left out, positions each repeated B times, all rows of token type 0 or 1 (several chunks each), and
+    ids past 2^16 (the radix sort's second pass); against float64 and the serial path."""
+    need(be, "embedding_backward")
+    rng = rng_for("emb-sorted", vocab)
+    B, T, C = 24, 40, 24
+    N = B * T
+    ids = rng.integers(0, vocab, N).astype(np.int32)
+    ids[rng.permutation(N)[:300]] = 5  # 300 rows of id 5: two chunks
+    ids[rng.permutation(N)[:40]] = 3  # the pad id
+    pos = np.tile(np.arange(T, dtype=np.int32), B)
+    types = (rng.random(N) < 0.3).astype(np.int32)
+    g = quant(be, rng.standard_normal((N, C)))
+    shapes = [(vocab, C), (T, C), (2, C)]
+    pre = [rng.standard_normal(s).astype(np.float32) for s in shapes]  # the gradients accumulate
+    ref = R.embedding_bwd(g.astype(np.float64), ids, types, pos, shapes, 3)
+    runs = {}
+    for srt in (0, 1):
+        runs[srt] = call(be, "embedding_backward", dwte=pre[0], dwpe=pre[1], dwtt=pre[2], dout=g, ids=ids,
+                         types=types, pos=pos, N=N, C=C, pad_id=3, sorted=srt)
+    for k, r, p in zip(("dwte", "dwpe", "dwtt"), ref, pre):
+        close(runs[1][k], p + r, "f32", what=k + " (sorted)")
+        close(runs[1][k], runs[0][k], "f32", what=k + " sorted vs serial")
+    assert np.array_equal(runs[1]["dwte"][3], pre[0][3])  # the pad row: untouched
+    again = call(be, "embedding_backward", dwte=pre[0], dwpe=pre[1], dwtt=pre[2], dout=g, ids=ids, types=types,
+                 pos=pos, N=N, C=C, pad_id=3, sorted=1)
+    for k in ("dwte", "dwpe", "dwtt"):
+        np.testing.assert_array_equal(again[k], runs[1][k])  # deterministic
 
 
 # ------------------------------------------------------------------ cast
@@ -1317,6 +1374,30 @@ def test_cast_bf16_to_f32_and_copies(be):
     # n = 0 writes nothing
     got = call(be, "cast", dst=np.full(2, 7.0), dt="bf16", src=np.ones(2), st="f32", n=0)["dst"]
     assert np.array_equal(got, np.full(2, 7.0, np.float32))
+
+
+@covers("cast")
+def test_cast_f32_and_f16_round_trip_as_numpy(be):
+    """f32 -> f16 rounds to nearest even as numpy's astype(float16) (overflow to inf, subnormals, NaN quiet with its
+    sign), and f16 -> f32 is exact: every one of the 65536 half values."""
+    need(be, "cast")
+    r = np.random.default_rng(7)
+    src = np.concatenate([r.standard_normal(3000) * 10.0 ** r.uniform(-9, 6, 3000),
+                          [0.0, -0.0, 65504, 65519.99, 65520, -1e6, 6.1e-5, 5.96e-8, 2.98e-8, 2.99e-8, 1.00048828125,
+                           1.000732421875, np.inf, -np.inf]]).astype(np.float32)
+    n = len(src)
+    got = call(be, "cast", dst=np.zeros((n + 1) // 2, np.float32), dt="f16", src=src, st="f32", n=n)["dst"]
+    with np.errstate(over="ignore"):
+        ref = src.astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(got.view(np.uint16)[:n], ref)
+    nans = np.array([0x7FC00001, 0xFFA00000], np.uint32).view(np.float32)
+    h = call(be, "cast", dst=np.zeros(1, np.float32), dt="f16", src=nans, st="f32", n=2)["dst"].view(np.uint16)
+    assert all((int(v) & 0x7E00) == 0x7E00 for v in h) and h[0] >> 15 == 0 and h[1] >> 15 == 1, [hex(v) for v in h]
+    halves = np.arange(65536, dtype=np.uint16)
+    back = call(be, "cast", dst=nan(65536), dt="f32", src=halves.view(np.float32), st="f16", n=65536)["dst"]
+    ref = halves.view(np.float16).astype(np.float32)
+    ok = (back.view(np.uint32) == ref.view(np.uint32)) | (np.isnan(back) & np.isnan(ref))
+    assert ok.all(), np.flatnonzero(~ok)[:5]
 
 
 # ------------------------------------------------------------------ optimizer ops (F32 on every backend)
@@ -1386,6 +1467,90 @@ def test_adam_step(be, decoupled, lr_scale):
         close(f["m"], rm, "f32", what="m")
         close(f["v"], rv, "f32", what="v")
         params, m, v, steps = f["params"], f["m"], f["v"], f["steps"]
+
+
+@covers("grad_norm_clip", "adam_step")
+@pytest.mark.parametrize("clip", [1, 0], ids=["clip", "noclip"])
+@pytest.mark.parametrize("scale", [1.0, 65536.0, 3.0], ids=["unscaled", "scale2^16", "scale3"])
+def test_unscale_clip_and_the_fused_step(be, scale, clip):
+    """Loss scaling and the fused step: gradients scaled by `scale` (GradScaler's loss scale), then
+    grad_norm_clip with inv_scale = 1/scale gives the unscaled gradients' norm and clips them; with a coef
+    output it leaves the gradients alone and adam_step applies the factor itself (writing the unscaled,
+    clipped gradients back and refreshing the activation-dtype weight copy wact). With a power-of-two scale
+    every result is bit-identical to the unscaled, unfused path."""
+    need(be, "grad_norm_clip", "adam_step")
+    rng = rng_for("fused", scale, clip)
+    params = rng.standard_normal(NPAR).astype(np.float32)
+    g = rng.standard_normal(NPAR).astype(np.float32)
+    gs = (g * np.float32(scale)).astype(np.float32)
+    m, v = rng.standard_normal(NSTATE).astype(np.float32) * 0.1, rng.random(NSTATE).astype(np.float32)
+    steps = np.array([2, 0, 0, 5], np.int64)
+    cfg = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, decoupled=1)
+    max_norm = 0.5 * R.grad_norm_clip(g, SEGS, False, 0.0)[0]
+    inv = float(np.float32(1.0 / scale))
+    # the separate passes on the unscaled gradients (the reference path)
+    a = call(be, "grad_norm_clip", norm=nan(1), grads=g, n=NPAR, segs=SEGS, nseg=4, clip=clip, max_norm=max_norm)
+    a2 = call(be, "adam_step", params=params, grads=a["grads"], m=m, v=v, n=NPAR, nstate=NSTATE, segs=SEGS, nseg=4,
+              steps=steps, lr_scale=None, cfg=cfg)
+    # scaled gradients, separate passes
+    b = call(be, "grad_norm_clip", norm=nan(1), grads=gs, n=NPAR, segs=SEGS, nseg=4, clip=clip, max_norm=max_norm,
+             inv_scale=inv)
+    # scaled gradients, fused: the factor out, applied inside the step, the weight copy written
+    c = call(be, "grad_norm_clip", norm=nan(1), grads=gs, n=NPAR, segs=SEGS, nseg=4, clip=clip, max_norm=max_norm,
+             inv_scale=inv, coef=np.full(1, np.nan))
+    assert np.array_equal(c["grads"], gs)  # untouched: the step applies the factor
+    wact = np.full(NPAR, -7.0, np.float32)
+    c2 = call(be, "adam_step", params=params, grads=gs, m=m, v=v, n=NPAR, nstate=NSTATE, segs=SEGS, nseg=4,
+              steps=steps, lr_scale=None, cfg=cfg, gcoef=c["coef"], skip_norm=c["norm"], wact=wact)
+    exact = scale in (1.0, 65536.0)
+    for got in (b["norm"], c["norm"]):
+        (np.testing.assert_array_equal if exact else np.testing.assert_allclose)(got, a["norm"])
+    upd = np.ones(NPAR, bool)
+    upd[17:25] = False  # frozen and the gap: not unscaled, not stepped, their weight copy not written
+    for got in (b["grads"], c2["grads"]):
+        if exact:
+            np.testing.assert_array_equal(got[upd], a["grads"][upd])
+        else:
+            close(got[upd], a["grads"][upd], "f32", what="unscaled grads")
+        np.testing.assert_array_equal(got[~upd], gs[~upd])
+    for k in ("params", "m", "v", "steps"):
+        if exact:
+            np.testing.assert_array_equal(c2[k], a2[k], err_msg=k)
+        else:
+            close(c2[k], a2[k], "f32", what=k)
+    np.testing.assert_array_equal(c2["wact"][upd], quant(be, c2["params"])[upd])
+    assert (c2["wact"][~upd] == -7.0).all()
+    if not clip and scale == 1.0:
+        assert c["coef"][0] == 1.0 and np.array_equal(b["grads"], g)  # nothing to do: untouched
+
+
+@covers("adam_step")
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_adam_step_skips_on_a_non_finite_norm(be, bad):
+    """GradScaler.step: inf / NaN gradients (their norm not finite) skip the step: parameters, state, step
+    counters and the weight copy stay as they were; a finite norm steps as without skip_norm."""
+    need(be, "adam_step")
+    rng = rng_for("skip", str(bad))
+    params = rng.standard_normal(NPAR).astype(np.float32)
+    g = rng.standard_normal(NPAR).astype(np.float32)
+    g[3] = bad
+    m, v = rng.standard_normal(NSTATE).astype(np.float32) * 0.1, rng.random(NSTATE).astype(np.float32)
+    steps = np.array([1, 1, 0, 1], np.int64)
+    cfg = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=1)
+    n = call(be, "grad_norm_clip", norm=nan(1), grads=g, n=NPAR, segs=SEGS, nseg=4, clip=0, max_norm=0.0)["norm"]
+    assert not np.isfinite(n[0])
+    wact = np.full(NPAR, 5.0, np.float32)
+    f = call(be, "adam_step", params=params, grads=g, m=m, v=v, n=NPAR, nstate=NSTATE, segs=SEGS, nseg=4,
+             steps=steps, lr_scale=None, cfg=cfg, skip_norm=n, wact=wact)
+    for k, ref in (("params", params), ("m", m), ("v", v), ("steps", steps), ("wact", wact)):
+        np.testing.assert_array_equal(f[k], ref, err_msg=k)
+    g[3] = 0.5
+    ok = call(be, "adam_step", params=params, grads=g, m=m, v=v, n=NPAR, nstate=NSTATE, segs=SEGS, nseg=4,
+              steps=steps, lr_scale=None, cfg=cfg, skip_norm=np.ones(1))
+    plain = call(be, "adam_step", params=params, grads=g, m=m, v=v, n=NPAR, nstate=NSTATE, segs=SEGS, nseg=4,
+                 steps=steps, lr_scale=None, cfg=cfg)
+    for k in ("params", "m", "v", "steps"):
+        np.testing.assert_array_equal(ok[k], plain[k], err_msg=k)
 
 
 # ------------------------------------------------------------------ thread-count independence
@@ -1701,7 +1866,9 @@ def test_unsupported_dtype_is_a_value_error():
         except ValueError as e:
             assert "bf16" in str(e)
     with pytest.raises(ValueError, match="dtype"):
-        _C.Backend(BACKENDS[0], dtype="f16")
+        _C.Backend(BACKENDS[0], dtype="f64")
+    with pytest.raises(ValueError, match="f16"):
+        _C.Backend("cpu", dtype="f16")  # the CPU runs float32 activations
     with pytest.raises(ValueError, match="no backend"):
         _C.Backend("no-such-backend")
 

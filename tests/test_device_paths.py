@@ -1,11 +1,14 @@
-"""The code paths of device backends, run on the "cpu-copy" backend: the CPU's ops with its memory treated
+"""The device argument, and the code paths of device backends, run on the "cpu-copy" backend: the CPU's ops with its memory treated
 as device memory, so parameters, gradients, optimizer state and BatchNorm statistics cross to numpy as
 copies only (lyricnn._device). Every result must equal the "cpu" backend's bit for bit."""
 import numpy as np
 import pytest
 
+import warnings
+
 import lyricnn
-from lyricnn import _C
+from lyricnn import _C, _device
+from lyricnn._device import cuda_available
 from lyricnn.classifier import SequenceClassifier
 from lyricnn.encoder import Encoder
 
@@ -31,15 +34,58 @@ def test_backends_of_this_build():
 
 
 def test_device_argument_errors():
-    with pytest.raises(ValueError, match="needs the CUDA backend"):
-        SequenceClassifier.from_config(DISTIL, num_labels=2, device="cuda")
-    with pytest.raises(ValueError, match="needs the CUDA backend"):
-        Encoder(DISTIL, device="cuda:1")
+    if cuda_available():  # a GPU machine (tools/gpu_check.sh runs this file there)
+        with pytest.raises(ValueError, match="this machine has"):
+            Encoder(DISTIL, device="cuda:%d" % len(lyricnn.cuda_info()["devices"]))
+    else:
+        with pytest.raises(ValueError, match="needs the CUDA backend"):
+            SequenceClassifier.from_config(DISTIL, num_labels=2, device="cuda")
+        with pytest.raises(ValueError, match="needs the CUDA backend"):
+            Encoder(DISTIL, device="cuda:1")
     with pytest.raises(ValueError, match="device must be 'cpu', 'auto' or 'cuda"):
         Encoder(DISTIL, device="gpu")
+    with pytest.raises(ValueError, match="device must look like 'cuda' or 'cuda:N'"):
+        Encoder(DISTIL, device="cuda:x")
     with pytest.raises(TypeError, match="device must be a string"):
         Encoder(DISTIL, device=0)
-    assert Encoder(DISTIL, device="auto")._engine.backend == "cpu"
+    expect = "cuda" if (_device.CUDA_VERIFIED and cuda_available()) else "cpu"
+    assert Encoder(DISTIL, device="auto")._engine.backend == expect
+
+
+FAKE_GPU = [dict(name="Fake GPU", bf16=True, compute_capability=(9, 0))]
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """resolve_device on a machine that seems to have a usable CUDA backend and one sm_90 GPU."""
+    monkeypatch.setattr(_device, "cuda_available", lambda: True)
+    monkeypatch.setattr(_device, "_cuda_devices", lambda: FAKE_GPU)
+    monkeypatch.setattr(_device, "_warned_unverified", False)
+
+
+def test_unverified_cuda_is_not_picked_by_auto_and_warns_once(fake_cuda, monkeypatch):
+    """CUDA_VERIFIED = False (until tools/gpu_check.sh has passed on a GPU): "auto" (the CLI's default) is the
+    CPU even where the backend is usable, and device="cuda" works but warns, once per process."""
+    monkeypatch.setattr(_device, "CUDA_VERIFIED", False)
+    assert _device.resolve_device("auto") == ("cpu", "f32", 0, False)
+    assert _device.resolve_device(None)[0] == "cpu"
+    with pytest.warns(RuntimeWarning, match="not yet been verified on a GPU"):
+        assert _device.resolve_device("cuda") == ("cuda", "bf16", 0, False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _device.resolve_device("cuda:0", "fp32") == ("cuda", "f32", 0, False)  # no second warning
+    from lyricnn import cli
+    assert cli.build_parser().parse_args(["train", "x.csv", "--output-dir", "m"]).device == "auto"
+
+
+def test_verified_cuda_is_picked_by_auto_without_a_warning(fake_cuda, monkeypatch):
+    monkeypatch.setattr(_device, "CUDA_VERIFIED", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _device.resolve_device("auto") == ("cuda", "bf16", 0, False)
+        assert _device.resolve_device("cuda", "tf32") == ("cuda", "f32", 0, True)
+    monkeypatch.setattr(_device, "cuda_available", lambda: False)  # verified, but no GPU here: the CPU
+    assert _device.resolve_device("auto")[0] == "cpu"
 
 
 @pytest.mark.parametrize("cfg,head", [(DISTIL, dict(pooling="mean", hidden=[16], batchnorm=True, dropout=0.1,
@@ -155,3 +201,24 @@ def test_windows_on_device_memory_equal_cpu(how):
     np.testing.assert_array_equal(runs["cpu"][1], runs["cpu-copy"][1])
     for k, v in runs["cpu"][2].items():
         np.testing.assert_array_equal(runs["cpu-copy"][2][k], v, err_msg=k)
+
+
+def test_backend_lookup_from_many_threads_at_once():
+    """The CUDA backend is looked for once (pthread_once), whichever thread asks first: threads that start
+    together in a fresh process all get the same list and reason."""
+    import subprocess
+    import sys
+    code = ("import threading, lyricnn\n"
+            "from lyricnn import _C\n"
+            "out, go = [], threading.Barrier(8)\n"
+            "def f():\n"
+            "    go.wait()\n"
+            "    out.append((tuple(_C.backends()), _C.Backend('cpu').name))\n"
+            "ts = [threading.Thread(target=f) for _ in range(8)]\n"
+            "[t.start() for t in ts]\n"
+            "[t.join() for t in ts]\n"
+            "assert len(out) == 8 and len(set(out)) == 1, out\n"
+            "print(out[0][0])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "cpu" in r.stdout

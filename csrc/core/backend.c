@@ -2,6 +2,7 @@
  * context, scratch and buffer helpers written over the table (core/backend.h). */
 #define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,18 +15,17 @@ const char *const lnn_op_names[LNN_NOPS] = {
 #undef LNN_OP_NAME_
 };
 
-/* The CUDA backend: LNN_CUDA_LIBRARY beside this library, loaded once, on first use. */
+/* The CUDA backend: LNN_CUDA_LIBRARY beside this library, loaded once, on first use, by whichever thread
+ * gets there first (pthread_once: Python threads may create models at the same time, the GIL released). */
 static const lnn_backend *cuda_backend;
-static int cuda_tried;
+static pthread_once_t cuda_once = PTHREAD_ONCE_INIT;
 static char cuda_why[1200] = "the CUDA backend was not looked for";
 
-static const lnn_backend *load_cuda(void) {
-    if (cuda_tried) return cuda_backend;
-    cuda_tried = 1;
+static void load_cuda_once(void) {
     Dl_info self;
     if (!dladdr((void *)&lnn_backend_find, &self) || !self.dli_fname) {
         snprintf(cuda_why, sizeof cuda_why, "cannot locate the lyricnn engine library to find %s", LNN_CUDA_LIBRARY);
-        return NULL;
+        return;
     }
     char path[1024];
     const char *slash = strrchr(self.dli_fname, '/');
@@ -35,17 +35,21 @@ static const lnn_backend *load_cuda(void) {
     if (!h) {
         const char *e = dlerror();
         snprintf(cuda_why, sizeof cuda_why, "this build of lyricnn has no CUDA backend (%.500s)", e ? e : path);
-        return NULL;
+        return;
     }
     lnn_cuda_entry_fn entry;
     *(void **)&entry = dlsym(h, LNN_CUDA_ENTRY);
     if (!entry) {
         snprintf(cuda_why, sizeof cuda_why, "%.500s has no entry point %s", path, LNN_CUDA_ENTRY);
-        return NULL;
+        return;
     }
     char err[512] = "";
     cuda_backend = entry(err, sizeof err);
     if (!cuda_backend) snprintf(cuda_why, sizeof cuda_why, "the CUDA backend cannot run here: %s", err);
+}
+
+static const lnn_backend *load_cuda(void) {
+    pthread_once(&cuda_once, load_cuda_once);
     return cuda_backend;
 }
 

@@ -45,6 +45,7 @@
 
 #include "core/common.h"
 #include "core/dtype.h"
+#include "core/embed_index.h"
 #include "core/optim.h"
 #include "core/philox.h"
 
@@ -62,7 +63,15 @@ typedef struct lnn_ctx {
     size_t scratch_bytes;
     lnn_status err;         /* sticky: the first failure inside an op, LNN_OK otherwise */
     char errmsg[512];
+    unsigned paths;         /* LNN_PATH_* bits: the graph-level variants this backend asks for (ctx_init) */
 } lnn_ctx;
+
+/* Graph-level variants a backend may ask for (lnn_ctx.paths; the same results up to the order of sums):
+ * FUSED_OPT: the optimizer step as grad_norm_clip with a coefficient out + one adam_step applying it and
+ * writing the weight copy (instead of a clip pass, the step, and a cast pass); bit-identical.
+ * SORTED_EMBED: the encoder builds the id-sorted row indexes of its embedding tables on the host when it
+ * stages a training batch, and passes them to embedding_backward. */
+enum { LNN_PATH_FUSED_OPT = 1, LNN_PATH_SORTED_EMBED = 2 };
 
 /* Activation functions of the FFN (config `activation` / `hidden_act`) and of head layers. */
 enum { LNN_ACT_GELU = 0, LNN_ACT_RELU = 1, LNN_ACT_GELU_TANH = 2 };
@@ -151,9 +160,12 @@ struct lnn_backend {
     void (*embedding_forward)(lnn_ctx *ctx, void *out, const int32_t *ids, const int32_t *types, const int32_t *pos,
                               const void *wte, const void *wpe, const void *wtt, int N, int C);
     /* dwte F32 [ids] += dout A(N,C) except the row pad_id (-1: none); dwpe[pos] +=; dwtt[types] += (pos NULL
-     * with dwpe NULL) */
+     * with dwpe NULL). idx: NULL, or (LNN_PATH_SORTED_EMBED) the three tables' id-sorted row indexes
+     * (core/embed_index.h; [0] the ids without pad_id, [1] the positions, [2] the types; their arrays in
+     * backend memory): each table row's rows are then summed in parallel over rows, in (key, row) order */
     void (*embedding_backward)(lnn_ctx *ctx, float *dwte, float *dwpe, float *dwtt, const void *dout,
-                               const int32_t *ids, const int32_t *types, const int32_t *pos, int N, int C, int pad_id);
+                               const int32_t *ids, const int32_t *types, const int32_t *pos, int N, int C, int pad_id,
+                               const lnn_emb_index *idx);
 
     /* out A(N,OC) = inp A(N,C) @ w A(OC,C)^T (+ b A(OC)) -- nn.Linear */
     void (*matmul_forward)(lnn_ctx *ctx, void *out, const void *inp, const void *w, const void *b, int N, int C,
@@ -260,17 +272,23 @@ struct lnn_backend {
     void (*mse)(lnn_ctx *ctx, double *loss, void *dpreds, const void *preds, const void *targets, size_t n,
                 float grad_scale);
 
-    /* *norm F64 = the global L2 norm of grads F32(n) over the trainable segments (segs backend memory,
-     * NULL = all n), independent of the thread count; clip: then grads *= min(max_norm / (norm +
-     * 1e-6), 1) as torch.nn.utils.clip_grad_norm_ (a NaN norm propagates, as in torch) */
+    /* *norm F64 = the global L2 norm of inv_scale * grads F32(n) over the trainable segments (segs backend
+     * memory, NULL = all n), independent of the thread count. The gradients' factor c = inv_scale * (clip ?
+     * min(max_norm / (norm + 1e-6), 1) : 1): torch's GradScaler.unscale_ (inv_scale = 1 / the loss scale; 1 =
+     * none) then clip_grad_norm_ (a NaN norm propagates, as in torch). coef NULL: grads *= c (when clip or
+     * inv_scale != 1); coef (backend F32(1)): *coef = c and grads are left for adam_step to scale. */
     void (*grad_norm_clip)(lnn_ctx *ctx, double *norm, float *grads, size_t n, const lnn_segment *segs, int nseg,
-                           int clip, double max_norm);
+                           int clip, double max_norm, float inv_scale, float *coef);
     /* One Adam / AdamW step over the trainable segments (torch semantics, amsgrad off): params,
      * grads F32(n), state m, v F32(nstate) (compact, core/optim.h), steps I64(nseg) per-segment step
-     * counters, incremented here; lr_scale F32(nseg) or NULL: per-segment lr multiplier. */
-    void (*adam_step)(lnn_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, size_t nstate,
+     * counters, incremented here; lr_scale F32(nseg) or NULL: per-segment lr multiplier. Fused extras (each
+     * NULL = off): gcoef (backend F32(1), grad_norm_clip's coef): grads *= *gcoef first, in place (so grads
+     * end as with the separate clip); skip_norm (backend F64(1)): when it is not finite (inf / NaN gradients
+     * under loss scaling: GradScaler.step's skip) the step does nothing, counters included; wact: the
+     * ctx->act copy of params, refreshed for every element the step updates (the weight cast). */
+    void (*adam_step)(lnn_ctx *ctx, float *params, float *grads, float *m, float *v, size_t n, size_t nstate,
                       const lnn_segment *segs, int nseg, int64_t *steps, const float *lr_scale,
-                      const lnn_optim_config *cfg);
+                      const lnn_optim_config *cfg, const float *gcoef, const double *skip_norm, void *wact);
 
     /* out A(N,C) = inp[idx[n]] (rows of inp A(M,C)); idx I32 (N), idx[n] < 0: a row of zeros */
     void (*gather_rows_forward)(lnn_ctx *ctx, void *out, const void *inp, const int32_t *idx, int N, int C);

@@ -83,7 +83,8 @@ void cpu_tanh_backward(lnn_ctx *ctx, void *dinp_, const void *dout_, const void 
     for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * (1.f - out[i] * out[i]);
 }
 
-/* dst(n) = src(n) converted: F32 <-> BF16 (round to nearest even), or a copy */
+/* dst(n) = src(n) converted: F32 <-> BF16 or F16 (round to nearest even), or a copy. (The CPU runs F32
+ * activations only; the casts serve the op bench and host-side conversions.) */
 void cpu_cast(lnn_ctx *ctx, void *dst, lnn_dtype dt, const void *src, lnn_dtype st, size_t n) {
     if (dt == st) {
         if (dst != src) memcpy(dst, src, n * lnn_dtype_size(dt));
@@ -99,6 +100,16 @@ void cpu_cast(lnn_ctx *ctx, void *dst, lnn_dtype dt, const void *src, lnn_dtype 
         const uint16_t *s = src;
         LNN_OMP_FOR
         for (size_t i = 0; i < n; i++) d[i] = lnn_bf16_to_f32(s[i]);
+    } else if (dt == LNN_F16 && st == LNN_F32) {
+        uint16_t *d = dst;
+        const float *s = src;
+        LNN_OMP_FOR
+        for (size_t i = 0; i < n; i++) d[i] = lnn_f32_to_f16(s[i]);
+    } else if (dt == LNN_F32 && st == LNN_F16) {
+        float *d = dst;
+        const uint16_t *s = src;
+        LNN_OMP_FOR
+        for (size_t i = 0; i < n; i++) d[i] = lnn_f16_to_f32(s[i]);
     } else {
         lnn_ctx_fail(ctx, LNN_ERR_VALUE, "cast from %s to %s is not supported", lnn_dtype_name(st), lnn_dtype_name(dt));
     }

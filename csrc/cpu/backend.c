@@ -13,6 +13,8 @@ static lnn_status cpu_ctx_init(lnn_ctx *ctx, int device) {
         return LNN_ERR_VALUE;
     }
     ctx->stream = ctx->handles = NULL;
+    /* the fused step: the same arithmetic in fewer passes; the sorted embedding backward: parallel over ids */
+    ctx->paths = LNN_PATH_FUSED_OPT | LNN_PATH_SORTED_EMBED;
     return LNN_OK;
 }
 

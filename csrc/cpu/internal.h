@@ -101,7 +101,8 @@ void cpu_cast(lnn_ctx *ctx, void *dst, lnn_dtype dt, const void *src, lnn_dtype 
 void cpu_embedding_forward(lnn_ctx *ctx, void *out, const int32_t *ids, const int32_t *types, const int32_t *pos,
                            const void *wte, const void *wpe, const void *wtt, int N, int C);
 void cpu_embedding_backward(lnn_ctx *ctx, float *dwte, float *dwpe, float *dwtt, const void *dout, const int32_t *ids,
-                            const int32_t *types, const int32_t *pos, int N, int C, int pad_id);
+                            const int32_t *types, const int32_t *pos, int N, int C, int pad_id,
+                             const lnn_emb_index *idx);
 void cpu_matmul_forward(lnn_ctx *ctx, void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);
 void cpu_matmul_backward(lnn_ctx *ctx, void *dinp, float *dw, float *db, const void *dout, const void *inp,
                          const void *w, int N, int C, int OC);
@@ -156,9 +157,9 @@ void cpu_segment_pool_forward(lnn_ctx *ctx, void *out, const void *x, const void
 void cpu_segment_pool_backward(lnn_ctx *ctx, void *dx, void *dscores, const void *dout, const void *x,
                                const void *scores, const int32_t *seg_off, int S, int N, int C, int mode);
 void cpu_grad_norm_clip(lnn_ctx *ctx, double *norm, float *grads, size_t n, const lnn_segment *segs, int nseg,
-                        int clip, double max_norm);
-void cpu_adam_step(lnn_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, size_t nstate,
+                        int clip, double max_norm, float inv_scale, float *coef);
+void cpu_adam_step(lnn_ctx *ctx, float *params, float *grads, float *m, float *v, size_t n, size_t nstate,
                    const lnn_segment *segs, int nseg, int64_t *steps, const float *lr_scale,
-                   const lnn_optim_config *cfg);
+                   const lnn_optim_config *cfg, const float *gcoef, const double *skip_norm, void *wact);
 
 #endif /* LNN_CPU_INTERNAL_H */

@@ -35,10 +35,11 @@ static int64_t *chunk_ranges(lnn_ctx *ctx, size_t n, const lnn_segment *segs, in
     return r;
 }
 
-/* *norm = sqrt(sum of squares) in f64, chunk by chunk and then in chunk order; clip: torch's
- * clip_coef = max_norm / (norm + 1e-6) in fp32, clamped to 1.0, always applied */
+/* *norm = inv_scale * sqrt(sum of squares) in f64, chunk by chunk and then in chunk order (with a
+ * power-of-two loss scale, exactly the norm of the unscaled gradients); the factor: torch's clip_coef =
+ * max_norm / (norm + 1e-6) in fp32, clamped to 1.0 (always applied when clipping), times inv_scale */
 void cpu_grad_norm_clip(lnn_ctx *ctx, double *norm, float *grads, size_t n, const lnn_segment *segs, int nseg,
-                        int clip, double max_norm) {
+                        int clip, double max_norm, float inv_scale, float *coef) {
     int64_t nchunks = 0;
     double *part = NULL;
     int64_t *r = chunk_ranges(ctx, n, segs, nseg, &nchunks, sizeof(double), (void **)&part);
@@ -54,14 +55,22 @@ void cpu_grad_norm_clip(lnn_ctx *ctx, double *norm, float *grads, size_t n, cons
     }
     double total = 0.0;
     for (int64_t c = 0; c < nchunks; c++) total += part[c];
-    total = sqrt(total);
+    total = sqrt(total) * (double)inv_scale;
     *norm = total;
-    if (!clip) return;
-    float coef = (float)max_norm / ((float)total + 1e-6f);
-    if (coef > 1.0f) coef = 1.0f; /* NaN stays NaN, like torch.clamp */
+    float k = inv_scale;
+    if (clip) {
+        float cc = (float)max_norm / ((float)total + 1e-6f);
+        if (cc > 1.0f) cc = 1.0f; /* NaN stays NaN, like torch.clamp */
+        k = cc * inv_scale;
+    }
+    if (coef) {
+        *coef = k;
+        return;
+    }
+    if (!clip && inv_scale == 1.0f) return;
     LNN_OMP_FOR
     for (int64_t c = 0; c < nchunks; c++)
-        for (int64_t i = r[2 * c]; i < r[2 * c + 1]; i++) grads[i] *= coef;
+        for (int64_t i = r[2 * c]; i < r[2 * c + 1]; i++) grads[i] *= k;
 }
 
 typedef struct {
@@ -73,10 +82,16 @@ typedef struct {
     float bc2_sqrt;  /* sqrt(1 - beta2^t) */
 } adam_chunk;
 
-/* torch.optim.Adam / AdamW (amsgrad=False, maximize=False, foreach), one step */
-void cpu_adam_step(lnn_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, size_t nstate,
+/* torch.optim.Adam / AdamW (amsgrad=False, maximize=False, foreach), one step; the fused extras of
+ * core/backend.h (the gradient factor, the skip on a non-finite norm, the activation-dtype weight copy) */
+void cpu_adam_step(lnn_ctx *ctx, float *params, float *grads, float *m, float *v, size_t n, size_t nstate,
                    const lnn_segment *segs, int nseg, int64_t *steps, const float *lr_scale,
-                   const lnn_optim_config *cfg) {
+                   const lnn_optim_config *cfg, const float *gcoef, const double *skip_norm, void *wact) {
+    if (skip_norm && !isfinite(*skip_norm)) return; /* GradScaler: inf / NaN gradients, no step */
+    const float gk = gcoef ? *gcoef : 1.0f;
+    float *wf = wact && wact != (void *)params && ctx->act == LNN_F32 ? wact : NULL;
+    uint16_t *wh = wact && lnn_dtype_is_half(ctx->act) ? wact : NULL;
+    int wbf = ctx->act == LNN_BF16;
     int64_t nchunks = 0;
     for (int s = 0; s < nseg; s++)
         if (!(segs[s].flags & LNN_SEG_FROZEN)) nchunks += (segs[s].size + CHUNK - 1) / CHUNK;
@@ -111,6 +126,7 @@ void cpu_adam_step(lnn_ctx *ctx, float *params, const float *grads, float *m, fl
         const adam_chunk ch = chunks[c];
         for (int64_t i = ch.begin; i < ch.end; i++) {
             float p = params[i], gr = grads[i];
+            if (gcoef) grads[i] = gr = gr * gk; /* the clip / unscale pass, fused */
             if (ch.wd_l2 != 0.0f) gr = gr + ch.wd_l2 * p;
             if (ch.wd_mul != 1.0f) p = p * ch.wd_mul;
             const int64_t j = i + ch.delta;
@@ -119,9 +135,11 @@ void cpu_adam_step(lnn_ctx *ctx, float *params, const float *grads, float *m, fl
             mi = fabsf(w1) < 0.5f ? mi + w1 * (gr - mi) : gr - (gr - mi) * (1.0f - w1);
             float vi = v[j] * b2 + w2 * gr * gr;
             float denom = sqrtf(vi) / ch.bc2_sqrt + epsf;
-            params[i] = p + ch.neg_step * mi / denom;
+            params[i] = p = p + ch.neg_step * mi / denom;
             m[j] = mi;
             v[j] = vi;
+            if (wf) wf[i] = p;
+            if (wh) wh[i] = wbf ? lnn_f32_to_bf16(p) : lnn_f32_to_f16(p);
         }
     }
 }

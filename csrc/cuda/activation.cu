@@ -1,4 +1,4 @@
-// csrc/cuda/activation.cu: the elementwise ops: bias + GELU/ReLU, tanh, and the F32 <-> BF16 cast.
+// csrc/cuda/activation.cu: the elementwise ops: bias + GELU/ReLU, tanh, and the F32 <-> BF16 / F16 casts.
 #include "cuda/internal.cuh"
 
 // x(N,OC) += b; out = act(x)
@@ -31,8 +31,39 @@ __global__ void bias_act_backward_kernel(T *dx, const T *dout, const T *x, int N
     store_f(dx + i, act == LNN_ACT_RELU ? (xv <= 0.f ? 0.f : g) : g * act_df(xv, act));
 }
 
+// The same with db's column sums folded in (LYRICNN_CUDA_FOLD): a thread per column and row chunk writes dx and
+// sums the stored (rounded) values of its chunk, exactly the partials cuda_colsum_acc would read back from dx
+// (the same chunks, the same order: bit-identical), without the second pass over dx.
+template <typename T>
+__global__ void bias_act_backward_fold_kernel(T *dx, float *part, const T *dout, const T *x, int N, int OC, int act) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= OC) return;
+    int nch = (N + CUDA_ROWCHUNK - 1) / CUDA_ROWCHUNK;
+    for (int ch = blockIdx.y; ch < nch; ch += gridDim.y) {
+        int r1 = min(N, (ch + 1) * CUDA_ROWCHUNK);
+        float s = 0.f;
+        for (int r = ch * CUDA_ROWCHUNK; r < r1; r++) {
+            size_t i = (size_t)r * OC + c;
+            store_f(dx + i, load_f(dout + i) * act_df(load_f(x + i), act));
+            s += load_f(dx + i);
+        }
+        part[(size_t)ch * OC + c] = s;
+    }
+}
+
 void cuda_bias_act_backward(lnn_ctx *ctx, void *dx, float *db, const void *dout, const void *x, int N, int OC, int act) {
     cuda_enter(ctx);
+    if (db && handles_of(ctx)->fold) {
+        int nch = (N + CUDA_ROWCHUNK - 1) / CUDA_ROWCHUNK;
+        float *part = (float *)cuda_scratch(ctx, (size_t)nch * OC * sizeof(float));
+        if (!part) return;
+        dim3 grid((OC + 127) / 128, grid_y(nch));
+        LNN_CUDA_DISPATCH(ctx, T, bias_act_backward_fold_kernel<T><<<grid, 128, 0, stream_of(ctx)>>>(
+                                      (T *)dx, part, (const T *)dout, (const T *)x, N, OC, act));
+        cuda_colsum_finish(ctx, db, part, nch, OC);
+        CUDA_LAUNCHED(ctx, "bias_act_backward");
+        return;
+    }
     LNN_CUDA_DISPATCH(ctx, T, {
         bias_act_backward_kernel<T><<<blocks_for((size_t)N * OC, 256), 256, 0, stream_of(ctx)>>>(
             (T *)dx, (const T *)dout, (const T *)x, N, OC, act);
@@ -75,7 +106,7 @@ __global__ void cast_kernel(D *dst, const S *src, size_t n) {
     if (i < n) store_f(dst + i, load_f(src + i)); // __float2bfloat16_rn: round to nearest even
 }
 
-// dst(n) = src(n) converted (F32 <-> BF16) or copied
+// dst(n) = src(n) converted (F32 <-> BF16, F32 <-> F16) or copied
 void cuda_cast(lnn_ctx *ctx, void *dst, lnn_dtype dt, const void *src, lnn_dtype st, size_t n) {
     cuda_enter(ctx);
     cudaStream_t s = stream_of(ctx);
@@ -85,6 +116,10 @@ void cuda_cast(lnn_ctx *ctx, void *dst, lnn_dtype dt, const void *src, lnn_dtype
         cast_kernel<bf16, float><<<blocks_for(n, 256), 256, 0, s>>>((bf16 *)dst, (const float *)src, n);
     } else if (dt == LNN_F32 && st == LNN_BF16) {
         cast_kernel<float, bf16><<<blocks_for(n, 256), 256, 0, s>>>((float *)dst, (const bf16 *)src, n);
+    } else if (dt == LNN_F16 && st == LNN_F32) {
+        cast_kernel<f16, float><<<blocks_for(n, 256), 256, 0, s>>>((f16 *)dst, (const float *)src, n);
+    } else if (dt == LNN_F32 && st == LNN_F16) {
+        cast_kernel<float, f16><<<blocks_for(n, 256), 256, 0, s>>>((float *)dst, (const f16 *)src, n);
     } else {
         cuda_fail(ctx, LNN_ERR_VALUE, "cast from %s to %s is not supported", lnn_dtype_name(st), lnn_dtype_name(dt));
         return;

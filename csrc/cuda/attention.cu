@@ -4,10 +4,12 @@
 // only (q_first, the last layer of a token-0 head), as core/backend.h specifies.
 //
 // Dropout of the probabilities draws the same Philox4x32-10 bits as the CPU, keyed by the padded element
-// index ((b*NH + h)*T + i)*T + j, and is recomputed in the backward (nothing is stored for it).
+// index ((b*NH + h)*T + i)*T + j: recomputed in each kernel (one Philox call per element, three kernels), or
+// (LYRICNN_CUDA_DROPOUT_BITS=1) drawn once per step by attention_mask_kernel, one Philox call per 4 elements,
+// into a bit mask the forward and both backward kernels read (B*NH*T*T bits: 12.6 MB a layer at 32 x 512).
 //
 // saved (per layer): lse F32 (B*NH*T) | mask I32 (B*T), a copy of the forward's key mask, the backward's
-// recomputation needs it | has_mask I32 (1);
+// recomputation needs it | has_mask I32 (1) | with the dropout bits: bits U32 (B*NH*T*ceil(T/32));
 // scratch: D F32 (B*NH*T), D_i = dO_i . O_i (the softmax backward's row term; with dropout still exact).
 //
 // Two implementations, picked per call by attention_use_tc: the CUDA-core (SIMT) kernels below, for every
@@ -34,11 +36,16 @@ struct att_layout {
     float *lse;
     int32_t *mask;
     int32_t *has_mask;
+    uint32_t *bits;
 };
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-static size_t saved_layout(att_layout *a, void *base, int B, int T, int NH) {
+// The dropout mask's words per query row, and whether this context keeps the mask as bits for dropout p.
+static int mask_words(int T) { return (T + 31) / 32; }
+static bool keeps_bits(const lnn_ctx *ctx, float p) { return handles_of(ctx)->dropout_bits && p > 0.f && p < 1.f; }
+
+static size_t saved_layout(att_layout *a, void *base, int B, int T, int NH, bool bits) {
     size_t off = 0;
     char *p = (char *)base;
     a->lse = p ? (float *)(p + off) : NULL;
@@ -47,13 +54,39 @@ static size_t saved_layout(att_layout *a, void *base, int B, int T, int NH) {
     off += align64((size_t)B * T * sizeof(int32_t));
     a->has_mask = p ? (int32_t *)(p + off) : NULL;
     off += align64(sizeof(int32_t));
+    a->bits = p && bits ? (uint32_t *)(p + off) : NULL;
+    if (bits) off += align64((size_t)B * NH * T * mask_words(T) * sizeof(uint32_t));
     return off;
 }
 
 size_t cuda_attention_saved_bytes(const lnn_ctx *ctx, int B, int T, int NH, int train, float p) {
     att_layout a;
-    return saved_layout(&a, NULL, B, T, NH);
+    return saved_layout(&a, NULL, B, T, NH, train && keeps_bits(ctx, p));
 }
+
+// The dropout mask of every (b, h, i, j < T) as bits, a thread per 32-bit word: the padded indices of a word's
+// 32 keys are consecutive, so one Philox call covers 4 of them (9 calls where a row's start is not a multiple of 4)
+__global__ void attention_mask_kernel(uint32_t *bits, att_args a, size_t nwords) {
+    size_t w = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (w >= nwords) return;
+    size_t row = w / a.W; // (b*NH + h)*T + i
+    int j0 = (int)(w % a.W) * 32;
+    uint64_t base = (uint64_t)row * a.T + j0;
+    uint32_t word = 0;
+    lnn_philox_out o = {{0, 0, 0, 0}};
+    for (int e = 0; e < 32 && j0 + e < a.T; e++) {
+        uint64_t idx = base + e;
+        if (e == 0 || (idx & 3) == 0) o = lnn_dropout_bits(a.drop, idx >> 2);
+        if (o.v[idx & 3] >= a.thr) word |= 1u << e;
+    }
+    bits[w] = word;
+}
+
+// LYRICNN_CUDA_DROPOUT_BITS when unset: off until tools/gpu_check.sh has verified the kept mask on a GPU
+// (tests/test_cuda.py compares it with the recomputed one); it then flips to 1.
+static const int DROPOUT_BITS_DEFAULT = 0;
+
+int cuda_dropout_bits_wanted(void) { return cuda_env_flag("LYRICNN_CUDA_DROPOUT_BITS", DROPOUT_BITS_DEFAULT); }
 
 size_t cuda_attention_scratch_bytes(const lnn_ctx *ctx, int B, int T, int NH, int train, float p) {
     return train ? align64((size_t)B * NH * T * sizeof(float)) : 64;
@@ -63,20 +96,29 @@ size_t cuda_attention_scratch_bytes(const lnn_ctx *ctx, int B, int T, int NH, in
 // the tensor-core kernels (attention_tc.cu) on a GPU; it then flips to "auto" (tensor cores where they apply).
 static const char *const ATTENTION_DEFAULT = "simt";
 
-// LYRICNN_CUDA_ATTENTION, read by ctx_init (once per context, kept in its handles): "tc" or "auto" = tensor
-// cores where they apply, anything else ("simt") = the CUDA-core kernels always.
+// LYRICNN_CUDA_ATTENTION, read by ctx_init (once per context, kept in its handles): "auto" (1) = tensor cores
+// where they apply, "tc" (2) = the same, but a bf16 call they would apply to on a build without their sm_80+
+// code is an error instead of a fallback; anything else ("simt", 0) = the CUDA-core kernels always.
 int cuda_attention_tc_wanted(void) {
     const char *e = getenv("LYRICNN_CUDA_ATTENTION");
     if (!e || !*e) e = ATTENTION_DEFAULT;
-    return !strcmp(e, "tc") || !strcmp(e, "auto");
+    return !strcmp(e, "tc") ? 2 : !strcmp(e, "auto") ? 1 : 0;
 }
 
 // Whether this call runs the tensor-core kernels: wanted by the context, bf16 activations, hs 32 or 64,
-// sm80+, and the activation buffers 16-byte aligned (their 16-byte tile copies).
-static bool attention_use_tc(const lnn_ctx *ctx, int hs, const void *p0, const void *p1, const void *p2) {
+// sm80+ with their code built for sm80+ (a build whose targets stop below sm_80 runs them as PTX compiled
+// without the WMMA code: attention_tc_code_arch tells), and the activation buffers 16-byte aligned (their
+// 16-byte tile copies). LYRICNN_CUDA_ATTENTION=tc and no sm_80+ code: the failure is recorded.
+static bool attention_use_tc(lnn_ctx *ctx, int hs, const void *p0, const void *p1, const void *p2) {
     const cuda_handles *h = handles_of(ctx);
     uintptr_t al = (uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2;
-    return h->attention_tc && ctx->act == LNN_BF16 && (hs == 32 || hs == 64) && h->cc_major >= 8 && al % 16 == 0;
+    if (!h->attention_tc || ctx->act != LNN_BF16 || !(hs == 32 || hs == 64) || h->cc_major < 8 || al % 16) return false;
+    if (h->tc_code_arch >= 80) return true;
+    if (h->attention_tc == 2)
+        cuda_fail(ctx, LNN_ERR_RUNTIME, "LYRICNN_CUDA_ATTENTION=tc: this build's tensor-core attention has no code for "
+                  "sm_80+ (compiled for sm_%d); rebuild with LYRICNN_CUDA_ARCHS=native (or a list with 80+), or use "
+                  "LYRICNN_CUDA_ATTENTION=auto / simt", h->tc_code_arch);
+    return false;
 }
 
 // Load rows [j0, j0 + KT) of one head's K and V (columns off_k, off_v of qkv) into shared tiles of
@@ -190,19 +232,40 @@ static att_args make_args(int B, int T, int C, int NH, int q_first, const int32_
     a.thr = lnn_dropout_threshold(drop.p);
     a.inv_keep = drop.p > 0.f && drop.p < 1.f ? 1.0f / (1.0f - drop.p) : 1.0f;
     if (drop.p >= 1.f) a.inv_keep = 0.f; // every probability dropped
+    a.bits = NULL;
+    a.W = mask_words(T);
     return a;
+}
+
+// Whether the kernels' grids hold (B, T, NH): gridDim.x = B*NH blocks, gridDim.y = query tiles of QT (the
+// SIMT forward and dQ; the others' tiles are larger) at most MAX_GRID_Y; head size at most HMAX. Records the
+// failure otherwise (the input checks allow T up to 2^20, one more than 65535 tiles of 16).
+static bool attention_fits(lnn_ctx *ctx, const att_args &a) {
+    if (a.hs > HMAX) {
+        cuda_fail(ctx, LNN_ERR_VALUE, "attention: head size %d is larger than the CUDA kernel's %d", a.hs, HMAX);
+        return false;
+    }
+    if ((size_t)a.B * a.NH > 2147483647u || (size_t)(a.T + QT - 1) / QT > MAX_GRID_Y) {
+        cuda_fail(ctx, LNN_ERR_VALUE, "attention: batch %d x %d heads x sequence %d is too large for the CUDA "
+                  "kernels' grid (sequences up to %d tokens, batch x heads up to 2^31 - 1); split the batch or "
+                  "truncate", a.B, a.NH, a.T, MAX_GRID_Y * QT);
+        return false;
+    }
+    return true;
 }
 
 void cuda_attention_forward(lnn_ctx *ctx, void *out, void *saved, void *scratch, const void *qkv, const int32_t *mask,
                             const int32_t *seq_off, int q_first, int B, int T, int C, int NH, lnn_dropout_t drop) {
     cuda_enter(ctx);
     att_args a = make_args(B, T, C, NH, q_first, seq_off, drop);
-    if (a.hs > HMAX) {
-        cuda_fail(ctx, LNN_ERR_VALUE, "attention: head size %d is larger than the CUDA kernel's %d", a.hs, HMAX);
-        return;
-    }
+    if (!attention_fits(ctx, a)) return;
     att_layout sv;
-    saved_layout(&sv, saved, B, T, NH);
+    saved_layout(&sv, saved, B, T, NH, keeps_bits(ctx, drop.p));
+    if (sv.bits) { // the step's dropout mask, drawn once; the backward reads it too
+        size_t nwords = (size_t)B * NH * T * a.W;
+        attention_mask_kernel<<<blocks_for(nwords, 256), 256, 0, stream_of(ctx)>>>(sv.bits, a, nwords);
+        a.bits = sv.bits;
+    }
     if (seq_off) mask = NULL;
     // the key mask goes with the saved state: the backward recomputes the probabilities
     if (mask) cudaMemcpyAsync(sv.mask, mask, (size_t)B * T * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_of(ctx));
@@ -244,10 +307,11 @@ __global__ void attention_dsum_kernel(float *D, const T *dout, const T *out, att
     if (lane == 0) D[((size_t)b * a.NH + h) * a.T + i] = s;
 }
 
-// The recomputed probability of (i, j) and its dropout: p (softmax), kp = keep / (1 - p_drop) (0 when dropped)
-__device__ __forceinline__ void prob_at(const att_args &a, int b, int h, int i, int j, float s, float lse_i,
+// The recomputed probability of (i, j) in a row of L keys and its dropout: p (softmax; a fully masked row's
+// 1/L, see att_prob), kp = keep / (1 - p_drop) (0 when dropped)
+__device__ __forceinline__ void prob_at(const att_args &a, int b, int h, int i, int j, float s, float lse_i, int L,
                                         float *p, float *kp) {
-    *p = __expf(s - lse_i);
+    *p = att_prob(s, lse_i, L);
     *kp = att_keep(a, b, h, i, j);
 }
 
@@ -291,7 +355,7 @@ __global__ void attention_dkv_kernel(T *dqkv, const T *dout, const T *qkv, const
                 dpd += gi[d] * vr[d];
             }
             float p, kp;
-            prob_at(a, b, h, i, j, s * a.scale + madd, lse[r], &p, &kp);
+            prob_at(a, b, h, i, j, s * a.scale + madd, lse[r], L, &p, &kp);
             float pd = p * kp;            // the dropped probability: dV_j += pd * dO_i
             float ds = p * (dpd * kp - D[r]); // dS_ij = P_ij (dP_ij - D_i), dP = dPd * keep / (1 - p)
             for (int d = 0; d < hs; d++) {
@@ -360,7 +424,7 @@ __global__ void attention_dq_kernel(T *dqkv, const T *dout, const T *qkv, const 
                 }
                 size_t r = ((size_t)b * a.NH + h) * a.T + i;
                 float p, kp;
-                prob_at(a, b, h, i, j, s * a.scale + madd, lse[r], &p, &kp);
+                prob_at(a, b, h, i, j, s * a.scale + madd, lse[r], L, &p, &kp);
                 ds = p * (dpd * kp - D[r]);
             }
             acc_tile_rows(dq[q], ds, Ks, hs, lane);
@@ -382,12 +446,10 @@ void cuda_attention_backward(lnn_ctx *ctx, void *dqkv, const void *dout, const v
                              int NH, lnn_dropout_t drop) {
     cuda_enter(ctx);
     att_args a = make_args(B, T, C, NH, q_first, seq_off, drop);
-    if (a.hs > HMAX) {
-        cuda_fail(ctx, LNN_ERR_VALUE, "attention: head size %d is larger than the CUDA kernel's %d", a.hs, HMAX);
-        return;
-    }
+    if (!attention_fits(ctx, a)) return;
     att_layout sv;
-    saved_layout(&sv, (void *)saved, B, T, NH);
+    saved_layout(&sv, (void *)saved, B, T, NH, keeps_bits(ctx, drop.p));
+    a.bits = sv.bits;
     float *Dsum = (float *)scratch;
     int per_bh = q_first ? 1 : T;
     size_t warps = (size_t)B * NH * per_bh;

@@ -20,7 +20,8 @@
 // dropped P (backward) are rounded to bf16 before their products, so the results differ from the SIMT
 // kernels' (which keep them in fp32) by bf16 rounding. lse = m + log(l) in natural units, as attention.cu
 // saves it. Masked keys add -FLT_MAX and keys past the sequence's end count for nothing, as in attention.cu
-// (a fully masked row averages V over all its keys, as HF does).
+// (a fully masked row averages V over all its keys, as HF does; its backward takes p = 1/L from
+// att_prob_exp2, since its saved lse rounds to -FLT_MAX).
 #include <float.h>
 #include <mma.h>
 
@@ -271,7 +272,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
                 float pd = 0.f, ds = 0.f;
                 if (i < Lq && j < L) {
                     float x = Sw[r * LDS + c] * a.scale + key_add(mb, j);
-                    float pr = exp2f((x - lse_s[c]) * LOG2E), kp = att_keep(a, b, h, i, j);
+                    float pr = att_prob_exp2(x, lse_s[c], L, LOG2E), kp = att_keep(a, b, h, i, j);
                     pd = pr * kp;
                     ds = pr * (dPw[r * LDS + c] * kp - D_s[c]);
                 }
@@ -344,7 +345,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
                 float ds = 0.f;
                 if (i < Lq && j < L) {
                     float x = Sw[r * LDS + c] * a.scale + key_add(mb, j);
-                    float pr = exp2f((x - lse_i) * LOG2E);
+                    float pr = att_prob_exp2(x, lse_i, L, LOG2E);
                     ds = pr * (dPw[r * LDS + c] * att_keep(a, b, h, i, j) - D_i);
                 }
                 dSw[r * LDP + c] = __float2bfloat16_rn(ds);
@@ -360,6 +361,17 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
 }
 
 // ---------------------------------------------------------------- launchers (attention.cu calls these)
+
+// The sm_ version (80 = 8.0) of the code the kernels run on the current device: the virtual architecture they
+// were compiled for (cudaFuncAttributes.ptxVersion; the #if above leaves them empty below 800), 0 if unknown.
+int attention_tc_code_arch(void) {
+    cudaFuncAttributes fa;
+    if (cudaFuncGetAttributes(&fa, (const void *)attention_tc_forward_kernel<64>) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return fa.ptxVersion;
+}
 
 template <int HS>
 static void tc_forward(lnn_ctx *ctx, bf16 *out, float *lse, const bf16 *qkv, const int32_t *mask, const att_args &a) {

@@ -1,10 +1,11 @@
 // csrc/cuda/backend.cu: the CUDA backend's table: device memory on one stream per context, cuBLAS and
-// cuBLASLt handles, F32 and BF16 activations (BF16 from sm_80), and the entry point the core library
+// cuBLASLt handles, F32, BF16 (from sm_80) and F16 activations, and the entry point the core library
 // finds with dlopen (core/backend.c, LNN_CUDA_ENTRY).
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "cuda/internal.cuh"
+#include "cuda/attention.cuh"
 
 void cuda_fail(lnn_ctx *ctx, lnn_status st, const char *fmt, ...) {
     if (ctx->err) return;
@@ -13,6 +14,12 @@ void cuda_fail(lnn_ctx *ctx, lnn_status st, const char *fmt, ...) {
     vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
     va_end(ap);
     ctx->err = st;
+}
+
+int cuda_env_flag(const char *name, int def) {
+    const char *e = getenv(name);
+    if (!e || !*e) return def;
+    return !strcmp(e, "1") ? 1 : !strcmp(e, "0") ? 0 : def;
 }
 
 void cuda_enter(const lnn_ctx *ctx) {
@@ -48,7 +55,7 @@ static int dev_bf16(int device) {
 
 static int cuda_supports(int op, lnn_dtype act) {
     if (op < 0 || op >= LNN_NOPS) return 0;
-    if (act == LNN_F32) return 1;
+    if (act == LNN_F32 || act == LNN_F16) return 1;
     if (act == LNN_BF16) {
         int d = 0;
         cudaGetDevice(&d);
@@ -73,7 +80,7 @@ static lnn_status cuda_device_info(int device, lnn_device_info *out) {
     cudaGetDevice(&cur);
     if (cudaSetDevice(device) == cudaSuccess) cudaMemGetInfo(&out->free_memory, &out->total_memory);
     if (cur >= 0) cudaSetDevice(cur);
-    out->act_dtypes = (1u << LNN_F32) | (p.major >= 8 ? (1u << LNN_BF16) : 0u);
+    out->act_dtypes = (1u << LNN_F32) | (1u << LNN_F16) | (p.major >= 8 ? (1u << LNN_BF16) : 0u);
     return LNN_OK;
 }
 
@@ -88,7 +95,7 @@ static lnn_status cuda_ctx_init(lnn_ctx *ctx, int device) {
     }
     if (ctx->act == LNN_BF16 && !dev_bf16(device)) {
         snprintf(ctx->errmsg, sizeof ctx->errmsg, "CUDA device %d has no bf16 (needs compute capability 8.0+); use "
-                 "precision='fp32'", device);
+                 "precision='fp16' (with loss scaling) or 'fp32'", device);
         return LNN_ERR_VALUE;
     }
     cudaSetDevice(device);
@@ -100,6 +107,7 @@ static lnn_status cuda_ctx_init(lnn_ctx *ctx, int device) {
         return LNN_ERR_RUNTIME;
     }
     if (cublasCreate(&h->blas) != CUBLAS_STATUS_SUCCESS || cublasLtCreate(&h->lt) != CUBLAS_STATUS_SUCCESS) {
+        if (h->blas) cublasDestroy(h->blas); // the first handle, when only cublasLtCreate failed
         cudaStreamDestroy(s);
         free(h);
         snprintf(ctx->errmsg, sizeof ctx->errmsg, "could not initialise cuBLAS on device %d", device);
@@ -116,7 +124,11 @@ static lnn_status cuda_ctx_init(lnn_ctx *ctx, int device) {
     cudaDeviceGetAttribute(&h->cc_major, cudaDevAttrComputeCapabilityMajor, device);
     cudaDeviceGetAttribute(&h->cc_minor, cudaDevAttrComputeCapabilityMinor, device);
     h->attention_tc = cuda_attention_tc_wanted();
+    h->tc_code_arch = attention_tc_code_arch();
+    h->dropout_bits = cuda_dropout_bits_wanted();
+    h->fold = cuda_fold_wanted();
     h->gemm_lt = cuda_gemm_lt_wanted();
+    ctx->paths = cuda_paths_wanted() | cuda_embed_paths_wanted();
     ctx->stream = s;
     ctx->handles = h;
     return LNN_OK;
@@ -198,7 +210,7 @@ static lnn_status cuda_synchronize(lnn_ctx *ctx) {
 
 static const lnn_backend cuda_backend = {
     .name = "cuda",
-    .caps = {.host_memory = 0, .act_dtypes = (1u << LNN_F32) | (1u << LNN_BF16)},
+    .caps = {.host_memory = 0, .act_dtypes = (1u << LNN_F32) | (1u << LNN_BF16) | (1u << LNN_F16)},
     .supports = cuda_supports,
     .device_info = cuda_device_info,
     .ctx_init = cuda_ctx_init,

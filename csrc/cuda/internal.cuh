@@ -2,9 +2,10 @@
 //
 // The CUDA backend implements the op table of core/backend.h on NVIDIA GPUs; the model graphs are the
 // same as on the CPU. Conventions:
-// - Activations ('A' in core/backend.h) are float (ctx->act == LNN_F32) or __nv_bfloat16 (LNN_BF16);
+// - Activations ('A' in core/backend.h) are float (ctx->act == LNN_F32), __nv_bfloat16 (LNN_BF16, sm_80+)
+//   or __half (LNN_F16, every GPU: the T4 / V100 path, with dynamic loss scaling in the training step);
 //   kernels are templates over the activation type T, launched through LNN_CUDA_DISPATCH. Arithmetic is
-//   done in float (load_f / store_f); reductions in float or double, never in bf16.
+//   done in float (load_f / store_f); reductions in float or double, never in 16 bits.
 // - Parameters' gradients, optimizer state and statistics are float; losses and norms double.
 // - Every op runs on the context's stream (stream_of(ctx)) and returns at once; a launch failure is
 //   recorded in the context (cuda_fail) and reported by synchronize(). Ops never synchronize.
@@ -17,6 +18,7 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,13 +28,14 @@ extern "C" {
 }
 
 typedef __nv_bfloat16 bf16;
+typedef __half f16;
 
 // ---------------------------------------------------------------- the context's CUDA state
 
 // cuBLASLt's algorithm for one GEMM shape (gemm_lt.cu): the key is everything its heuristic looks at.
 struct lt_key {
     int m, n, k;  // column-major GEMM sizes
-    int bf16;     // activations bf16 (else F32)
+    int dtype;    // cudaDataType_t of the activations (16BF, 16F or 32F)
     int tf32;     // F32 with TF32 tensor cores
     int epilogue; // cublasLtEpilogue_t
     int align;    // bytes (16, 8, 4, 2, 1) every pointer is aligned to
@@ -53,7 +56,10 @@ struct cuda_handles {
     size_t lt_ws_bytes;
     int sm_count;
     int cc_major, cc_minor;
-    int attention_tc;    // tensor-core attention wanted (LYRICNN_CUDA_ATTENTION at ctx_init; attention.cu)
+    int attention_tc;    // tensor-core attention: 0 no, 1 auto, 2 tc (LYRICNN_CUDA_ATTENTION at ctx_init; attention.cu)
+    int tc_code_arch;    // the sm_ version its kernels were compiled for on this device (attention_tc_code_arch)
+    int dropout_bits;    // the attention's dropout mask kept as bits (LYRICNN_CUDA_DROPOUT_BITS at ctx_init)
+    int fold;            // column sums folded into LayerNorm's / bias-activation's backward (LYRICNN_CUDA_FOLD)
     int gemm_lt;         // biased linears on cuBLASLt: 0 no, 1 yes, 2 strict (LYRICNN_CUDA_GEMM at ctx_init)
     lt_entry lt_cache[LT_CACHE]; // cuBLASLt algorithms by shape; full, overwritten in turn from lt_next
     int lt_next;
@@ -71,6 +77,16 @@ void *cuda_scratch(lnn_ctx *ctx, size_t nbytes);
 int cuda_attention_tc_wanted(void);
 // Whether LYRICNN_CUDA_GEMM (or its default) asks for the cuBLASLt linears. Defined in gemm_lt.cu.
 int cuda_gemm_lt_wanted(void);
+// The graph-level paths (lnn_ctx.paths) the CUDA backend asks for: LYRICNN_CUDA_FUSED_OPT and its default.
+// Defined in optimizer.cu.
+unsigned cuda_paths_wanted(void);
+// Whether LYRICNN_CUDA_DROPOUT_BITS (or its default) asks for the attention's dropout mask kept as bits.
+// Defined in attention.cu.
+int cuda_dropout_bits_wanted(void);
+// LNN_PATH_SORTED_EMBED when LYRICNN_CUDA_EMBED (or its default) asks for it. Defined in embedding.cu.
+unsigned cuda_embed_paths_wanted(void);
+// A switch of the environment: 1 for "1", 0 for "0", def when unset or empty (other values: def).
+int cuda_env_flag(const char *name, int def);
 // Make ctx's device current on the calling host thread (Python may call from any thread).
 void cuda_enter(const lnn_ctx *ctx);
 
@@ -89,6 +105,9 @@ void cuda_enter(const lnn_ctx *ctx);
         if ((ctx)->act == LNN_BF16) {                                                                 \
             typedef bf16 T;                                                                           \
             __VA_ARGS__;                                                                              \
+        } else if ((ctx)->act == LNN_F16) {                                                           \
+            typedef f16 T;                                                                            \
+            __VA_ARGS__;                                                                              \
         } else {                                                                                      \
             typedef float T;                                                                          \
             __VA_ARGS__;                                                                              \
@@ -99,8 +118,10 @@ void cuda_enter(const lnn_ctx *ctx);
 
 __device__ __forceinline__ float load_f(const float *p) { return *p; }
 __device__ __forceinline__ float load_f(const bf16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float load_f(const f16 *p) { return __half2float(*p); }
 __device__ __forceinline__ void store_f(float *p, float v) { *p = v; }
 __device__ __forceinline__ void store_f(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void store_f(f16 *p, float v) { *p = __float2half_rn(v); } // overflow: +-inf
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -131,6 +152,13 @@ __device__ __forceinline__ F block_sum(F v, F *shared) {
 static inline unsigned blocks_for(size_t n, unsigned threads) {
     size_t b = (n + threads - 1) / threads;
     return (unsigned)(b < 1 ? 1 : (b > 2147483647u ? 2147483647u : b));
+}
+
+// gridDim.y (and z) is at most 65535: kernels whose grid rows index chunks of work loop over
+// blockIdx.y, blockIdx.y + gridDim.y, ... and launch grid_y(chunks) rows.
+#define MAX_GRID_Y 65535
+static inline unsigned grid_y(size_t chunks) {
+    return (unsigned)(chunks < 1 ? 1 : (chunks > MAX_GRID_Y ? MAX_GRID_Y : chunks));
 }
 
 // Activation helpers shared with the CPU's definitions (cpu/activation.c): GELU (erf), tanh-GELU, ReLU.
@@ -187,7 +215,8 @@ void cuda_cast(lnn_ctx *ctx, void *dst, lnn_dtype dt, const void *src, lnn_dtype
 void cuda_embedding_forward(lnn_ctx *ctx, void *out, const int32_t *ids, const int32_t *types, const int32_t *pos,
                             const void *wte, const void *wpe, const void *wtt, int N, int C);
 void cuda_embedding_backward(lnn_ctx *ctx, float *dwte, float *dwpe, float *dwtt, const void *dout, const int32_t *ids,
-                             const int32_t *types, const int32_t *pos, int N, int C, int pad_id);
+                             const int32_t *types, const int32_t *pos, int N, int C, int pad_id,
+                             const lnn_emb_index *idx);
 void cuda_matmul_forward(lnn_ctx *ctx, void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);
 void cuda_matmul_backward(lnn_ctx *ctx, void *dinp, float *dw, float *db, const void *dout, const void *inp,
                           const void *w, int N, int C, int OC);
@@ -237,10 +266,10 @@ void cuda_lstm_cell_forward(lnn_ctx *ctx, void *h, void *c, void *gates, const v
 void cuda_lstm_cell_backward(lnn_ctx *ctx, void *dgates, void *dc_prev, const void *dh, const void *dc,
                              const void *gates, const void *c, const void *c_prev, int N, int Np, int H);
 void cuda_grad_norm_clip(lnn_ctx *ctx, double *norm, float *grads, size_t n, const lnn_segment *segs, int nseg,
-                         int clip, double max_norm);
-void cuda_adam_step(lnn_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, size_t nstate,
+                         int clip, double max_norm, float inv_scale, float *coef);
+void cuda_adam_step(lnn_ctx *ctx, float *params, float *grads, float *m, float *v, size_t n, size_t nstate,
                     const lnn_segment *segs, int nseg, int64_t *steps, const float *lr_scale,
-                    const lnn_optim_config *cfg);
+                    const lnn_optim_config *cfg, const float *gcoef, const double *skip_norm, void *wact);
 
 void cuda_lora_forward(lnn_ctx *ctx, void *y, int ldy, const void *x, const void *A, const void *B, void *u,
                        lnn_rows rows, int C, int r, int OC, float scale, lnn_dropout_t drop);
@@ -258,8 +287,17 @@ int cuda_gemm_lt_bias(lnn_ctx *ctx, void *out, const void *inp, const void *w, c
 // Destroy the descriptors held by the cuBLASLt cache (at ctx release).
 void cuda_gemm_lt_release(cuda_handles *h);
 // The cuBLAS type of the context's activations.
-static inline cudaDataType_t cuda_act_type(const lnn_ctx *ctx) { return ctx->act == LNN_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+static inline cudaDataType_t cuda_act_type(const lnn_ctx *ctx) {
+    return ctx->act == LNN_BF16 ? CUDA_R_16BF : ctx->act == LNN_F16 ? CUDA_R_16F : CUDA_R_32F;
+}
 
-// Deterministic column sums used by several backward ops (matmul, bias_act): db(OC) += colsum(x(N,OC)).
+// Deterministic column sums used by several backward ops (matmul, bias_act): db(OC) += colsum(x(N,OC)), rows
+// in chunks of CUDA_ROWCHUNK summed in order, the chunks' partials then in chunk order (cuda_colsum_finish).
+#define CUDA_ROWCHUNK 256
 template <typename T>
 void cuda_colsum_acc(lnn_ctx *ctx, float *db, const T *x, int N, int OC);
+// db(OC) += the partial sums part (nch, OC), in chunk order
+void cuda_colsum_finish(lnn_ctx *ctx, float *db, const float *part, int nch, int OC);
+// LYRICNN_CUDA_FOLD (or its default): the column sums folded into LayerNorm's and bias-activation's backward
+// kernels. Defined in layernorm.cu.
+int cuda_fold_wanted(void);

@@ -1,4 +1,4 @@
-// csrc/cuda/matmul.cu: nn.Linear, forward and backward, on cuBLAS (cublasGemmEx: BF16 or F32 operands,
+// csrc/cuda/matmul.cu: nn.Linear, forward and backward, on cuBLAS (cublasGemmEx: BF16, F16 or F32 operands,
 // F32 accumulation; F32 GEMMs use TF32 tensor cores only when the context allows it; the biased forward
 // optionally on cuBLASLt, gemm_lt.cu), and the deterministic column sums of the bias gradients.
 #include "cuda/internal.cuh"
@@ -55,16 +55,20 @@ void cuda_matmul_forward(lnn_ctx *ctx, void *out, const void *inp, const void *w
 
 // db(OC) += colsum(x(N,OC)): one thread per column, rows in order (deterministic, no atomics); columns
 // in blocks of 128 threads, rows split into fixed chunks of ROWCHUNK whose partial sums go through
-// scratch and are added in chunk order.
-#define ROWCHUNK 256
+// scratch and are added in chunk order. The chunks are grid rows (at most MAX_GRID_Y of them, each looping
+// over every MAX_GRID_Y-th chunk: N is allowed past 65535 chunks, 16.7M rows).
+#define ROWCHUNK CUDA_ROWCHUNK
 template <typename T>
 __global__ void colsum_partial(float *part, const T *x, int N, int OC) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x, ch = blockIdx.y;
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= OC) return;
-    int r0 = ch * ROWCHUNK, r1 = min(N, r0 + ROWCHUNK);
-    float s = 0.f;
-    for (int r = r0; r < r1; r++) s += load_f(x + (size_t)r * OC + c);
-    part[(size_t)ch * OC + c] = s;
+    int nch = (N + ROWCHUNK - 1) / ROWCHUNK;
+    for (int ch = blockIdx.y; ch < nch; ch += gridDim.y) {
+        int r0 = ch * ROWCHUNK, r1 = min(N, r0 + ROWCHUNK);
+        float s = 0.f;
+        for (int r = r0; r < r1; r++) s += load_f(x + (size_t)r * OC + c);
+        part[(size_t)ch * OC + c] = s;
+    }
 }
 
 __global__ void colsum_finish(float *db, const float *part, int nch, int OC) {
@@ -75,18 +79,23 @@ __global__ void colsum_finish(float *db, const float *part, int nch, int OC) {
     db[c] += s;
 }
 
+void cuda_colsum_finish(lnn_ctx *ctx, float *db, const float *part, int nch, int OC) {
+    colsum_finish<<<(OC + 127) / 128, 128, 0, stream_of(ctx)>>>(db, part, nch, OC);
+}
+
 template <typename T>
 void cuda_colsum_acc(lnn_ctx *ctx, float *db, const T *x, int N, int OC) {
     int nch = (N + ROWCHUNK - 1) / ROWCHUNK;
     float *part = (float *)cuda_scratch(ctx, (size_t)nch * OC * sizeof(float));
     if (!part) return;
-    dim3 grid((OC + 127) / 128, nch);
+    dim3 grid((OC + 127) / 128, grid_y(nch));
     colsum_partial<T><<<grid, 128, 0, stream_of(ctx)>>>(part, x, N, OC);
     colsum_finish<<<(OC + 127) / 128, 128, 0, stream_of(ctx)>>>(db, part, nch, OC);
     CUDA_LAUNCHED(ctx, "column sums");
 }
 template void cuda_colsum_acc<float>(lnn_ctx *, float *, const float *, int, int);
 template void cuda_colsum_acc<bf16>(lnn_ctx *, float *, const bf16 *, int, int);
+template void cuda_colsum_acc<f16>(lnn_ctx *, float *, const f16 *, int, int);
 
 // dinp(N,C) += dout @ w; dw(OC,C) += dout^T @ inp (F32); db(OC) += colsum(dout). db stays on the column
 // sums rather than a cuBLASLt BGRAD epilogue on the dw GEMM: the epilogue writes the bias gradient instead

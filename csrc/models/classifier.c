@@ -192,7 +192,7 @@ lnn_status lnn_classifier_create(lnn_classifier **out, lnn_body *body, const lnn
     }
     lnn_ctx *ctx = &body->ctx;
     c->n_buffers = nbuf;
-    c->scalars = ctx->be->malloc(ctx, 2 * sizeof(double));
+    c->scalars = ctx->be->malloc(ctx, 3 * sizeof(double));
     if (!c->scalars) goto oom;
     if (nbuf) {
         c->buffers = ctx->be->malloc(ctx, nbuf * sizeof(float));
@@ -488,7 +488,9 @@ lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, con
     if (!st) st = forward(c, in, windows_of, S, features, 1, seed, step);
     if (st) return st;
 
-    /* loss -> dA = dlogits */
+    /* loss -> dA = dlogits (times the loss scale) */
+    lnn_loss_scaler *ls = &c->scaler;
+    float gs = ls->enabled ? ls->scale : 1.f;
     const void *logits = c->act[n];
     float *cw = NULL;
     if (weight) {
@@ -497,11 +499,11 @@ lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, con
     }
     if (c->spec.loss == LNN_LOSS_CE) {
         be->to_device(ctx, c->labels_i, labels_i, (size_t)S * sizeof(int64_t));
-        be->cross_entropy(ctx, &c->scalars[0], c->dA, logits, c->labels_i, cw, S, K, -100, 1.f);
+        be->cross_entropy(ctx, &c->scalars[0], c->dA, logits, c->labels_i, cw, S, K, -100, gs);
     } else {
         lnn_body_to_device_act(body, c->labels_f, targets, (size_t)S * K);
-        if (c->spec.loss == LNN_LOSS_BCE) be->bce_with_logits(ctx, &c->scalars[0], c->dA, logits, c->labels_f, cw, S, K, 1.f);
-        else be->mse(ctx, &c->scalars[0], c->dA, logits, c->labels_f, (size_t)S * K, 1.f);
+        if (c->spec.loss == LNN_LOSS_BCE) be->bce_with_logits(ctx, &c->scalars[0], c->dA, logits, c->labels_f, cw, S, K, gs);
+        else be->mse(ctx, &c->scalars[0], c->dA, logits, c->labels_f, (size_t)S * K, gs);
     }
 
     /* backward through the head (S rows) */
@@ -569,19 +571,38 @@ lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, con
         if (st) return st;
     }
 
-    /* clip, step, and the step's scalars back to the host */
+    /* unscale and clip, step (fused: the factor applied and the weight copy written inside the step;
+     * skipped on non-finite gradients when scaling), and the step's scalars back to the host */
     const lnn_optim_config *oc = &c->opt;
-    int clip = oc->max_grad_norm > 0;
-    if (clip)
-        be->grad_norm_clip(ctx, &c->scalars[1], body->grads, body->tab.numel, c->dsegs, c->nseg, 1, oc->max_grad_norm);
+    int clip = oc->max_grad_norm > 0, fused = (ctx->paths & LNN_PATH_FUSED_OPT) != 0;
+    float *coef = fused && (clip || ls->enabled) ? (float *)&c->scalars[2] : NULL;
+    if (clip || ls->enabled)
+        be->grad_norm_clip(ctx, &c->scalars[1], body->grads, body->tab.numel, c->dsegs, c->nseg, clip,
+                           oc->max_grad_norm, ls->enabled ? (float)(1.0 / (double)ls->scale) : 1.f, coef);
+    void *wact = fused && body->wact != (void *)body->params ? body->wact : NULL;
     be->adam_step(ctx, body->params, body->grads, c->m, c->v, body->tab.numel, (size_t)c->nstate, c->dsegs, c->nseg,
-                  c->steps, NULL, oc);
-    lnn_body_sync_weights(body);
+                  c->steps, NULL, oc, coef, ls->enabled ? &c->scalars[1] : NULL, wact);
+    if (!wact) lnn_body_sync_weights(body);
     double sc[2];
     be->to_host(ctx, sc, c->scalars, sizeof sc);
     st = lnn_sync(ctx);
     if (st) return st;
     *loss_out = sc[0];
     if (gnorm_out) *gnorm_out = clip ? sc[1] : -1.0;
+    if (ls->enabled) lnn_loss_scaler_update(ls, !isfinite(sc[1]));
     return LNN_OK;
+}
+
+void lnn_loss_scaler_update(lnn_loss_scaler *s, int found_inf) {
+    s->skipped = found_inf;
+    if (found_inf) {
+        s->scale *= s->backoff;
+        s->tracker = 0;
+    } else if (s->tracker + 1 == s->interval) {
+        float grown = s->scale * s->growth;
+        if (isfinite(grown)) s->scale = grown;
+        s->tracker = 0;
+    } else {
+        s->tracker++;
+    }
 }

@@ -61,6 +61,21 @@ typedef struct {
     int scorer;       /* LNN_SEGPOOL_ATTN: the scorer's weight (1, width), a parameter table index; else -1 */
 } lnn_head_spec;
 
+/* Dynamic loss scaling with torch.amp.GradScaler's semantics (precision "fp16"; it runs on any backend and
+ * dtype): the loss gradient is multiplied by scale; the gradients are unscaled (and clipped) before the
+ * step; a step whose gradients are not all finite is skipped (no update, no step count) and scale *=
+ * backoff; after `interval` finite steps in a row, scale *= growth (when that stays finite). */
+typedef struct {
+    int enabled;
+    float scale, growth, backoff; /* GradScaler defaults: 65536, 2, 0.5 */
+    int interval;                 /* 2000 */
+    int tracker;                  /* finite steps since the last change (GradScaler's _growth_tracker) */
+    int skipped;                  /* the last step was skipped */
+} lnn_loss_scaler;
+
+/* GradScaler's update (torch._amp_update_scale_) after a step whose gradients were finite or not. */
+void lnn_loss_scaler_update(lnn_loss_scaler *s, int found_inf);
+
 typedef struct lnn_classifier {
     lnn_body *body;       /* borrowed: owned by the caller */
     lnn_head_spec spec;   /* ops copied */
@@ -83,7 +98,7 @@ typedef struct lnn_classifier {
     void *labels_f;       /* (B,K) */
     int64_t *labels_i;    /* I64 (B) */
     float *cw;            /* F32 (K) class_weight / pos_weight */
-    double *scalars;      /* F64 [loss, grad norm], read back once per step */
+    double *scalars;      /* F64 [loss, grad norm], read back once per step; then the F32 gradient factor */
     /* optimizer (backend memory but for the host copy of the segments) */
     lnn_segment *segs;    /* host */
     lnn_segment *dsegs;   /* backend copy */
@@ -93,6 +108,7 @@ typedef struct lnn_classifier {
     float *m, *v;         /* F32 (nstate) each */
     lnn_optim_config opt;
     int has_opt;
+    lnn_loss_scaler scaler;
 } lnn_classifier;
 
 /* Build the classifier over an allocated body whose table holds the head tensors. Checks the spec
@@ -116,10 +132,11 @@ lnn_status lnn_classifier_forward(lnn_classifier *c, const lnn_batch *in, const 
 lnn_status lnn_classifier_configure_optimizer(lnn_classifier *c, const lnn_segment *segs, int nseg, int64_t nstate,
                                               const lnn_optim_config *cfg);
 
-/* One training step: forward (train), loss, backward, clip, optimizer step. Per song (S of them, see
- * lnn_classifier_forward): labels_i (S) I64 for CE, targets (S,K) F32 for BCE / MSE; weight: class_weight
- * (K) for CE, pos_weight (K) for BCE, or NULL (all host). loss_out: the mean loss; gnorm_out: the pre-clip
- * global gradient norm (-1 when not clipping; may be NULL). */
+/* One training step: forward (train), loss (times the loss scale, when scaling), backward, unscale and clip,
+ * optimizer step (skipped on non-finite gradients when scaling), the loss scale's update. Per song (S of
+ * them, see lnn_classifier_forward): labels_i (S) I64 for CE, targets (S,K) F32 for BCE / MSE; weight:
+ * class_weight (K) for CE, pos_weight (K) for BCE, or NULL (all host). loss_out: the mean loss; gnorm_out:
+ * the pre-clip global gradient norm (-1 when not clipping; may be NULL). */
 lnn_status lnn_classifier_train_step(lnn_classifier *c, const lnn_batch *in, const int32_t *windows_of,
                                      const float *features,
                                      const int64_t *labels_i, const float *targets, const float *weight, uint64_t seed,

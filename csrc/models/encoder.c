@@ -284,6 +284,7 @@ void lnn_model_free(lnn_model *m) {
     free(m->a.layers);
     free(m->host_off);
     free(m->stage);
+    free(m->idx_host);
     free(m->layer_idx);
     free(m->lora_idx);
     free(m);
@@ -305,6 +306,7 @@ static void layout_acts(lnn_model *m, lnn_acts *a, lnn_plan *p, int B, int T, in
     TAKE(a->mask, N, LNN_I32);
     TAKE(a->pos, N, LNN_I32);
     TAKE(a->seq_off, (size_t)B + 1, LNN_I32);
+    TAKE(a->emb_idx, train && (ctx->paths & LNN_PATH_SORTED_EMBED) ? 3 * lnn_emb_index_ints(N) : 0, LNN_I32);
     TAKE(a->emb_res, N * C, A);
     TAKE(a->emb_mean, N, LNN_F32);
     TAKE(a->emb_rstd, N, LNN_F32);
@@ -398,8 +400,37 @@ static int packed_offsets(const int32_t *mask, int B, int T, int32_t *off) {
     return off[B] < B * T;
 }
 
-/* Stage ids/types/positions (packed or padded) on the host and copy them to the backend. */
-static lnn_status stage_inputs(lnn_model *m, const lnn_batch *in, int pack) {
+/* The id-sorted row indexes of the three embedding tables (core/embed_index.h) for the N staged rows, built on
+ * the host and copied to the backend in one piece (LNN_PATH_SORTED_EMBED, training): token ids without the pad
+ * id, positions, token types (NULL: all type 0). */
+static lnn_status stage_emb_index(lnn_model *m, const int32_t *ids, const int32_t *pos, const int32_t *types, int N) {
+    size_t per = lnn_emb_index_ints((size_t)N), need = 3 * per + lnn_emb_index_scratch_ints((size_t)N);
+    if (m->idx_cap < need) {
+        int32_t *p = realloc(m->idx_host, sizeof(int32_t) * need);
+        if (!p) {
+            lnn_set_error("out of memory");
+            return LNN_ERR_MEMORY;
+        }
+        m->idx_host = p;
+        m->idx_cap = need;
+    }
+    const int32_t *keys[3] = {ids, pos, types};
+    int exclude[3] = {m->cfg.pad_id, -1, -1};
+    lnn_emb_index_host h[3];
+    size_t off = 0;
+    for (int t = 0; t < 3; t++) { /* packed one after the other, each 4-byte aligned as I32 needs */
+        lnn_emb_index_build(&h[t], m->idx_host + off, m->idx_host + 3 * per, keys[t], N, exclude[t]);
+        m->emb_index[t] = lnn_emb_index_at(&h[t], m->a.emb_idx + off);
+        off += h[t].used;
+    }
+    m->body.ctx.be->to_device(&m->body.ctx, m->a.emb_idx, m->idx_host, off * sizeof(int32_t));
+    m->has_emb_index = 1;
+    return LNN_OK;
+}
+
+/* Stage ids/types/positions (packed or padded) on the host and copy them to the backend; with index set, the
+ * embedding tables' sorted row indexes too. */
+static lnn_status stage_inputs(lnn_model *m, const lnn_batch *in, int pack, int index) {
     lnn_ctx *ctx = &m->body.ctx;
     const lnn_backend *be = ctx->be;
     lnn_acts *a = &m->a;
@@ -432,6 +463,9 @@ static lnn_status stage_inputs(lnn_model *m, const lnn_batch *in, int pack) {
         if (in->mask) be->to_device(ctx, a->mask, in->mask, N * sizeof(int32_t));
     }
     be->to_device(ctx, a->pos, hpos, N * sizeof(int32_t));
+    m->has_emb_index = 0;
+    if (index)
+        return stage_emb_index(m, pack ? hid : in->ids, hpos, in->types ? (pack ? htt : in->types) : NULL, (int)N);
     return LNN_OK;
 }
 
@@ -497,7 +531,7 @@ lnn_status lnn_model_forward(lnn_model *m, const lnn_batch *in, int train, uint6
         m->host_off_cap = B + 1;
     }
     int pack = unpad && !(read & LNN_READ_PADDED) && in->mask && !hidden && packed_offsets(in->mask, B, T, m->host_off);
-    st = stage_inputs(m, in, pack);
+    st = stage_inputs(m, in, pack, train && (ctx->paths & LNN_PATH_SORTED_EMBED));
     if (st) return st;
     lnn_acts *a = &m->a;
     m->seed = seed;
@@ -682,7 +716,7 @@ lnn_status lnn_model_backward(lnn_model *m, int has_dout, const void *dpooled) {
         be->layernorm_backward(ctx, a->dR, g->emb_ln_w, g->emb_ln_b, a->dX, a->emb_res, m->p.top.emb_ln_w,
                                a->emb_mean, a->emb_rstd, (int)N, C);
         be->embedding_backward(ctx, g->wte, g->wpe, bert ? g->wtt : NULL, a->dR, a->ids, dtypes, a->pos, (int)N, C,
-                               c->pad_id);
+                               c->pad_id, m->has_emb_index ? m->emb_index : NULL);
     }
     return LNN_OK;
 }

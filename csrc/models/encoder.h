@@ -86,6 +86,8 @@ typedef struct {
 typedef struct {
     int32_t *ids, *types, *mask, *pos;      /* I32 (N): token, type, mask, position of each row */
     int32_t *seq_off;                       /* I32 (B+1) packed rows: sequence b is rows seq_off[b].. */
+    int32_t *emb_idx;                       /* I32 (3 x lnn_emb_index_ints(N)) the embedding tables' id-sorted
+                                               row indexes (training with LNN_PATH_SORTED_EMBED) */
     void *emb_res;                          /* (N,C) */
     float *emb_mean, *emb_rstd;             /* F32 (N) */
     void *x0;                               /* (N,C) embeddings output */
@@ -128,6 +130,10 @@ typedef struct lnn_model {
     int host_off_cap;
     int32_t *stage;                /* host staging of ids/types/positions (capacity stage_cap ints) */
     size_t stage_cap;
+    int32_t *idx_host;             /* host build of the embedding indexes + the sort's scratch (idx_cap ints) */
+    size_t idx_cap;
+    lnn_emb_index emb_index[3];    /* the last training forward's indexes (wte, wpe, wtt), in a->emb_idx */
+    int has_emb_index;
     uint64_t seed;
     uint32_t step;
 } lnn_model;

@@ -507,7 +507,7 @@ static lnn_status lstm_backward(lnn_body *b, int has_dout, const void *dpooled) 
         if (!need_dx) break;
         if (l == 0) {
             be->embedding_backward(ctx, lnn_body_grad(b, m->emb), NULL, NULL, dx, a->uids, NULL, NULL, m->U, c->E,
-                                   c->pad_id);
+                                   c->pad_id, NULL);
             break;
         }
         if (c->dropout > 0.f) be->dropout_backward(ctx, dx, dx, lnn_rows_plain(N), DH, site(m, c->dropout, l - 1));

@@ -2,6 +2,7 @@
  * classifier.c. The Python side (lyricnn/classifier.py) builds the head spec and the segments. */
 #include "py/ext.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "models/classifier.h"
@@ -407,6 +408,39 @@ static PyObject *Classifier_set_lr(ClassifierObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_loss_scaler(enabled, scale, growth, backoff, interval, tracker): dynamic loss scaling (GradScaler) */
+static PyObject *Classifier_set_loss_scaler(ClassifierObject *self, PyObject *args) {
+    int enabled, interval, tracker;
+    double scale, growth, backoff;
+    if (!PyArg_ParseTuple(args, "pdddii", &enabled, &scale, &growth, &backoff, &interval, &tracker)) return NULL;
+    if (clf_busy(self)) return NULL;
+    if (!(scale > 0 && isfinite((float)scale)) || !(growth > 1 && isfinite(growth)) || !(backoff > 0 && backoff < 1) ||
+        interval < 1 || tracker < 0 || tracker >= interval) {
+        PyErr_Format(PyExc_ValueError, "loss scaling needs a finite float32 scale > 0, growth > 1, backoff in (0, 1), "
+                     "interval >= 1 and 0 <= tracker < interval; got scale=%g growth=%g backoff=%g interval=%d "
+                     "tracker=%d", scale, growth, backoff, interval, tracker);
+        return NULL;
+    }
+    lnn_loss_scaler *ls = &self->c->scaler;
+    ls->enabled = enabled;
+    ls->scale = (float)scale;
+    ls->growth = (float)growth;
+    ls->backoff = (float)backoff;
+    ls->interval = interval;
+    ls->tracker = tracker;
+    ls->skipped = 0;
+    Py_RETURN_NONE;
+}
+
+/* loss_scaler() -> dict(enabled, scale, growth, backoff, interval, tracker, skipped) */
+static PyObject *Classifier_loss_scaler(ClassifierObject *self, PyObject *unused) {
+    if (clf_busy(self)) return NULL;
+    const lnn_loss_scaler *ls = &self->c->scaler;
+    return Py_BuildValue("{s:O, s:d, s:d, s:d, s:i, s:i, s:O}", "enabled", ls->enabled ? Py_True : Py_False, "scale",
+                         (double)ls->scale, "growth", (double)ls->growth, "backoff", (double)ls->backoff, "interval",
+                         ls->interval, "tracker", ls->tracker, "skipped", ls->skipped ? Py_True : Py_False);
+}
+
 /* set_batchnorm_momentum(op, momentum): the running-stats factor of BatchNorm op `op` for the next
  * training forwards (torch's momentum=None: 1 / num_batches_tracked, set by Python before each step) */
 static PyObject *Classifier_set_batchnorm_momentum(ClassifierObject *self, PyObject *args) {
@@ -487,6 +521,10 @@ static PyMethodDef Classifier_methods[] = {
     {"configure_optimizer", (PyCFunction)(void (*)(void))Classifier_configure_optimizer, METH_VARARGS | METH_KEYWORDS,
      "configure_optimizer(segments, nstate, lr, beta1, beta2, eps, weight_decay, max_grad_norm, decoupled)"},
     {"set_lr", (PyCFunction)Classifier_set_lr, METH_VARARGS, "set_lr(lr)"},
+    {"set_loss_scaler", (PyCFunction)Classifier_set_loss_scaler, METH_VARARGS,
+     "set_loss_scaler(enabled, scale, growth, backoff, interval, tracker): dynamic loss scaling (GradScaler's rule)"},
+    {"loss_scaler", (PyCFunction)Classifier_loss_scaler, METH_NOARGS,
+     "loss_scaler() -> dict(enabled, scale, growth, backoff, interval, tracker, skipped)"},
     {"set_batchnorm_momentum", (PyCFunction)Classifier_set_batchnorm_momentum, METH_VARARGS,
      "set_batchnorm_momentum(op, momentum)"},
     {"train_step", (PyCFunction)(void (*)(void))Classifier_train_step, METH_VARARGS | METH_KEYWORDS,

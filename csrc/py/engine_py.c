@@ -44,8 +44,9 @@ int lnn_engine_prepare(PyObject *obj, const char *bname, const char *dname, cons
     }
     if (strcmp(dname, "f32") == 0) *act = LNN_F32;
     else if (strcmp(dname, "bf16") == 0) *act = LNN_BF16;
+    else if (strcmp(dname, "f16") == 0) *act = LNN_F16;
     else {
-        PyErr_Format(PyExc_ValueError, "dtype must be 'f32' or 'bf16', got %s", dname);
+        PyErr_Format(PyExc_ValueError, "dtype must be 'f32', 'bf16' or 'f16', got %s", dname);
         return -1;
     }
     if (((EngineObject *)obj)->body) { /* numpy views point into the buffers: never free them under their feet */

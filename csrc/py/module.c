@@ -193,11 +193,12 @@ static PyObject *py_cuda_info(PyObject *self, PyObject *unused) {
             Py_DECREF(devs);
             return lnn_raise_status(LNN_ERR_RUNTIME);
         }
-        PyObject *o = Py_BuildValue("{s:i, s:s, s:(ii), s:K, s:K, s:O}", "index", i, "name", d.name,
+        PyObject *o = Py_BuildValue("{s:i, s:s, s:(ii), s:K, s:K, s:O, s:O}", "index", i, "name", d.name,
                                     "compute_capability", d.cc_major, d.cc_minor, "total_memory",
                                     (unsigned long long)d.total_memory, "free_memory",
                                     (unsigned long long)d.free_memory, "bf16",
-                                    (d.act_dtypes & (1u << LNN_BF16)) ? Py_True : Py_False);
+                                    (d.act_dtypes & (1u << LNN_BF16)) ? Py_True : Py_False, "fp16",
+                                    (d.act_dtypes & (1u << LNN_F16)) ? Py_True : Py_False);
         if (!o || PyList_Append(devs, o) < 0) {
             Py_XDECREF(o);
             Py_DECREF(devs);

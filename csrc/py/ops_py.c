@@ -9,11 +9,12 @@
  * (so no call can read or write out of bounds), and a one-line runner. Tensor arguments are numpy
  * arrays, copied to backend memory before the call and back (outputs and updated inputs) after it,
  * or Buffer objects (backend memory that persists between calls, e.g. the attention workspaces).
- * Activation ('a') arrays are float32 numpy arrays; with dtype="bf16" they are rounded to bf16 on the
- * way in and widened on the way out. */
+ * Activation ('a') arrays are float32 numpy arrays; with dtype="bf16" or "f16" they are rounded to that
+ * dtype on the way in and widened on the way out. */
 #include "py/ext.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/backend.h"
@@ -45,7 +46,8 @@ typedef struct {
     char kind;  /* 't' tensor, 'n' int, 'x' float, 'd' dropout site, 'r' token rows, 'y' dtype name, 'c' optimizer config */
     char dtype; /* tensors: 'a' activation, 'f' F32, 'i' I32, 'l' I64, 'u' U8, 'g' F64, 'w' workspace (a Buffer) */
     char io;    /* tensors: 'i' read, 'o' written, 'u' read and written */
-    char opt;   /* tensors: 1 = may be None */
+    char opt;   /* tensors: 1 = may be None; floats ('x'): 1 = may be left out (then def) */
+    double def;
 } argspec;
 
 /* One prepared call: per argument its backend pointer and element count (bytes for workspaces), the
@@ -62,6 +64,7 @@ typedef struct {
     lnn_dtype dt[MAXARGS];
     lnn_optim_config cfg;
     lnn_ctx *ctx;
+    void *extra; /* backend memory an op's runner allocated (freed after the call) */
 } opcall;
 
 typedef struct {
@@ -77,6 +80,8 @@ typedef struct {
 #define TO(nm, dt, io) {nm, 't', dt, io, 1}
 #define N_(nm) {nm, 'n', 0, 0, 0}
 #define X_(nm) {nm, 'x', 0, 0, 0}
+#define XD(nm, d) {nm, 'x', 0, 0, 1, d}
+#define ND(nm, d) {nm, 'n', 0, 0, 1, d}
 #define DROP {"drop", 'd', 0, 0, 0}
 #define ROWS {"rows", 'r', 0, 0, 0}
 #define AP(k) (c->p[k])
@@ -145,8 +150,9 @@ static int no_empty_sequence(const int32_t *off, int B, const char *what, char *
 static int chk_cast(const opcall *c, char *err, size_t errn) {
     if (c->i[4] < 0) FAIL("n must be >= 0");
     lnn_dtype dt = c->dt[1], st = c->dt[3];
-    int ok = (dt == LNN_F32 || dt == LNN_BF16) && (st == LNN_F32 || st == LNN_BF16);
-    if (!ok) FAIL("cast converts between f32 and bf16, got %s -> %s", lnn_dtype_name(st), lnn_dtype_name(dt));
+    int ok = (dt == st && (dt == LNN_F32 || lnn_dtype_is_half(dt))) || (dt == LNN_F32 && lnn_dtype_is_half(st)) ||
+             (st == LNN_F32 && lnn_dtype_is_half(dt));
+    if (!ok) FAIL("cast converts between f32 and bf16 or f16, got %s -> %s", lnn_dtype_name(st), lnn_dtype_name(dt));
     if (c->n[0] * 4 < (size_t)c->i[4] * lnn_dtype_size(dt) || c->n[2] * 4 < (size_t)c->i[4] * lnn_dtype_size(st))
         FAIL("dst and src (float32 arrays holding the raw data) are too small for n=%lld", (long long)c->i[4]);
     return 0;
@@ -181,7 +187,7 @@ static int chk_embedding_forward(const opcall *c, char *err, size_t errn) {
 static void run_embedding_forward(lnn_ctx *ctx, const opcall *c) {
     ctx->be->embedding_forward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AP(6), AI(7), AI(8));
 }
-/* ---- embedding_backward(dwte, dwpe, dwtt, dout, ids, types, pos, N, C, pad_id) */
+/* ---- embedding_backward(dwte, dwpe, dwtt, dout, ids, types, pos, N, C, pad_id, sorted=0) */
 static int chk_embedding_backward(const opcall *c, char *err, size_t errn) {
     POS(7, "N");
     POS(8, "C");
@@ -200,8 +206,36 @@ static int chk_embedding_backward(const opcall *c, char *err, size_t errn) {
     if (c->p[1] && !c->p[6]) FAIL("dwpe needs pos");
     return 0;
 }
+/* sorted (1): the three tables' id-sorted row indexes (core/embed_index.h) built from the host ids, positions
+ * and types, as the encoder builds them, and passed in backend memory (freed after the call) */
 static void run_embedding_backward(lnn_ctx *ctx, const opcall *c) {
-    ctx->be->embedding_backward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AP(6), AI(7), AI(8), AI(9));
+    lnn_emb_index x[3];
+    const lnn_emb_index *idx = NULL;
+    if (c->i[10]) {
+        int N = AI(7);
+        size_t per = lnn_emb_index_ints((size_t)N), sc = lnn_emb_index_scratch_ints((size_t)N);
+        int32_t *h = malloc(sizeof(int32_t) * (3 * per + sc)), *d = ctx->be->malloc(ctx, sizeof(int32_t) * 3 * per);
+        if (!h || !d) {
+            free(h);
+            ctx->be->free(ctx, d);
+            lnn_ctx_fail(ctx, LNN_ERR_MEMORY, "out of memory for the embedding indexes of %d rows", N);
+            return;
+        }
+        const int32_t *keys[3] = {c->host[4], c->host[6], c->host[5]};
+        int exclude[3] = {AI(9), -1, -1};
+        size_t off = 0;
+        for (int t = 0; t < 3; t++) {
+            lnn_emb_index_host hh;
+            lnn_emb_index_build(&hh, h + off, h + 3 * per, keys[t], N, exclude[t]);
+            x[t] = lnn_emb_index_at(&hh, d + off);
+            off += hh.used;
+        }
+        ctx->be->to_device(ctx, d, h, off * sizeof(int32_t));
+        free(h);
+        ((opcall *)c)->extra = d; /* freed by Backend_call after the op has run */
+        idx = x;
+    }
+    ctx->be->embedding_backward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AP(6), AI(7), AI(8), AI(9), idx);
 }
 
 /* ---- matmul_forward(out, inp, w, b, N, C, OC) */
@@ -683,8 +717,8 @@ static void run_segment_pool_backward(lnn_ctx *ctx, const opcall *c) {
     ctx->be->segment_pool_backward(ctx, AP(0), AP(1), AP(2), AP(3), AP(4), AP(5), AI(6), AI(7), AI(8), AI(9));
 }
 
-/* ---- grad_norm_clip(norm, grads, n, segs, nseg, clip, max_norm) and
- *      adam_step(params, grads, m, v, n, nstate, segs, nseg, steps, lr_scale, cfg) */
+/* ---- grad_norm_clip(norm, grads, n, segs, nseg, clip, max_norm, inv_scale, coef) and
+ *      adam_step(params, grads, m, v, n, nstate, segs, nseg, steps, lr_scale, cfg, gcoef, skip_norm, wact) */
 static int chk_segments(const opcall *c, int ks, int kn, int64_t n, int64_t nstate, char *err, size_t errn) {
     if (!c->p[ks]) return 0;
     if (c->n[ks] % 4 || c->i[kn] < 0 || (size_t)c->i[kn] > c->n[ks] / 4)
@@ -698,10 +732,12 @@ static int chk_grad_norm_clip(const opcall *c, char *err, size_t errn) {
     NEED(1, "grads", c->i[2]);
     if (chk_segments(c, 3, 4, c->i[2], -1, err, errn)) return 1;
     if (c->i[5] && !(AX(6) >= 0)) FAIL("max_norm must be >= 0, got %g", AX(6));
+    if (!(AX(7) > 0 && isfinite((float)AX(7)))) FAIL("inv_scale must be a finite float32 > 0, got %g", AX(7));
+    NEED(8, "coef", 1);
     return 0;
 }
 static void run_grad_norm_clip(lnn_ctx *ctx, const opcall *c) {
-    ctx->be->grad_norm_clip(ctx, AP(0), AP(1), (size_t)c->i[2], AP(3), AI(4), AI(5), AX(6));
+    ctx->be->grad_norm_clip(ctx, AP(0), AP(1), (size_t)c->i[2], AP(3), AI(4), AI(5), AX(6), (float)AX(7), AP(8));
 }
 static int chk_adam_step(const opcall *c, char *err, size_t errn) {
     if (c->i[4] < 0 || c->i[5] < 0) FAIL("n and nstate must be >= 0");
@@ -714,10 +750,14 @@ static int chk_adam_step(const opcall *c, char *err, size_t errn) {
     NEED(8, "steps", c->i[7]);
     NEED(9, "lr_scale", c->i[7]);
     if (lnn_optim_config_check(&c->cfg)) FAIL("%s", lnn_get_error());
+    NEED(11, "gcoef", 1);
+    NEED(12, "skip_norm", 1);
+    NEED(13, "wact", c->i[4]);
     return 0;
 }
 static void run_adam_step(lnn_ctx *ctx, const opcall *c) {
-    ctx->be->adam_step(ctx, AP(0), AP(1), AP(2), AP(3), (size_t)c->i[4], (size_t)c->i[5], AP(6), AI(7), AP(8), AP(9), &c->cfg);
+    ctx->be->adam_step(ctx, AP(0), AP(1), AP(2), AP(3), (size_t)c->i[4], (size_t)c->i[5], AP(6), AI(7), AP(8), AP(9), &c->cfg,
+                       AP(11), AP(12), AP(13));
 }
 
 #define OP(nm, ...) {#nm, LNN_OP_##nm, {__VA_ARGS__}, 0, chk_##nm, run_##nm}
@@ -726,7 +766,7 @@ static opdesc OPS[] = {
     OP(embedding_forward, T_("out", 'a', 'o'), T_("ids", 'i', 'i'), TO("types", 'i', 'i'), TO("pos", 'i', 'i'),
        T_("wte", 'a', 'i'), TO("wpe", 'a', 'i'), TO("wtt", 'a', 'i'), N_("N"), N_("C")),
     OP(embedding_backward, TO("dwte", 'f', 'u'), TO("dwpe", 'f', 'u'), TO("dwtt", 'f', 'u'), T_("dout", 'a', 'i'),
-       T_("ids", 'i', 'i'), TO("types", 'i', 'i'), TO("pos", 'i', 'i'), N_("N"), N_("C"), N_("pad_id")),
+       T_("ids", 'i', 'i'), TO("types", 'i', 'i'), TO("pos", 'i', 'i'), N_("N"), N_("C"), N_("pad_id"), ND("sorted", 0)),
     OP(matmul_forward, T_("out", 'a', 'o'), T_("inp", 'a', 'i'), T_("w", 'a', 'i'), TO("b", 'a', 'i'), N_("N"), N_("C"),
        N_("OC")),
     OP(matmul_backward, TO("dinp", 'a', 'u'), TO("dw", 'f', 'u'), TO("db", 'f', 'u'), T_("dout", 'a', 'i'),
@@ -771,10 +811,10 @@ static opdesc OPS[] = {
     OP(mse, T_("loss", 'g', 'o'), TO("dpreds", 'a', 'o'), T_("preds", 'a', 'i'), T_("targets", 'a', 'i'), N_("n"),
        X_("grad_scale")),
     OP(grad_norm_clip, T_("norm", 'g', 'o'), T_("grads", 'f', 'u'), N_("n"), TO("segs", 'l', 'i'), N_("nseg"),
-       N_("clip"), X_("max_norm")),
-    OP(adam_step, T_("params", 'f', 'u'), T_("grads", 'f', 'i'), T_("m", 'f', 'u'), T_("v", 'f', 'u'), N_("n"),
+       N_("clip"), X_("max_norm"), XD("inv_scale", 1.0), TO("coef", 'f', 'o')),
+    OP(adam_step, T_("params", 'f', 'u'), T_("grads", 'f', 'u'), T_("m", 'f', 'u'), T_("v", 'f', 'u'), N_("n"),
        N_("nstate"), T_("segs", 'l', 'i'), N_("nseg"), T_("steps", 'l', 'u'), TO("lr_scale", 'f', 'i'),
-       {"cfg", 'c', 0, 0, 0}),
+       {"cfg", 'c', 0, 0, 0}, TO("gcoef", 'f', 'i'), TO("skip_norm", 'g', 'i'), TO("wact", 'a', 'u')),
     OP(gather_rows_forward, T_("out", 'a', 'o'), T_("inp", 'a', 'i'), T_("idx", 'i', 'i'), N_("N"), N_("C")),
     OP(gather_rows_backward, T_("dinp", 'a', 'u'), T_("dout", 'a', 'i'), T_("idx", 'i', 'i'), N_("N"), N_("C")),
     OP(lstm_cell_forward, T_("h", 'a', 'o'), T_("c", 'a', 'o'), T_("gates", 'a', 'u'), T_("gh", 'a', 'i'),
@@ -832,13 +872,14 @@ static void *upload(lnn_ctx *ctx, const void *host, size_t n, lnn_dtype t, int a
     size_t bytes = n * lnn_dtype_size(t);
     void *d = ctx->be->malloc(ctx, bytes ? bytes : 1);
     if (!d) return NULL;
-    if (act_conv && t == LNN_BF16) {
+    if (act_conv && lnn_dtype_is_half(t)) {
         uint16_t *tmp = PyMem_Malloc(n * 2 + 2);
         if (!tmp) {
             ctx->be->free(ctx, d);
             return NULL;
         }
-        for (size_t i = 0; i < n; i++) tmp[i] = lnn_f32_to_bf16(((const float *)host)[i]);
+        for (size_t i = 0; i < n; i++)
+            tmp[i] = t == LNN_BF16 ? lnn_f32_to_bf16(((const float *)host)[i]) : lnn_f32_to_f16(((const float *)host)[i]);
         ctx->be->to_device(ctx, d, tmp, bytes);
         PyMem_Free(tmp);
     } else if (bytes) {
@@ -849,11 +890,12 @@ static void *upload(lnn_ctx *ctx, const void *host, size_t n, lnn_dtype t, int a
 
 static int download(lnn_ctx *ctx, void *host, const void *d, size_t n, lnn_dtype t, int act_conv) {
     size_t bytes = n * lnn_dtype_size(t);
-    if (act_conv && t == LNN_BF16) {
+    if (act_conv && lnn_dtype_is_half(t)) {
         uint16_t *tmp = PyMem_Malloc(n * 2 + 2);
         if (!tmp) return -1;
         ctx->be->to_host(ctx, tmp, d, bytes);
-        for (size_t i = 0; i < n; i++) ((float *)host)[i] = lnn_bf16_to_f32(tmp[i]);
+        for (size_t i = 0; i < n; i++)
+            ((float *)host)[i] = t == LNN_BF16 ? lnn_bf16_to_f32(tmp[i]) : lnn_f16_to_f32(tmp[i]);
         PyMem_Free(tmp);
     } else if (bytes) {
         ctx->be->to_host(ctx, host, d, bytes);
@@ -1031,6 +1073,14 @@ static PyObject *Backend_call(BackendObject *self, PyObject *args, PyObject *kw)
         PyObject *o = kw ? PyDict_GetItemString(kw, sp->name) : NULL;
         if (!o) {
             if (sp->kind == 't' && sp->opt) continue;
+            if (sp->kind == 'x' && sp->opt) {
+                c.x[a] = sp->def;
+                continue;
+            }
+            if (sp->kind == 'n' && sp->opt) {
+                c.i[a] = (int64_t)sp->def;
+                continue;
+            }
             PyErr_Format(PyExc_TypeError, "%s needs the argument %s", name, sp->name);
             goto done;
         }
@@ -1150,6 +1200,7 @@ static PyObject *Backend_call(BackendObject *self, PyObject *args, PyObject *kw)
     ret = Py_NewRef(Py_None);
 done:
     staging_free(ctx, &s);
+    if (c.extra) ctx->be->free(ctx, c.extra);
     return ret;
 }
 
@@ -1172,8 +1223,8 @@ static int Backend_init(BackendObject *self, PyObject *args, PyObject *kw) {
     int act = -1;
     for (int t = 0; t < LNN_NDTYPES; t++)
         if (strcmp(dt, lnn_dtype_name((lnn_dtype)t)) == 0) act = t;
-    if (act != LNN_F32 && act != LNN_BF16) {
-        PyErr_Format(PyExc_ValueError, "dtype must be 'f32' or 'bf16', got %s", dt);
+    if (act != LNN_F32 && act != LNN_BF16 && act != LNN_F16) {
+        PyErr_Format(PyExc_ValueError, "dtype must be 'f32', 'bf16' or 'f16', got %s", dt);
         return -1;
     }
     lnn_status st = lnn_ctx_init(&self->ctx, be, device, (lnn_dtype)act);
