@@ -48,7 +48,8 @@ void cpu_dropout_serial(float *out, uint8_t *keep, const float *inp, size_t n, u
         for (int q = 0; q < 8; q++) {
             __m256i sel = _mm256_and_si256(_mm256_set1_epi32((int)((m >> (8 * q)) & 0xFF)), lane_bit);
             __m256 on = _mm256_castsi256_ps(_mm256_cmpeq_epi32(sel, lane_bit));
-            _mm256_storeu_ps(out + i + 8 * q, _mm256_and_ps(_mm256_mul_ps(_mm256_loadu_ps(inp + i + 8 * q), vs), on));
+            /* times (scale or 0), as the other paths: a dropped NaN stays NaN */
+            _mm256_storeu_ps(out + i + 8 * q, _mm256_mul_ps(_mm256_loadu_ps(inp + i + 8 * q), _mm256_and_ps(vs, on)));
             if (keep) {
                 uint64_t bytes = _pdep_u64((m >> (8 * q)) & 0xFF, 0x0101010101010101ull);
                 memcpy(keep + i + 8 * q, &bytes, 8);
