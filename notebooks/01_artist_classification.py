@@ -138,5 +138,56 @@ fig = report.plot_confusion_matrix(title="confusion matrix (test songs)")
 # %%
 clf.show_predictions(X_test, y_test, n=10, seed=SEED, max_chars=90)
 
+# %% [markdown]
+# ## Whole songs: what a cut at `max_length` throws away
+#
+# The model above reads the first `MAX_LEN - 2` WordPiece tokens of each song (126 in the full run). Lyrics are long: counted with the
+# model's own tokenizer on these three artists' songs, this is how much of each song a cut keeps.
+
+# %%
+n_tok = np.array([len(ids) - 2 for ids in clf.tokenizer_(list(texts))["input_ids"]])  # no [CLS] / [SEP]
+cut = pd.DataFrame({"artist": labels, "tokens": n_tok})
+rows = []
+for a, g in list(cut.groupby("artist")) + [("all", cut)]:
+    t = g["tokens"].to_numpy()
+    rows.append({"artist": a, "songs": len(t), "median tokens": int(np.median(t)),
+                 "songs > 510": "%.0f%%" % (100 * (t > 510).mean()),
+                 "tokens lost at %d" % (MAX_LEN - 2): "%.0f%%" % (100 * np.maximum(t - MAX_LEN + 2, 0).sum() / t.sum()),
+                 "tokens lost at 510": "%.0f%%" % (100 * np.maximum(t - 510, 0).sum() / t.sum())})
+print(pd.DataFrame(rows).to_string(index=False))
+
+# %% [markdown]
+# `long_text="windows"` reads every window of a song and pools the windows per song before the head
+# (mean, max, or a learned attention over the windows); `"head_tail"` keeps the first 128 and the last 382
+# tokens. Which is worth it was measured by `bench/long_text_quality.py` (too long for this notebook's
+# 15 minutes): six artists with the longest and shortest songs (Eminem, Drake, Nicki Minaj, Cardi B, Katy
+# Perry, Taylor Swift), names masked as here, the pretrained all-MiniLM-L6-v2 with the HF head, the same
+# split, epochs, learning rate and three seeds for every mode; only the way a song is read changes. It takes
+# hours on 2 CPU cores at a size that can tell the modes apart, and resumes from its CSV; the cell below shows
+# its results (`bench/results/long_text_quality.csv`, split by the test songs' length) once it has run.
+
+# %%
+import os
+
+ltq = os.path.join("..", "bench", "results", "long_text_quality.csv")
+if os.path.exists(ltq):
+    q = pd.read_csv(ltq)
+    agg = q.groupby("config", sort=False).agg(
+        accuracy=("accuracy", "mean"), accuracy_sd=("accuracy", "std"), f1_macro=("f1_macro", "mean"),
+        accuracy_long=("accuracy_long", "mean"), accuracy_long_sd=("accuracy_long", "std"),
+        f1_macro_long=("f1_macro_long", "mean"), train_s=("train_s", "mean"), seeds=("seed", "nunique"))
+    print(agg.round(3).to_string())
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    x = np.arange(len(agg))
+    ax.bar(x - 0.2, agg["accuracy"], 0.4, yerr=agg["accuracy_sd"], label="all test songs")
+    ax.bar(x + 0.2, agg["accuracy_long"], 0.4, yerr=agg["accuracy_long_sd"], label="songs > 512 tokens")
+    ax.set_xticks(x, agg.index, rotation=20)
+    ax.set_ylabel("test accuracy (mean +- sd over seeds)")
+    ax.set_title("Reading whole songs: the long-text modes")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+else:
+    print("no results at %s: run `python bench/long_text_quality.py` first" % ltq)
+
 # %%
 nb.done()
