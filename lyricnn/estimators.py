@@ -1075,7 +1075,8 @@ class TextClassifier(_TextEstimator):
     def evaluate(self, X, y, features=None):
         """A dict (lyricnn.report.Report: prints as a table; report.print(), report.plot_confusion_matrix()):
         accuracy, precision_macro, recall_macro, f1_macro, per_class ({label: precision, recall, f1, accuracy,
-        support}), labels, confusion_matrix (rows true, columns predicted), loss."""
+        support}), labels, confusion_matrix (rows true, columns predicted), loss, and roc_auc for two classes
+        (classes_[1] positive)."""
         self._check_fitted()
         yv = self._targets(y)
         t = self._encode_targets(yv)
@@ -1087,6 +1088,8 @@ class TextClassifier(_TextEstimator):
         labels = self.classes_.tolist()
         rep = _metrics.classification_report(self.classes_[t], self.classes_[p.argmax(axis=1)], labels=labels)
         rep["loss"] = self._val_metrics(z, t)["loss"]
+        if len(labels) == 2:   # binary: the positive class is classes_[1], as scikit-learn's
+            rep["roc_auc"] = _metrics.roc_auc(t == 1, p[:, 1])
         return Report(rep, title="%s on %d texts:" % (type(self).__name__, len(t)))
 
 

@@ -38,6 +38,8 @@ class Report(dict):
             self["accuracy"], self["precision_macro"], self["recall_macro"], self["f1_macro"])
         if "loss" in self:
             head += " | loss %.4f" % self["loss"]
+        if "roc_auc" in self:
+            head += " | ROC AUC %.4f" % self["roc_auc"]
         out.append(head)
         per = self.get("per_class") or {}
         w = max([len(str(k)) for k in per] + [5])

@@ -87,6 +87,9 @@ def test_fit_predict_shapes_and_history():
     assert rep["confusion_matrix"].shape == (2, 2) and rep["confusion_matrix"].sum() == 40
     for k in ("precision_macro", "recall_macro", "f1_macro", "loss"):
         assert np.isfinite(rep[k])
+    from lyricnn import metrics
+    assert rep["roc_auc"] == pytest.approx(metrics.roc_auc(np.array(YV) == "pos", proba[:, 1]))
+    assert "ROC AUC" in repr(rep)
     h = clf.history_
     assert list(h.columns[:4]) == ["step", "epoch", "loss", "lr"]
     assert {"val_loss", "val_accuracy", "val_f1_macro"} <= set(h.columns)

@@ -92,3 +92,29 @@ def test_regression_report_more_cases_match_sklearn():
     assert r["pearson_r"] == pytest.approx(np.corrcoef(y, p.astype(np.float64))[0, 1])
     c = metrics.regression_report(y, np.full(50, 4.5))
     assert c["mse"] == pytest.approx(sk.mean_squared_error(y, np.full(50, 4.5))) and np.isnan(c["pearson_r"])
+
+
+@pytest.mark.parametrize("seed,n,ties", [(0, 50, False), (1, 300, True), (2, 7, True)])
+def test_roc_auc_matches_sklearn_and_the_pair_count(seed, n, ties):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    s = y * 0.7 + rng.normal(size=n)
+    if ties:
+        s = np.round(s, 1)     # many equal scores: they count one half
+    auc = metrics.roc_auc(y, s)
+    assert auc == pytest.approx(sk.roc_auc_score(y, s), abs=1e-12)
+    pos, neg = s[y == 1], s[y == 0]   # the definition, pair by pair
+    pairs = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert auc == pytest.approx(pairs / (len(pos) * len(neg)), abs=1e-12)
+    assert metrics.roc_auc(y.astype(bool), -s) == pytest.approx(1 - auc, abs=1e-12)
+
+
+def test_roc_auc_edge_cases():
+    assert np.isnan(metrics.roc_auc([1, 1, 1], [0.1, 0.2, 0.3]))          # one class: undefined
+    assert np.isnan(metrics.roc_auc([0, 1, 1], [0.1, float("nan"), 0.3]))  # NaN stays NaN
+    assert metrics.roc_auc([0, 1], [0.5, 0.5]) == 0.5
+    with pytest.raises(ValueError, match="0/1 or booleans"):
+        metrics.roc_auc(["neg", "pos"], [0.1, 0.9])
+    with pytest.raises(ValueError, match="different lengths"):
+        metrics.roc_auc([0, 1], [0.1])
