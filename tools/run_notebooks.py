@@ -114,7 +114,8 @@ def main(argv=None):
             print("  %s: %.1f min" % (p.name, s / 60), flush=True)
         except Exception as e:  # the notebook is saved with its outputs up to the failing cell
             failed.append(p.name)
-            print("  %s FAILED: %s" % (p.name, str(e).strip().splitlines()[-1] if str(e).strip() else e), flush=True)
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else "(no message)"
+            print("  %s FAILED: %s: %s" % (p.name, type(e).__name__, msg), flush=True)
     return 1 if failed else 0
 
 
