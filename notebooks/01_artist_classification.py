@@ -22,7 +22,7 @@
 # per-class metrics and the confusion matrix against the majority baseline → sample predictions.
 #
 # **Size and runtime:** 1,093 songs (764 train / 110 validation / 219 test), all-MiniLM-L6-v2 (22.7M
-# parameters), max_length 128, 3 epochs of batch 16 (144 steps): about 15 minutes on 2 CPU cores. The
+# parameters), max_length 256, 3 epochs of batch 16 (144 steps): about 6 minutes on 2 CPU cores. The
 # last cell prints the measured time and the machine. `LYRICNN_NB_SMALL=1` runs a 150-song subset with a tiny
 # random model in seconds (what CI runs; its numbers mean nothing).
 #
@@ -99,7 +99,7 @@ from lyricnn.estimators import TextClassifier
 if SMALL:
     MAX_LEN, EPOCHS, BATCH, LR, EVAL_STEPS = 32, 2, 16, 1e-3, 4
 else:
-    MAX_LEN, EPOCHS, BATCH, LR, EVAL_STEPS = 128, 3, 16, 5e-5, 24  # ~15 min on 2 cores
+    MAX_LEN, EPOCHS, BATCH, LR, EVAL_STEPS = 256, 3, 16, 5e-5, 24
 
 clf = TextClassifier(model=MODEL, head=dict(pooling="flatten", hidden="halving", dropout=0.1),
                      max_length=MAX_LEN, class_weight="balanced", epochs=EPOCHS, batch_size=BATCH, lr=LR,
@@ -141,7 +141,7 @@ clf.show_predictions(X_test, y_test, n=10, seed=SEED, max_chars=90)
 # %% [markdown]
 # ## Whole songs: what a cut at `max_length` throws away
 #
-# The model above reads the first `MAX_LEN - 2` WordPiece tokens of each song (126 in the full run). Lyrics are long: counted with the
+# The model above reads the first `MAX_LEN - 2` WordPiece tokens of each song (254 in the full run). Lyrics are long: counted with the
 # model's own tokenizer on these three artists' songs, this is how much of each song a cut keeps.
 
 # %%

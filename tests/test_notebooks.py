@@ -29,7 +29,7 @@ NOTEBOOKS = {
     "01_artist_classification.ipynb": (
         ["song_lyrics_21_artists"], ["accuracy", "precision_macro", "recall_macro", "f1_macro", "loss"], 2),
     "02_popularity.ipynb": (
-        ["musicoset"], ["accuracy", "precision_macro", "recall_macro", "f1_macro", "loss"], 1),
+        ["musicoset"], ["accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "loss"], 1),
     "03_valence_regression.ipynb": (["musicoset"], ["mse", "rmse", "mae", "pearson_r"], 2),
     "04_disaster_tweets.ipynb": (
         ["disaster_tweets"], ["precision_macro", "recall_macro", "f1_macro", "accuracy"], 2),
