@@ -27,9 +27,16 @@
 #   `lora=dict(r=8, alpha=16, dropout=0.1)`), the encoder's weights frozen, the head trains;
 # - **full fine-tuning**: every weight trains.
 #
-# **Size and runtime:** 926 songs (649 train / 92 validation / 185 test), all-MiniLM-L6-v2, max_length 112,
-# 2 epochs of batch 16 for each of the three models (82 steps each): about 15 minutes on 2 CPU cores (the
-# last cell prints the measured time). `LYRICNN_NB_SMALL=1`: 160 songs, a tiny random model, seconds.
+# **What to expect:** valence describes the audio, and the lyrics carry little of it. A linear probe
+# (`python bench/musicoset_probe.py`: ridge regression, 5-fold, on the frozen all-MiniLM-L6-v2's mean-pooled
+# lyrics at 256 tokens) correlates 0.19 with valence out of fold and leaves 97% of its variance; the other
+# audio features reach 0.50. A Pearson r near 0.2 and an MSE a little under the mean's is what these 926
+# songs allow; the comparison of the three ways to train is the point.
+#
+# **Size and runtime:** 926 songs (649 train / 92 validation / 185 test), all-MiniLM-L6-v2, max_length 128,
+# up to 4 epochs of batch 16 for each of the three models (164 steps each) with early stopping on the
+# validation MSE (the best weights restored): about 5 minutes on 2 CPU cores (the last cell prints the
+# measured time). `LYRICNN_NB_SMALL=1`: 160 songs, a tiny random model, seconds.
 
 # %%
 import json
@@ -82,8 +89,8 @@ if SMALL:
     MAX_LEN, EPOCHS, BATCH, EVAL_STEPS = 48, 2, 16, 4
     LRS = {"frozen encoder": 1e-3, "LoRA": 1e-3, "full fine-tuning": 1e-3}
 else:
-    MAX_LEN, EPOCHS, BATCH, EVAL_STEPS = 112, 2, 16, 20  # ~15 min for the three on 2 cores
-    LRS = {"frozen encoder": 1e-3, "LoRA": 5e-4, "full fine-tuning": 1e-4}
+    MAX_LEN, EPOCHS, BATCH, EVAL_STEPS = 128, 4, 16, 20
+    LRS = {"frozen encoder": 3e-3, "LoRA": 2e-3, "full fine-tuning": 1e-4}
 LORA = dict(r=8, alpha=16, dropout=0.1)  # target_modules: query and value (peft's default for BERT)
 SETUPS = {"frozen encoder": dict(freeze_encoder=True), "LoRA": dict(lora=LORA), "full fine-tuning": {}}
 models, rows = {}, []
@@ -91,8 +98,8 @@ for name, extra in SETUPS.items():
     print("--", name)
     reg = TextRegressor(model=MODEL, head=dict(pooling="mean", hidden=[128], dropout=0.1), max_length=MAX_LEN,
                         epochs=EPOCHS, batch_size=BATCH, lr=LRS[name], weight_decay=0.01, schedule="linear",
-                        warmup_ratio=0.1, eval_steps=EVAL_STEPS, monitor="loss", seed=SEED, device=DEVICE,
-                        verbose=1, **extra)
+                        warmup_ratio=0.1, eval_steps=EVAL_STEPS, monitor="loss", early_stopping=True,
+                        patience=3, seed=SEED, device=DEVICE, verbose=1, **extra)
     t0 = time.time()
     reg.fit(texts[train], y[train], eval_set=(texts[val], y[val]))
     seconds = time.time() - t0
