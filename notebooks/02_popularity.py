@@ -25,8 +25,21 @@
 # The label is whether the song was **ever** `is_pop`. The original workflow used 31 audio features;
 # MusicOSet's `acoustic_features.csv` has 13 numeric columns, and all of them are used.
 #
-# **Size and runtime:** 926 songs (648 train / 92 validation / 186 test), all-MiniLM-L6-v2, max_length 128,
-# 3 epochs of batch 16 (123 steps): about 10 minutes on 2 CPU cores (the last cell prints the measured time).
+# **What to expect:** popularity is only weakly predictable from these inputs. A linear probe
+# (`python bench/musicoset_probe.py`: ridge regression, 5-fold, on the frozen all-MiniLM-L6-v2's mean-pooled
+# lyrics at 256 tokens and the 13 audio features) reaches a correlation of 0.20 with the label out of fold; the
+# lyrics alone 0.18, the audio features alone 0.18. So read the model against the right yardsticks: with
+# balanced class weights it gives up accuracy on the large class ("never popular", 63%) to find the popular
+# songs, and is judged by macro F1 and ROC AUC, where the majority baseline scores about 0.39 and 0.5.
+#
+# **The encoder is frozen** (`freeze_encoder=True`): the head and the audio features train on the pretrained
+# sentence embeddings, at a head's learning rate. On 647 songs that read better than fine-tuning every weight:
+# tried on this split, the validation ROC AUC was 0.647 frozen (lr 3e-3, 8 epochs) against 0.635 fully
+# fine-tuned (lr 3e-4, 4 epochs), so the frozen model is the one kept (chosen on the validation songs).
+#
+# **Size and runtime:** 926 songs (647 train / 93 validation / 186 test), all-MiniLM-L6-v2 (frozen),
+# max_length 256, 8 epochs of batch 16 (328 steps): about 5 minutes on 2 CPU cores (the last cell prints the
+# measured time).
 # `LYRICNN_NB_SMALL=1`: 160 songs, a tiny random model, seconds.
 
 # %%
@@ -84,11 +97,11 @@ from lyricnn.estimators import TextClassifier
 if SMALL:
     MAX_LEN, EPOCHS, BATCH, LR, EVAL_STEPS, HIDDEN = 48, 2, 16, 1e-3, 4, [64, 32, 16]
 else:
-    MAX_LEN, EPOCHS, BATCH, LR, EVAL_STEPS, HIDDEN = 128, 3, 16, 1e-4, 20, [256, 64, 32]  # ~10 min, 2 cores
+    MAX_LEN, EPOCHS, BATCH, LR, EVAL_STEPS, HIDDEN = 256, 8, 16, 3e-3, 20, [256, 64, 32]
 clf = TextClassifier(model=MODEL, loss="bce", class_weight="balanced", max_length=MAX_LEN,
                      head=dict(pooling="mean", hidden=HIDDEN, batchnorm=True, dropout=0.2, features_at=2),
                      feature_scaling="standard", epochs=EPOCHS, batch_size=BATCH, lr=LR, weight_decay=0.01,
-                     schedule="linear", warmup_ratio=0.1, eval_steps=EVAL_STEPS, monitor="f1_macro",
+                     schedule="linear", warmup_ratio=0.1, eval_steps=EVAL_STEPS, freeze_encoder=True,
                      seed=SEED, device=DEVICE, verbose=1)
 t0 = time.time()
 clf.fit(texts[train], y[train], features=feats[train], eval_set=(texts[val], y[val], feats[val]))
@@ -108,9 +121,11 @@ fig = clf.plot_history(title="Popularity: loss and validation accuracy / macro F
 report = clf.evaluate(texts[test], y[test], features=feats[test])
 report.print()
 summary = {k: round(float(report[k]), 4) for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro",
-                                                   "loss")}
+                                                   "roc_auc", "loss")}
 print("metrics:", json.dumps(summary))
-print("test accuracy %.3f against the majority baseline %.3f" % (report["accuracy"], baseline))
+print("test macro F1 %.3f and ROC AUC %.3f, against %.3f and 0.5 for the majority baseline (accuracy %.3f "
+      "against %.3f)" % (report["f1_macro"], report["roc_auc"], 2 * baseline / (1 + baseline) / 2,
+                         report["accuracy"], baseline))
 proba = clf.predict_proba(texts[test], features=feats[test])[:, 1]
 print("P(ever popular) on the test songs: mean %.3f, min %.3f, max %.3f" % (proba.mean(), proba.min(), proba.max()))
 fig = report.plot_confusion_matrix(title="confusion matrix (test songs)")
