@@ -9,21 +9,11 @@ import numpy as np
 import pytest
 
 from lyricnn.estimators import TextClassifier
+from test_dask import TINY, _texts   # the tiny DistilBERT and word-salad texts of the Dask test
 
 pyspark = pytest.importorskip("pyspark", reason="PySpark is not installed (pip install pyspark)")
 if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
     pytest.skip("PySpark needs a Java runtime (java on PATH or JAVA_HOME); none found", allow_module_level=True)
-
-TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 1, "n_heads": 2,
-        "hidden_dim": 64, "max_position_embeddings": 64, "dropout": 0.1, "attention_dropout": 0.1,
-        "seq_classif_dropout": 0.1, "initializer_range": 0.02}
-WORDS = "the a song night day heart road river light rain love hate fire gold".split()
-
-
-def _texts(n, seed):
-    r = np.random.default_rng(seed)
-    return [" ".join(r.choice(WORDS, int(r.integers(2, 12)))) for _ in range(n)]
-
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
