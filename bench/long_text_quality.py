@@ -174,9 +174,10 @@ def main():
                 flush=True)
             with open(os.path.join(a.out, "long_text_quality.md"), "w") as f:
                 f.write(summary(rows, a, df, tr, te, n_tok))
+    text = summary(rows, a, df, tr, te, n_tok)
     with open(os.path.join(a.out, "long_text_quality.md"), "w") as f:   # also when every run was in the CSV
-        f.write(summary(rows, a, df, tr, te, n_tok))
-    print(summary(rows, a, df, tr, te, n_tok))
+        f.write(text)
+    print(text)
 
 
 if __name__ == "__main__":

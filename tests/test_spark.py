@@ -4,6 +4,7 @@ worker processes) when PySpark and a Java runtime are installed; PySpark runs fr
 at run time. Skips otherwise, saying which is missing."""
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -15,11 +16,12 @@ pyspark = pytest.importorskip("pyspark", reason="PySpark is not installed (pip i
 if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
     pytest.skip("PySpark needs a Java runtime (java on PATH or JAVA_HOME); none found", allow_module_level=True)
 
+
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", __import__("sys").executable)   # the workers run this interpreter
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)   # the workers run this interpreter
     s = (SparkSession.builder.master("local[2]").appName("lyricnn-test")
          .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
          .config("spark.local.dir", str(tmp_path_factory.mktemp("spark")))
