@@ -124,7 +124,11 @@ def summary(rows, a, df, tr, te, n_tok):
 
         def ms(k, fmt="%.3f"):
             v = np.array([float(r[k]) for r in rs])
-            return (fmt + " +- " + fmt) % (v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0)
+            v = v[~np.isnan(v)]  # a run whose fit time was not taken (paused) still counts for its scores
+            if not len(v):
+                return "n/a"
+            return (fmt + " +- " + fmt) % (v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0) + (
+                "" if len(v) == len(rs) else " (%d runs)" % len(v))
         tok = np.mean([float(r["train_tokens"]) / float(r["epochs"]) for r in rs])
         out.append("| %s | %s | %s | %s | %s | %s | %.0f | %d |" % (
             name, ms("accuracy"), ms("f1_macro"), ms("accuracy_long"), ms("f1_macro_long"), ms("train_s", "%.0f"),
