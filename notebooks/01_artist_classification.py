@@ -176,6 +176,8 @@ if os.path.exists(ltq):
         accuracy=("accuracy", "mean"), accuracy_sd=("accuracy", "std"), f1_macro=("f1_macro", "mean"),
         accuracy_long=("accuracy_long", "mean"), accuracy_long_sd=("accuracy_long", "std"),
         f1_macro_long=("f1_macro_long", "mean"), train_s=("train_s", "mean"), seeds=("seed", "nunique"))
+    order = ["trunc128", "trunc256", "trunc512", "head_tail512", "win_mean", "win_max", "win_att", "lstm"]
+    agg = agg.reindex([k for k in order if k in agg.index] + [k for k in agg.index if k not in order])
     print(agg.round(3).to_string())
     fig, ax = plt.subplots(figsize=(8, 3.2))
     x = np.arange(len(agg))
