@@ -1274,6 +1274,23 @@ def test_dropout_mask_is_the_philox_spec_and_depends_on_every_key(be):
     assert 0.4 < masks[0].mean() < 0.6
 
 
+@covers("dropout_forward")
+@pytest.mark.parametrize("C", [16, 6], ids=["C16", "C6"])  # rows of 4k elements take the CUDA 4-wide kernel
+def test_dropout_keeps_non_finite_inputs_non_finite(be, C):
+    """Every input NaN or inf: torch's input * mask / (1 - p) makes a dropped NaN or inf NaN, never 0, so the
+    output is non-finite everywhere (the elements a loss scaler must see), kept ones as their inputs."""
+    need(be, "dropout_forward")
+    rows = dict(N=24, B=2, T=12)
+    x = np.where(np.arange(24 * C).reshape(24, C) % 3 == 0, np.inf, np.nan)
+    d = dict(p=0.5, seed=7, step=1, stream=0)
+    with np.errstate(invalid="ignore"):
+        got = call(be, "dropout_forward", out=np.zeros(x.shape), inp=x, rows=rows, C=C, drop=d)["out"]
+    keep = R.keep_at(R.padded_index(rows, C), d)
+    assert 0 < keep.sum() < keep.size
+    assert np.isnan(got[~keep]).all(), "a dropped NaN or inf became a number"
+    assert np.array_equal(np.isposinf(got[keep]), np.isposinf(x[keep])) and np.isnan(got[keep][np.isnan(x[keep])]).all()
+
+
 @covers("cross_entropy")
 def test_cross_entropy_every_row_ignored(be):
     need(be, "cross_entropy")

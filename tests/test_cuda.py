@@ -327,8 +327,9 @@ def test_linear_lt_matches_blas_and_the_reference(shape, dtype, monkeypatch):
         x, w, b = R.round_bf16(x), R.round_bf16(w), R.round_bf16(b)
     ref = x.astype(np.float64) @ w.astype(np.float64).T + b
     # lt-strict raises where cuBLASLt refuses, so the aligned shapes prove the cuBLASLt path ran; the others
-    # (rows off 16 bytes) may fall back to cuBLAS, as "lt" does
-    mode = "lt-strict" if C % 8 == 0 and OC % 8 == 0 else "lt"
+    # (rows off 16 bytes, or a single row, for which cuBLASLt may offer only split-K algorithms) may fall back
+    # to cuBLAS, as "lt" does
+    mode = "lt-strict" if C % 8 == 0 and OC % 8 == 0 and N > 1 else "lt"
     lt = _linear(mode, dtype, x, w, b, monkeypatch)
     blas = _linear("blas", dtype, x, w, b, monkeypatch)
     np.testing.assert_array_equal(lt[1], lt[0])  # deterministic, the cached algorithm included
@@ -500,7 +501,8 @@ def test_fold_layernorm_and_bias_act_backward(shape, dtype, monkeypatch):
     """LYRICNN_CUDA_FOLD=1: LayerNorm's weight/bias gradients summed inside the dres pass, and bias_act's bias
     gradient inside the dx pass: dres and dx bit-identical to the separate passes, bias_act's db too (the same
     chunks, the same order), LayerNorm's dw/db within float rounding of them and of float64; run to run the
-    same bits."""
+    same bits. bias_act runs GELU and ReLU; ReLU's upstream gradient holds NaN and inf where x <= 0, which
+    torch's select gradient turns into 0 in dx and db (the folded kernel must not multiply them)."""
     N, C = shape
     r = np.random.default_rng(N + C)
     q = R.round_bf16 if dtype == "bf16" else R.round_f16 if dtype == "f16" else (lambda a: a.astype(np.float32))
@@ -509,6 +511,9 @@ def test_fold_layernorm_and_bias_act_backward(shape, dtype, monkeypatch):
     rstd = 1 / np.sqrt(res.astype(np.float64).var(1) + 1e-12)
     pre_dw, pre_db = r.standard_normal(C).astype(np.float32), r.standard_normal(C).astype(np.float32)
     x, g = q(r.standard_normal((N, C))), q(r.standard_normal((N, C)))
+    g_relu = g.copy()
+    neg = np.flatnonzero(x.ravel() <= 0)[:: max(1, (N * C) // 16)]
+    g_relu.ravel()[neg[0::2]], g_relu.ravel()[neg[1::2]] = np.nan, np.inf
     out = {}
     for fold in ("0", "1", "1again"):
         monkeypatch.setenv("LYRICNN_CUDA_FOLD", fold[0])  # read at context creation
@@ -518,13 +523,19 @@ def test_fold_layernorm_and_bias_act_backward(shape, dtype, monkeypatch):
                  rstd=rstd.astype(np.float32), N=N, C=C)
         pre = a["dres"].copy()
         be.call("layernorm_backward", **a)
-        b = dict(dx=np.full((N, C), np.nan, np.float32), db=pre_db.copy(), dout=g, x=x, N=N, OC=C, act=0)
+        b = dict(dx=np.full((N, C), np.nan, np.float32), db=pre_db.copy(), dout=g, x=x, N=N, OC=C, act=R.GELU)
         be.call("bias_act_backward", **b)
-        out[fold] = dict(pre=pre, ln=a, ba=b)
+        br = dict(dx=np.full((N, C), np.nan, np.float32), db=pre_db.copy(), dout=g_relu, x=x, N=N, OC=C,
+                  act=R.RELU)
+        be.call("bias_act_backward", **br)
+        out[fold] = dict(pre=pre, ln=a, ba=b, relu=br)
     f0, f1 = out["0"], out["1"]
     np.testing.assert_array_equal(f1["ln"]["dres"], f0["ln"]["dres"])
-    np.testing.assert_array_equal(f1["ba"]["dx"], f0["ba"]["dx"])
-    np.testing.assert_array_equal(f1["ba"]["db"], f0["ba"]["db"])
+    for k in ("ba", "relu"):
+        np.testing.assert_array_equal(f1[k]["dx"], f0[k]["dx"], err_msg=k)
+        np.testing.assert_array_equal(f1[k]["db"], f0[k]["db"], err_msg=k)
+    dx_ref, _ = R.bias_act_bwd(g_relu.astype(np.float64), x.astype(np.float64), R.RELU)
+    assert np.isfinite(dx_ref).all() and np.isfinite(f1["relu"]["dx"]).all() and np.isfinite(f1["relu"]["db"]).all()
     for k in ("dres", "dw", "db"):
         np.testing.assert_array_equal(out["1again"]["ln"][k], f1["ln"][k], err_msg=k)
     xh = (res.astype(np.float64) - mean[:, None]) * rstd[:, None]

@@ -113,7 +113,9 @@ log "4. compute-sanitizer memcheck on a subset"
 if ! command -v compute-sanitizer >/dev/null 2>&1; then
   log "compute-sanitizer not found"
 elif room 120 "compute-sanitizer" 40; then
-  timeout "$(cap 120)" compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 "$PY" -m pytest -q -x \
+  # memcheck without --leak-check: at a pytest process's exit, torch's caching allocator and the tests' cached
+  # backends still hold device memory, which the leak check would count as errors that say nothing of the kernels
+  timeout "$(cap 120)" compute-sanitizer --tool memcheck --error-exitcode 3 "$PY" -m pytest -q -x \
     -p no:cacheprovider tests/test_backend_ops.py tests/test_cuda.py \
     -k "(test_backend_ops and cuda and bf16 and (forward_vs_reference or backward_vs_reference or fully_masked or sorted_embedding or unscale or skips)) or (attention_tc_matches and p0.25 and padded) or (linear_lt_matches and 19x33x45) or (attention_dropout_bits and padded and tc) or (fold_layernorm and 300x768 and bf16)" \
     > "$OUT/sanitizer.log" 2>&1

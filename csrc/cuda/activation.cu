@@ -22,13 +22,18 @@ void cuda_bias_act_forward(lnn_ctx *ctx, void *out, void *x, const void *b, int 
     CUDA_LAUNCHED(ctx, "bias_act_forward");
 }
 
+// One element of dx = dout * act'(x). ReLU's is a select, as torch's threshold_backward: a NaN or inf dout where
+// x <= 0 gives 0, not NaN.
+__device__ __forceinline__ float bias_act_dx(float g, float xv, int act) {
+    return act == LNN_ACT_RELU ? (xv <= 0.f ? 0.f : g) : g * act_df(xv, act);
+}
+
 // dx(N,OC) = dout * act'(x) (dx may alias dout); db += colsum(dx)
 template <typename T>
 __global__ void bias_act_backward_kernel(T *dx, const T *dout, const T *x, int N, int OC, int act) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * OC) return;
-    float g = load_f(dout + i), xv = load_f(x + i);
-    store_f(dx + i, act == LNN_ACT_RELU ? (xv <= 0.f ? 0.f : g) : g * act_df(xv, act));
+    store_f(dx + i, bias_act_dx(load_f(dout + i), load_f(x + i), act));
 }
 
 // The same with db's column sums folded in (LYRICNN_CUDA_FOLD): a thread per column and row chunk writes dx and
@@ -44,8 +49,8 @@ __global__ void bias_act_backward_fold_kernel(T *dx, float *part, const T *dout,
         float s = 0.f;
         for (int r = ch * CUDA_ROWCHUNK; r < r1; r++) {
             size_t i = (size_t)r * OC + c;
-            store_f(dx + i, load_f(dout + i) * act_df(load_f(x + i), act));
-            s += load_f(dx + i);
+            store_f(dx + i, bias_act_dx(load_f(dout + i), load_f(x + i), act));
+            s = __fadd_rn(s, load_f(dx + i)); // no FMA contraction with the product: the stored value is summed
         }
         part[(size_t)ch * OC + c] = s;
     }

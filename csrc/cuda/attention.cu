@@ -251,6 +251,16 @@ static bool attention_fits(lnn_ctx *ctx, const att_args &a) {
                   "truncate", a.B, a.NH, a.T, MAX_GRID_Y * QT);
         return false;
     }
+    // the SIMT dK/dV kernel's tiles are the largest: 520 hs + 512 bytes, over sm_75's 64 KB from hs = 126
+    size_t sh_max = (size_t)(4 * KT * (a.hs + 1) + 2 * a.hs) * sizeof(float);
+    int optin = handles_of(ctx)->smem_optin;
+    if (sh_max > (size_t)optin) {
+        cuda_fail(ctx, LNN_ERR_VALUE, "attention: head size %d needs %zu bytes of shared memory per block in the "
+                  "CUDA kernels, and this GPU (sm_%d%d) allows %d; use a model with head size <= %d or the CPU",
+                  a.hs, sh_max, handles_of(ctx)->cc_major, handles_of(ctx)->cc_minor, optin,
+                  (int)(((size_t)optin / sizeof(float) - 4 * KT) / (4 * KT + 2)));
+        return false;
+    }
     return true;
 }
 

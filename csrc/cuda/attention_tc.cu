@@ -183,9 +183,10 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
             float ea = exp2f((xa - mn) * LOG2E), eb = exp2f((xb - mn) * LOG2E);
             l[r] = l[r] * corr + warp_sum(ea + eb);
             m[r] = mn;
-            // (ea == 0: no dropout draw; a NaN score stays NaN in P, as in torch)
-            Pw[r * LDP + lane] = __float2bfloat16_rn(ea > 0.f ? ea * att_keep(a, b, h, i, ja) : ea);
-            Pw[r * LDP + lane + 32] = __float2bfloat16_rn(eb > 0.f ? eb * att_keep(a, b, h, i, jb) : eb);
+            // (ea == 0: no dropout draw; a NaN score stays NaN in P, as in torch. A row i >= Lq of the tile is
+            // never written out and draws nothing: its mask bits would lie past the end of saved)
+            Pw[r * LDP + lane] = __float2bfloat16_rn(i < Lq && ea > 0.f ? ea * att_keep(a, b, h, i, ja) : ea);
+            Pw[r * LDP + lane + 32] = __float2bfloat16_rn(i < Lq && eb > 0.f ? eb * att_keep(a, b, h, i, jb) : eb);
             for (int d = lane; d < HS; d += 32) Ow[r * SM::LDO + d] *= corr;
         }
         __syncwarp();

@@ -123,6 +123,10 @@ static lnn_status cuda_ctx_init(lnn_ctx *ctx, int device) {
     cudaDeviceGetAttribute(&h->sm_count, cudaDevAttrMultiProcessorCount, device);
     cudaDeviceGetAttribute(&h->cc_major, cudaDevAttrComputeCapabilityMajor, device);
     cudaDeviceGetAttribute(&h->cc_minor, cudaDevAttrComputeCapabilityMinor, device);
+    if (cudaDeviceGetAttribute(&h->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+        cudaGetLastError();
+        h->smem_optin = 48 << 10;
+    }
     h->attention_tc = cuda_attention_tc_wanted();
     h->tc_code_arch = attention_tc_code_arch();
     h->dropout_bits = cuda_dropout_bits_wanted();

@@ -24,7 +24,8 @@ __global__ void dropout4_kernel(T *out, const T *inp, lnn_rows rows, int C, lnn_
     if (i >= (size_t)rows.N * C) return;
     int row = (int)(i / C), c = (int)(i % C);
     lnn_philox_out o = lnn_dropout_bits(d, padded_index(rows, row, C, c) >> 2);
-    for (int k = 0; k < 4; k++) store_f(out + i + k, o.v[k] >= thr ? load_f(inp + i + k) * scale : 0.f);
+    // a product, as in dropout_kernel: a dropped NaN or inf stays NaN (never 0), so loss scaling still sees it
+    for (int k = 0; k < 4; k++) store_f(out + i + k, load_f(inp + i + k) * (o.v[k] >= thr ? scale : 0.f));
 }
 
 static void dropout_run(lnn_ctx *ctx, void *out, const void *inp, lnn_rows rows, int C, lnn_dropout_t d) {

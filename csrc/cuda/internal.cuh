@@ -56,6 +56,7 @@ struct cuda_handles {
     size_t lt_ws_bytes;
     int sm_count;
     int cc_major, cc_minor;
+    int smem_optin;      // the most dynamic shared memory a block may ask for (64 KB on sm_75, 227 KB on sm_90)
     int attention_tc;    // tensor-core attention: 0 no, 1 auto, 2 tc (LYRICNN_CUDA_ATTENTION at ctx_init; attention.cu)
     int tc_code_arch;    // the sm_ version its kernels were compiled for on this device (attention_tc_code_arch)
     int dropout_bits;    // the attention's dropout mask kept as bits (LYRICNN_CUDA_DROPOUT_BITS at ctx_init)

@@ -180,7 +180,7 @@ template <typename T>
 static bool ln_fold(lnn_ctx *ctx, T *dres, float *dw, float *db, const T *dout, const T *res, const T *w,
                     const float *mean, const float *rstd, int N, int C) {
     int kc = (C + 31) / 32;
-    if (kc > 32) return false;
+    if (kc > 32 || N <= 0) return false; // (N = 0 would launch no blocks: a launch error)
     int nblk = (N + LNF_ROWS - 1) / LNF_ROWS;
     float *part = (float *)cuda_scratch(ctx, 2 * (size_t)nblk * C * sizeof(float));
     if (!part) return true; // the failure is recorded

@@ -120,7 +120,7 @@ void cuda_segment_pool_forward(lnn_ctx *ctx, void *out, const void *x, const voi
 void cuda_segment_pool_backward(lnn_ctx *ctx, void *dx, void *dscores, const void *dout, const void *x,
                                 const void *scores, const int32_t *seg_off, int S, int N, int C, int mode) {
     cuda_enter(ctx);
-    if (dscores && mode == LNN_SEGPOOL_ATTN) {
+    if (dscores && mode == LNN_SEGPOOL_ATTN && S > 0) { // (S = 0 would launch no blocks: a launch error)
         LNN_CUDA_DISPATCH(ctx, T, segment_pool_dscores_kernel<T><<<S, 128, 0, stream_of(ctx)>>>(
                                       (T *)dscores, (const T *)dout, (const T *)x, (const T *)scores, seg_off, C));
         CUDA_LAUNCHED(ctx, "segment_pool_backward (scores)");
