@@ -237,6 +237,10 @@ static att_args make_args(int B, int T, int C, int NH, int q_first, const int32_
     return a;
 }
 
+// The SIMT dK/dV kernel's dynamic shared memory: K, V, dK, dV tiles of KT x (hs + 1) and two hs vectors (520 hs +
+// 512 bytes, the largest of the SIMT kernels')
+static size_t dkv_smem_bytes(int hs) { return (size_t)(4 * KT * (hs + 1) + 2 * hs) * sizeof(float); }
+
 // Whether the kernels' grids hold (B, T, NH): gridDim.x = B*NH blocks, gridDim.y = query tiles of QT (the
 // SIMT forward and dQ; the others' tiles are larger) at most MAX_GRID_Y; head size at most HMAX. Records the
 // failure otherwise (the input checks allow T up to 2^20, one more than 65535 tiles of 16).
@@ -251,8 +255,8 @@ static bool attention_fits(lnn_ctx *ctx, const att_args &a) {
                   "truncate", a.B, a.NH, a.T, MAX_GRID_Y * QT);
         return false;
     }
-    // the SIMT dK/dV kernel's tiles are the largest: 520 hs + 512 bytes, over sm_75's 64 KB from hs = 126
-    size_t sh_max = (size_t)(4 * KT * (a.hs + 1) + 2 * a.hs) * sizeof(float);
+    // over sm_75's 64 KB from hs = 126
+    size_t sh_max = dkv_smem_bytes(a.hs);
     int optin = handles_of(ctx)->smem_optin;
     if (sh_max > (size_t)optin) {
         cuda_fail(ctx, LNN_ERR_VALUE, "attention: head size %d needs %zu bytes of shared memory per block in the "
@@ -464,7 +468,7 @@ void cuda_attention_backward(lnn_ctx *ctx, void *dqkv, const void *dout, const v
     int per_bh = q_first ? 1 : T;
     size_t warps = (size_t)B * NH * per_bh;
     cudaStream_t s = stream_of(ctx);
-    size_t sh_kv = (size_t)(4 * KT * (a.hs + 1) + 2 * a.hs) * sizeof(float);
+    size_t sh_kv = dkv_smem_bytes(a.hs);
     size_t sh_q = (size_t)(2 * KT * (a.hs + 1) + 2 * QT * a.hs) * sizeof(float);
     dim3 gkv(B * NH, (T + KT - 1) / KT), gq(B * NH, q_first ? 1 : (T + QT - 1) / QT);
     LNN_CUDA_DISPATCH(ctx, Ty, {
